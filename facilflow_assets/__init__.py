@@ -1,0 +1,1 @@
+"""FacilFlow: the machine-learning lifecycle as Dagster software-defined assets."""

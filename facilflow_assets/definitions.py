@@ -1,0 +1,20 @@
+"""The code location: every asset, check, job, sensor and resource of FacilFlow."""
+
+import dagster as dg
+
+from facilflow_assets.environment import get_environment
+from facilflow_assets.raw.assets import raw_assets
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.warehouse import warehouse_models
+from jobs import all_jobs
+from sensors import all_schedules, all_sensors
+
+all_assets = [*raw_assets, warehouse_models]
+
+defs = dg.Definitions(
+    assets=all_assets,
+    jobs=all_jobs,
+    sensors=all_sensors,
+    schedules=all_schedules,
+    resources=build_resources(get_environment()),
+)

@@ -1,0 +1,32 @@
+"""The one place that decides which environment FacilFlow runs in.
+
+`local` (the default) runs on embedded stores under `.facilflow/` and needs no server.
+`prod` takes every setting from environment variables through `dagster.EnvVar`, so no
+secret is read at import time. No other module reads the process environment.
+"""
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOME = PROJECT_ROOT / ".facilflow"
+ENVIRONMENT_VARIABLE = "FACILFLOW_ENV"
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    PROD = "prod"
+
+
+def get_environment() -> Environment:
+    """The environment named by FACILFLOW_ENV; `local` when it is unset."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, Environment.LOCAL.value).strip().lower()
+    try:
+        return Environment(value)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Environment)
+        raise ValueError(
+            f"{ENVIRONMENT_VARIABLE}={value!r} is not an environment FacilFlow knows; "
+            f"use one of: {allowed}"
+        ) from None

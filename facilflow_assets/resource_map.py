@@ -1,0 +1,36 @@
+"""The resources of each environment: embedded defaults locally, EnvVar settings in prod."""
+
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from facilflow_assets.environment import LOCAL_HOME, Environment
+from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
+from resources import StorageResource, TenantResource
+
+DEFAULT_TENANT = "demo"
+DEFAULT_USE_CASE = "flight_delay"
+
+
+def build_resources(environment: Environment, home: Path | None = None) -> dict[str, object]:
+    """The resource map for `environment`; `home` overrides the local working directory."""
+    if environment is Environment.PROD:
+        return {
+            "storage": StorageResource(home=dg.EnvVar("FACILFLOW_HOME")),
+            "tenant": TenantResource(
+                tenant=dg.EnvVar("FACILFLOW_TENANT"), use_case=dg.EnvVar("FACILFLOW_USE_CASE")
+            ),
+            "dbt": DbtCliResource(
+                project_dir=dbt_project,
+                target=Environment.PROD.value,
+                dbt_executable=DBT_EXECUTABLE,
+            ),
+        }
+    return {
+        "storage": StorageResource(home=str(home or LOCAL_HOME)),
+        "tenant": TenantResource(tenant=DEFAULT_TENANT, use_case=DEFAULT_USE_CASE),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
+        ),
+    }

