@@ -1,0 +1,1 @@
+"""Feature engineering: a declarative spec, its polars engine, and the Feast integration."""

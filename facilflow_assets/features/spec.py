@@ -1,0 +1,284 @@
+"""The declarative feature specification a use case writes as data (YAML).
+
+Every kind the platform offers is here: rolling statistics, lags, ratios, time parts and
+windowed aggregates. A spec is checked when it is loaded, so a mistake stops the code
+location from loading with a message naming the file, the table, the feature and the field.
+"""
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
+NUMERIC_TYPES = {"int", "float", "bool"}
+_DURATION = re.compile(r"^(\d+)(m|h|d)$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+class FeatureSpecError(ValueError):
+    """A feature spec that cannot be computed, with where the mistake is."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `6h` or `7d` as a timedelta; anything else raises ValueError."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '30m', '6h' or '7d'")
+    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Feature(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Output column name.")
+    description: str = ""
+
+    def inputs(self) -> dict[str, str]:
+        """Field name to the column it reads."""
+        return {}
+
+
+class RollingFeature(_Feature):
+    """A statistic over the entity's last `window` rows (an integer) or time span ('6h')."""
+
+    kind: Literal["rolling"]
+    column: str
+    stat: Literal["mean", "std", "min", "max"]
+    window: int | str
+
+    def inputs(self) -> dict[str, str]:
+        return {"column": self.column}
+
+
+class LagFeature(_Feature):
+    """The entity's value `steps` rows back, or as it was `by` ('1h') before the row."""
+
+    kind: Literal["lag"]
+    column: str
+    steps: int | None = None
+    by: str | None = None
+
+    def inputs(self) -> dict[str, str]:
+        return {"column": self.column}
+
+
+class RatioFeature(_Feature):
+    """numerator / denominator; `on_zero` (null by default) where the denominator is 0."""
+
+    kind: Literal["ratio"]
+    numerator: str
+    denominator: str
+    on_zero: float | None = None
+
+    def inputs(self) -> dict[str, str]:
+        return {"numerator": self.numerator, "denominator": self.denominator}
+
+
+class TimeFeature(_Feature):
+    """A calendar part of a timestamp column, in `time_zone` (UTC by default)."""
+
+    kind: Literal["time"]
+    column: str
+    part: Literal["hour", "day_of_week", "is_weekend", "month"]
+    time_zone: str = "UTC"
+
+    def inputs(self) -> dict[str, str]:
+        return {"column": self.column}
+
+
+class AggregateFeature(_Feature):
+    """Count of rows (or sum of `column`) over the trailing time `window` per `group_by`."""
+
+    kind: Literal["aggregate"]
+    agg: Literal["count", "sum"]
+    column: str | None = None
+    window: str
+    group_by: list[str] | None = Field(
+        default=None, description="Grouping columns; the table's entity by default."
+    )
+
+    def inputs(self) -> dict[str, str]:
+        inputs = {"column": self.column} if self.column else {}
+        return inputs | {f"group_by[{i}]": c for i, c in enumerate(self.group_by or [])}
+
+
+Feature = Annotated[
+    RollingFeature | LagFeature | RatioFeature | TimeFeature | AggregateFeature,
+    Field(discriminator="kind"),
+]
+
+
+class SourceSpec(_Strict):
+    """The warehouse model a table is computed from, and the columns it reads."""
+
+    model: str = Field(description="dbt model asset key, e.g. 'staging/stg_weather'.")
+    entity: list[str] = Field(min_length=1, description="Entity key columns.")
+    timestamp: str | None = Field(
+        default=None, description="Event time column; omit for a static table."
+    )
+    static_as_of: datetime | None = Field(
+        default=None, description="Event time given to every row of a static table."
+    )
+    columns: dict[str, ColumnType]
+
+
+class FeatureTableSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    source: SourceSpec
+    keep: list[str] = Field(default_factory=list, description="Source columns kept as features.")
+    features: list[Feature] = Field(default_factory=list)
+
+    @property
+    def timestamp_column(self) -> str:
+        return self.source.timestamp or "valid_from"
+
+    def output_types(self) -> dict[str, ColumnType]:
+        """Every output column with its type: entity, timestamp, kept columns, features."""
+        types: dict[str, ColumnType] = {c: self.source.columns[c] for c in self.source.entity}
+        types[self.timestamp_column] = "timestamp"
+        types |= {c: self.source.columns[c] for c in self.keep}
+        types |= {f.name: _output_type(f, {**self.source.columns, **types}) for f in self.features}
+        return types
+
+    @model_validator(mode="after")
+    def _check(self) -> "FeatureTableSpec":
+        _check_table(self)
+        return self
+
+
+class FeatureSpec(_Strict):
+    use_case: str
+    tables: list[FeatureTableSpec]
+
+    def table(self, name: str) -> FeatureTableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> "FeatureSpec":
+        names = [t.name for t in self.tables]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"table '{duplicated[0]}' is defined more than once")
+        return self
+
+
+def _output_type(feature, known: dict[str, ColumnType]) -> ColumnType:
+    match feature:
+        case TimeFeature(part="is_weekend"):
+            return "bool"
+        case TimeFeature() | AggregateFeature(agg="count"):
+            return "int"
+        case LagFeature():
+            return known[feature.column]
+        case _:
+            return "float"
+
+
+def _fail(table: str, feature: str | None, field: str, problem: str) -> None:
+    where = f"table '{table}'" + (f", feature '{feature}'" if feature else "")
+    raise ValueError(f"{where}, field '{field}': {problem}")
+
+
+def _check_table(table: FeatureTableSpec) -> None:
+    source = table.source
+    for field, columns in [("source.entity", source.entity), ("keep", table.keep)]:
+        for column in columns:
+            if column not in source.columns:
+                _fail(table.name, None, field, f"unknown column '{column}'")
+    if source.timestamp is None and source.static_as_of is None:
+        _fail(table.name, None, "source.timestamp", "give a timestamp column or static_as_of")
+    if source.timestamp is not None and source.columns.get(source.timestamp) != "timestamp":
+        _fail(table.name, None, "source.timestamp", f"'{source.timestamp}' is not a timestamp")
+
+    known: dict[str, ColumnType] = dict(source.columns)
+    taken = set(source.entity) | set(table.keep) | {table.timestamp_column}
+    for feature in table.features:
+        if feature.name in taken:
+            _fail(table.name, feature.name, "name", "duplicate output name")
+        for field, column in feature.inputs().items():
+            if column not in known:
+                _fail(table.name, feature.name, field, f"unknown column '{column}'")
+        _check_feature(table, feature, known)
+        known[feature.name] = _output_type(feature, known)
+        taken.add(feature.name)
+
+
+def _check_feature(table: FeatureTableSpec, feature, known: dict[str, ColumnType]) -> None:
+    name = table.name
+    time_windowed = isinstance(feature, AggregateFeature) or (
+        isinstance(feature, RollingFeature | LagFeature)
+        and isinstance(getattr(feature, "window", None) or getattr(feature, "by", None), str)
+    )
+    if time_windowed and table.source.timestamp is None:
+        _fail(name, feature.name, "window", "a time window needs a source timestamp")
+    match feature:
+        case RollingFeature(window=int(rows)) if rows <= 0:
+            _fail(name, feature.name, "window", f"must be positive, got {rows}")
+        case RollingFeature(window=str(span)) | AggregateFeature(window=span):
+            _check_span(name, feature.name, "window", span)
+        case LagFeature(steps=None, by=None) | LagFeature(steps=int(), by=str()):
+            _fail(name, feature.name, "steps", "give exactly one of 'steps' and 'by'")
+        case LagFeature(steps=int(steps)) if steps <= 0:
+            _fail(name, feature.name, "steps", f"must be positive, got {steps}")
+        case LagFeature(by=str(span)):
+            _check_span(name, feature.name, "by", span)
+        case AggregateFeature(agg="sum", column=None):
+            _fail(name, feature.name, "column", "a sum needs a column")
+        case TimeFeature() if known[feature.column] != "timestamp":
+            _fail(name, feature.name, "column", f"'{feature.column}' is not a timestamp")
+    numeric_fields = {
+        "column": isinstance(feature, RollingFeature | AggregateFeature) and feature.column,
+        "numerator": isinstance(feature, RatioFeature),
+        "denominator": isinstance(feature, RatioFeature),
+    }
+    for field, required in numeric_fields.items():
+        column = getattr(feature, field, None)
+        if required and column and known[column] not in NUMERIC_TYPES:
+            _fail(name, feature.name, field, f"'{column}' is {known[column]}, not numeric")
+
+
+def _check_span(table: str, feature: str, field: str, span: str) -> None:
+    try:
+        duration = parse_duration(span)
+    except ValueError as exc:
+        _fail(table, feature, field, str(exc))
+    if duration <= timedelta(0):
+        _fail(table, feature, field, f"must be positive, got '{span}'")
+
+
+def load_feature_spec(path: Path) -> FeatureSpec:
+    """Read and check a spec file; every error names the file and where in it."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise FeatureSpecError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return FeatureSpec.model_validate(document)
+    except ValidationError as exc:
+        problems = [_describe(document, error) for error in exc.errors()]
+        raise FeatureSpecError(f"{path}: " + "; ".join(problems)) from None
+
+
+def _describe(document: object, error: dict) -> str:
+    """A pydantic error with list indexes replaced by the names of the tables and features."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    node, parts = document, []
+    for step in error["loc"]:
+        if isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+            label = node.get("name") if isinstance(node, dict) else None
+            parts[-1] = f"{parts[-1].rstrip('s')} '{label}'" if label else f"{parts[-1]}[{step}]"
+        elif isinstance(node, dict) and step in node:
+            node = node[step]
+            parts.append(str(step))
+        elif step not in ("rolling", "lag", "ratio", "time", "aggregate"):
+            parts.append(f"field '{step}'")
+    where = ", ".join(p for p in parts if p not in ("tables", "features"))
+    return f"{where}: {message}" if where else message
