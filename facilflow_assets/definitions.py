@@ -3,13 +3,15 @@
 import dagster as dg
 
 from facilflow_assets.environment import get_environment
+from facilflow_assets.features.assets import feature_table_assets
+from facilflow_assets.features.feast_assets import feast_assets
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.warehouse import warehouse_models
 from jobs import all_jobs
 from sensors import all_schedules, all_sensors
 
-all_assets = [*raw_assets, warehouse_models]
+all_assets = [*raw_assets, warehouse_models, *feature_table_assets, *feast_assets]
 
 defs = dg.Definitions(
     assets=all_assets,

@@ -5,21 +5,31 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from facilflow_assets.environment import LOCAL_HOME, Environment
+from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT, Environment
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
-from resources import StorageResource, TenantResource
+from resources import FeastResource, StorageResource, TenantResource
 
 DEFAULT_TENANT = "demo"
 DEFAULT_USE_CASE = "flight_delay"
+FEATURE_REPO = str(PROJECT_ROOT / "feature_repo")
 
 
 def build_resources(environment: Environment, home: Path | None = None) -> dict[str, object]:
     """The resource map for `environment`; `home` overrides the local working directory."""
     if environment is Environment.PROD:
+        storage = StorageResource(home=dg.EnvVar("FACILFLOW_HOME"))
+        tenant = TenantResource(
+            tenant=dg.EnvVar("FACILFLOW_TENANT"), use_case=dg.EnvVar("FACILFLOW_USE_CASE")
+        )
         return {
-            "storage": StorageResource(home=dg.EnvVar("FACILFLOW_HOME")),
-            "tenant": TenantResource(
-                tenant=dg.EnvVar("FACILFLOW_TENANT"), use_case=dg.EnvVar("FACILFLOW_USE_CASE")
+            "storage": storage,
+            "tenant": tenant,
+            "feast": FeastResource(
+                repo_path=FEATURE_REPO,
+                storage=storage,
+                tenant=tenant,
+                online_store="redis",
+                redis_url=dg.EnvVar("FACILFLOW_REDIS_URL"),
             ),
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
@@ -27,9 +37,12 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 dbt_executable=DBT_EXECUTABLE,
             ),
         }
+    storage = StorageResource(home=str(home or LOCAL_HOME))
+    tenant = TenantResource(tenant=DEFAULT_TENANT, use_case=DEFAULT_USE_CASE)
     return {
-        "storage": StorageResource(home=str(home or LOCAL_HOME)),
-        "tenant": TenantResource(tenant=DEFAULT_TENANT, use_case=DEFAULT_USE_CASE),
+        "storage": storage,
+        "tenant": tenant,
+        "feast": FeastResource(repo_path=FEATURE_REPO, storage=storage, tenant=tenant),
         "dbt": DbtCliResource(
             project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
         ),

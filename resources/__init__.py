@@ -1,6 +1,7 @@
 """One `ConfigurableResource` per external system, each with local defaults."""
 
+from resources.feast import FeastResource
 from resources.storage import StorageResource
 from resources.tenancy import TenantResource
 
-__all__ = ["StorageResource", "TenantResource"]
+__all__ = ["FeastResource", "StorageResource", "TenantResource"]

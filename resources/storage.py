@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import duckdb
+import polars as pl
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -23,8 +25,27 @@ class StorageResource(ConfigurableResource):
         return self.root / "raw"
 
     @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
 
     def raw_path(self, table: str) -> Path:
         return self.raw_dir / f"{table}.parquet"
+
+    def feature_table_path(self, table: str) -> Path:
+        return self.features_dir / f"{table}.parquet"
+
+    def read_warehouse(self, model: str) -> pl.DataFrame:
+        """A dbt model by its asset key (`staging/stg_weather`), read from the warehouse."""
+        schema, table = model.split("/")
+        if not self.warehouse_path.exists():
+            raise FileNotFoundError(
+                f"no warehouse at {self.warehouse_path}; materialize the dbt assets first"
+            )
+        with duckdb.connect(str(self.warehouse_path), read_only=True) as connection:
+            return pl.from_arrow(
+                connection.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
+            )

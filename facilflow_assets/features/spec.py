@@ -128,12 +128,45 @@ class SourceSpec(_Strict):
     columns: dict[str, ColumnType]
 
 
+class TableExpectations(_Strict):
+    """What the table's asset checks hold it to."""
+
+    max_null_share: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.05},
+        description="Largest share of nulls per column; 'default' covers the rest.",
+    )
+    ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Inclusive [min, max] per column."
+    )
+    max_staleness: str = Field(
+        default="1d", description="How far the table's latest row may trail its source's."
+    )
+
+    def null_share_limit(self, column: str) -> float:
+        return self.max_null_share.get(column, self.max_null_share.get("default", 0.05))
+
+
 class FeatureTableSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
     source: SourceSpec
     keep: list[str] = Field(default_factory=list, description="Source columns kept as features.")
     features: list[Feature] = Field(default_factory=list)
+    expect: TableExpectations = Field(default_factory=TableExpectations)
+
+    def value_ranges(self) -> dict[str, tuple[float, float]]:
+        """Declared ranges, plus those that follow from a feature's kind."""
+        implied = {
+            f.name: {"hour": (0, 23), "day_of_week": (1, 7), "month": (1, 12)}[f.part]
+            for f in self.features
+            if isinstance(f, TimeFeature) and f.part != "is_weekend"
+        }
+        implied |= {
+            f.name: (0, float("inf"))
+            for f in self.features
+            if isinstance(f, AggregateFeature) and f.agg == "count"
+        }
+        return implied | dict(self.expect.ranges)
 
     @property
     def timestamp_column(self) -> str:
@@ -198,6 +231,14 @@ def _check_table(table: FeatureTableSpec) -> None:
         _fail(table.name, None, "source.timestamp", f"'{source.timestamp}' is not a timestamp")
 
     known: dict[str, ColumnType] = dict(source.columns)
+    outputs = {*source.entity, *table.keep, *(f.name for f in table.features)}
+    for field, columns in [
+        ("expect.max_null_share", set(table.expect.max_null_share) - {"default"}),
+        ("expect.ranges", set(table.expect.ranges)),
+    ]:
+        for column in sorted(columns - outputs):
+            _fail(table.name, None, field, f"unknown column '{column}'")
+    _check_span(table.name, None, "expect.max_staleness", table.expect.max_staleness)
     taken = set(source.entity) | set(table.keep) | {table.timestamp_column}
     for feature in table.features:
         if feature.name in taken:
@@ -244,7 +285,7 @@ def _check_feature(table: FeatureTableSpec, feature, known: dict[str, ColumnType
             _fail(name, feature.name, field, f"'{column}' is {known[column]}, not numeric")
 
 
-def _check_span(table: str, feature: str, field: str, span: str) -> None:
+def _check_span(table: str, feature: str | None, field: str, span: str) -> None:
     try:
         duration = parse_duration(span)
     except ValueError as exc:

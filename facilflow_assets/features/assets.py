@@ -1,0 +1,61 @@
+"""Feature table assets: each spec table computed from its warehouse model, as parquet."""
+
+import dagster as dg
+import polars as pl
+
+from facilflow_assets.features.checks import check_specs, evaluate_checks
+from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
+from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
+from facilflow_assets.features.spec import FeatureTableSpec
+from facilflow_assets.metadata import table_metadata
+from facilflow_assets.parquet_io import write_parquet_atomic
+from resources import StorageResource
+
+FEATURES_GROUP = "features"
+
+
+def build_feature_table_asset(table: FeatureTableSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([FEATURES_GROUP, table.name])
+
+    @dg.asset(
+        key=key,
+        group_name=FEATURES_GROUP,
+        kinds={"polars", "parquet"},
+        deps=[dg.AssetKey(table.source.model.split("/"))],
+        check_specs=check_specs(table, key),
+        description=table.description,
+        metadata={"entity": ", ".join(table.source.entity), "source": table.source.model},
+    )
+    def _feature_table(context: dg.AssetExecutionContext, storage: StorageResource):
+        source = storage.read_warehouse(table.source.model)
+        check_source(table, source.schema)
+        frame = compute_features(table, source.lazy()).collect()
+        source_latest = source[table.source.timestamp].max() if table.source.timestamp else None
+        results = evaluate_checks(table, frame, source_latest)
+        failed = [r.check_name for r in results if not r.passed]
+        # Results first, so the UI shows which check failed even when nothing is written.
+        yield from results
+        if failed:
+            raise FeatureDataError(
+                f"feature table '{table.name}' failed its checks {failed}; "
+                "the previous version is kept"
+            )
+        path = write_parquet_atomic(frame, storage.feature_table_path(table.name))
+        context.log.info(f"{table.name}: {frame.height:,} rows, {frame.width} columns -> {path}")
+        yield dg.MaterializeResult(metadata=_feature_metadata(table, frame, path))
+
+    return _feature_table
+
+
+def _feature_metadata(table: FeatureTableSpec, frame: pl.DataFrame, path) -> dict:
+    times = frame[table.timestamp_column]
+    return {
+        **table_metadata(frame, path),
+        "entities": dg.MetadataValue.int(frame.select(table.source.entity).n_unique()),
+        "first_event": dg.MetadataValue.text(str(times.min())),
+        "last_event": dg.MetadataValue.text(str(times.max())),
+        "features": dg.MetadataValue.int(len(table.keep) + len(table.features)),
+    }
+
+
+feature_table_assets = [build_feature_table_asset(t) for t in FLIGHT_DELAY_SPEC.tables]

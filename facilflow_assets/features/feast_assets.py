@@ -1,0 +1,191 @@
+"""Feast assets: the registry, the online store, and the point-in-time training set."""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from facilflow_assets.features.assets import FEATURES_GROUP, feature_table_assets
+from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.metadata import table_metadata
+from facilflow_assets.parquet_io import write_parquet_atomic
+from resources import FeastResource, StorageResource
+
+REGISTRY_KEY = dg.AssetKey([FEATURES_GROUP, "feast_registry"])
+ONLINE_STORE_KEY = dg.AssetKey([FEATURES_GROUP, "online_store"])
+TRAINING_SET_KEY = dg.AssetKey([FEATURES_GROUP, "training_set"])
+FEATURE_TABLE_KEYS = [a.key for a in feature_table_assets]
+LABEL = "is_delayed"
+ENTITY_MODEL = "marts/flight_schedule"
+ENTITY_COLUMNS = ["flight_id", "carrier_code", "origin_airport_code", "route", "tail_number"]
+
+
+@dg.asset(
+    key=REGISTRY_KEY,
+    group_name=FEATURES_GROUP,
+    kinds={"feast"},
+    deps=FEATURE_TABLE_KEYS,
+    description="The Feast registry, made to match feature_repo/ (as `feast apply`).",
+)
+def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
+    contents = feast.apply()
+    return dg.MaterializeResult(
+        metadata={
+            "project": feast.tenant.feast_project,
+            "entities": len(contents.entities),
+            "feature_views": dg.MetadataValue.json(sorted(v.name for v in contents.feature_views)),
+            "on_demand_feature_views": len(contents.on_demand_feature_views),
+            "feature_services": dg.MetadataValue.json(
+                sorted(s.name for s in contents.feature_services)
+            ),
+        }
+    )
+
+
+class MaterializeConfig(dg.Config):
+    end: str | None = Field(
+        default=None,
+        description="Load feature rows up to this UTC time (ISO 8601); the newest row by default.",
+    )
+
+    def end_time(self) -> datetime | None:
+        if self.end is None:
+            return None
+        end = datetime.fromisoformat(self.end)
+        return end if end.tzinfo else end.replace(tzinfo=UTC)
+
+
+@dg.asset(
+    key=ONLINE_STORE_KEY,
+    group_name=FEATURES_GROUP,
+    kinds={"feast", "sqlite"},
+    deps=[REGISTRY_KEY],
+    description="Latest feature values per entity in the online store, loaded incrementally.",
+)
+def online_store(
+    context: dg.AssetExecutionContext, config: MaterializeConfig, feast: FeastResource
+) -> dg.MaterializeResult:
+    store = feast.feature_store()
+    views = store.list_feature_views()
+    end = config.end_time() or _newest_row(feast, views) + timedelta(microseconds=1)
+    fresh = [v.name for v in views if not v.materialization_intervals]
+    loaded = [v.name for v in views if v.materialization_intervals]
+    if fresh:
+        # A view never loaded starts at its oldest row, not at now - TTL as Feast's
+        # incremental default would, which skips historical data entirely.
+        start = _oldest_row(feast, [v for v in views if v.name in fresh])
+        context.log.info(f"first load of {fresh} from {start} to {end}")
+        store.materialize(start_date=start, end_date=end, feature_views=fresh)
+    if loaded:
+        context.log.info(f"incremental load of {loaded} up to {end}")
+        store.materialize_incremental(end_date=end, feature_views=loaded)
+    intervals = {
+        v.name: [f"{a.isoformat()} .. {b.isoformat()}" for a, b in v.materialization_intervals]
+        for v in store.list_feature_views()
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "loaded_until": end.isoformat(),
+            "first_loads": dg.MetadataValue.json(fresh),
+            "incremental_loads": dg.MetadataValue.json(loaded),
+            "intervals": dg.MetadataValue.json(intervals),
+            "online_store": feast.online_store,
+        }
+    )
+
+
+def _event_times(feast: FeastResource, views) -> pl.DataFrame:
+    frames = [
+        pl.scan_parquet(feast.storage.features_dir / _file_name(view)).select(
+            pl.col(view.batch_source.timestamp_field).alias("t")
+        )
+        for view in views
+    ]
+    return pl.concat(frames).select(first=pl.col("t").min(), last=pl.col("t").max()).collect()
+
+
+def _file_name(view) -> str:
+    return view.batch_source.path.rsplit("/", 1)[-1]
+
+
+def _oldest_row(feast: FeastResource, views) -> datetime:
+    return _event_times(feast, views)["first"][0]
+
+
+def _newest_row(feast: FeastResource, views) -> datetime:
+    return _event_times(feast, views)["last"][0]
+
+
+class TrainingSetConfig(dg.Config):
+    feature_service: str = Field(default=FEATURE_SERVICE, description="Feast feature service.")
+    prediction_lead_minutes: int = Field(
+        default=60,
+        gt=0,
+        description="Features are as of this long before scheduled departure. It must exceed "
+        "the earliest departure ahead of schedule (43 minutes in 2013), or a flight's own "
+        "outcome would be known at prediction time.",
+    )
+
+
+@dg.asset(
+    key=TRAINING_SET_KEY,
+    group_name=FEATURES_GROUP,
+    kinds={"feast", "polars", "parquet"},
+    deps=[REGISTRY_KEY, dg.AssetKey(ENTITY_MODEL.split("/"))],
+    description="Every departed flight with its label and the feature service's features, "
+    "joined point-in-time through Feast's get_historical_features.",
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    feast: FeastResource,
+    storage: StorageResource,
+) -> dg.MaterializeResult:
+    entity_df = build_entity_frame(storage, config.prediction_lead_minutes)
+    store = feast.feature_store()
+    service = store.get_feature_service(config.feature_service)
+    job = store.get_historical_features(
+        entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
+    )
+    frame = pl.from_pandas(job.to_df())
+    path = write_parquet_atomic(frame, storage.root / "training" / f"{service.name}.parquet")
+    version = data_version(frame)
+    feature_columns = [c for c in frame.columns if "__" in c]
+    context.log.info(f"training set: {frame.height:,} rows x {len(feature_columns)} features")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(version),
+        metadata={
+            **table_metadata(frame, path),
+            "data_version": version,
+            "feature_service": service.name,
+            "features": len(feature_columns),
+            "entity_columns": dg.MetadataValue.json([*ENTITY_COLUMNS, "event_timestamp"]),
+            "label": LABEL,
+            "label_positive_share": float(frame[LABEL].mean()),
+            "prediction_lead_minutes": config.prediction_lead_minutes,
+        },
+    )
+
+
+def build_entity_frame(storage: StorageResource, lead_minutes: int) -> pl.DataFrame:
+    """One row per departed flight: entity keys, prediction time and label."""
+    flights = storage.read_warehouse(ENTITY_MODEL).filter(pl.col(LABEL).is_not_null())
+    return flights.select(
+        *ENTITY_COLUMNS,
+        (pl.col("scheduled_departure_at") - pl.duration(minutes=lead_minutes)).alias(
+            "event_timestamp"
+        ),
+        pl.col(LABEL),
+    )
+
+
+def data_version(frame: pl.DataFrame) -> str:
+    """A content hash of a frame: the same rows and columns give the same version."""
+    digest = hashlib.sha256(str(frame.schema).encode())
+    digest.update(frame.sort(frame.columns[0]).hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+feast_assets = [feast_registry, online_store, training_set]

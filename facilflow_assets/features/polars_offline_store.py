@@ -1,0 +1,277 @@
+"""A Feast offline store on polars: point-in-time joins as sorted as-of joins.
+
+Semantics follow Feast's DuckDB store. For each entity row and feature view, take the
+feature row with the same join keys whose event time is at or before the entity time and
+no more than the view's TTL before it; among rows with the same event time, the latest
+created time wins. Field mappings, projections (aliases, join key maps) and full feature
+names behave the same way. Use it with `offline_store: type: <this module>.PolarsOfflineStore`.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow
+from feast.data_source import DataSource
+from feast.errors import SavedDatasetLocationAlreadyExists
+from feast.feature_view import FeatureView
+from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
+from feast.infra.offline_stores.offline_store import (
+    OfflineStore,
+    RetrievalJob,
+    RetrievalMetadata,
+)
+from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.saved_dataset import SavedDatasetStorage
+from pydantic import StrictStr
+
+from facilflow_assets.parquet_io import write_parquet_atomic
+
+UTC_MICROSECONDS = pl.Datetime("us", "UTC")
+_ROW = "__entity_row"
+
+
+class PolarsOfflineStoreConfig(FeastConfigBaseModel):
+    type: StrictStr = "facilflow_assets.features.polars_offline_store.PolarsOfflineStore"
+
+
+class PolarsRetrievalJob(RetrievalJob):
+    """A deferred polars query; nothing is read until the result is asked for."""
+
+    def __init__(
+        self,
+        query: Callable[[], pl.DataFrame],
+        full_feature_names: bool = False,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+    ):
+        self._query = query
+        self._full_feature_names = full_feature_names
+        self._on_demand_feature_views = on_demand_feature_views or []
+        self._metadata = metadata
+
+    def to_polars(self) -> pl.DataFrame:
+        """The result as a polars frame (on-demand views are not applied here)."""
+        return self._query()
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self.to_polars().to_pandas()
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pyarrow.Table:
+        return self.to_polars().to_arrow()
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._on_demand_feature_views
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def persist(
+        self,
+        storage: SavedDatasetStorage,
+        allow_overwrite: bool = False,
+        timeout: int | None = None,
+    ) -> None:
+        if not isinstance(storage, SavedDatasetFileStorage):
+            raise ValueError("the polars offline store saves datasets to files only")
+        path = Path(storage.file_options.uri)
+        if path.exists() and not allow_overwrite:
+            raise SavedDatasetLocationAlreadyExists(location=str(path))
+        write_parquet_atomic(self.to_polars(), path)
+
+
+class PolarsOfflineStore(OfflineStore):
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+    ) -> RetrievalJob:
+        entities, timestamp_column = _entity_frame(entity_df)
+        views = [
+            (view, *_view_features(config, view, feature_refs, full_feature_names))
+            for view in feature_views
+        ]
+        views = [(view, table, columns) for view, table, columns in views if columns]
+
+        def query() -> pl.DataFrame:
+            features = [
+                _point_in_time_join(entities, table, view, timestamp_column)
+                for view, table, _ in views
+            ]
+            return pl.concat([entities, *features], how="horizontal")
+
+        times = entities[timestamp_column]
+        return PolarsRetrievalJob(
+            query,
+            full_feature_names=full_feature_names,
+            on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
+                feature_refs, project, registry
+            ),
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=[c for c in entities.columns if c != timestamp_column],
+                min_event_timestamp=times.min(),
+                max_event_timestamp=times.max(),
+            ),
+        )
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        times = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+        rows = _in_range(
+            _scan(config, data_source).select([*join_key_columns, *feature_name_columns, *times]),
+            timestamp_field,
+            start_date,
+            end_date,
+        )
+        latest = rows.sort([*join_key_columns, *times]).unique(
+            subset=join_key_columns, keep="last", maintain_order=True
+        )
+        return PolarsRetrievalJob(latest.collect)
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> RetrievalJob:
+        times = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+        rows = _scan(config, data_source).select([*join_key_columns, *feature_name_columns, *times])
+        return PolarsRetrievalJob(_in_range(rows, timestamp_field, start_date, end_date).collect)
+
+
+def _scan(config: RepoConfig, data_source: DataSource) -> pl.LazyFrame:
+    if not isinstance(data_source, FileSource):
+        raise TypeError(
+            f"the polars offline store reads FileSource parquet; '{data_source.name}' is a "
+            f"{type(data_source).__name__}"
+        )
+    path = FileSource.get_uri_for_file_path(config.repo_path, data_source.path)
+    return pl.scan_parquet(path)
+
+
+def _utc(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """Make timestamp columns UTC microseconds; naive ones are taken to be UTC already."""
+    schema = frame.collect_schema()
+    fixed = []
+    for column in columns:
+        dtype = schema[column]
+        expr = pl.col(column)
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+            expr = expr.dt.replace_time_zone("UTC")
+        elif not isinstance(dtype, pl.Datetime):
+            expr = expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        fixed.append(expr.cast(UTC_MICROSECONDS))
+    return frame.with_columns(fixed)
+
+
+def _in_range(
+    rows: pl.LazyFrame, column: str, start: datetime | None, end: datetime | None
+) -> pl.LazyFrame:
+    rows = _utc(rows, [column])
+    if start is not None:
+        rows = rows.filter(pl.col(column) >= start.astimezone(UTC))
+    if end is not None:
+        rows = rows.filter(pl.col(column) <= end.astimezone(UTC))
+    return rows
+
+
+def _entity_frame(entity_df: pd.DataFrame | str) -> tuple[pl.DataFrame, str]:
+    if isinstance(entity_df, str):
+        raise TypeError("the polars offline store takes an entity DataFrame, not a SQL query")
+    timestamp_column = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
+    entities = pl.from_pandas(entity_df)
+    entities = _utc(entities.lazy(), [timestamp_column]).collect()
+    return entities, timestamp_column
+
+
+def _view_features(
+    config: RepoConfig, view: FeatureView, feature_refs: list[str], full_feature_names: bool
+) -> tuple[pl.LazyFrame, list[str]]:
+    """The view's rows, one per join key and event time, with features under output names."""
+    prefix = view.projection.name_to_use()
+    features = [ref.split(":", 1)[1] for ref in feature_refs if ref.startswith(f"{prefix}:")]
+    base_name = view.projection.name_alias or view.name
+    output = {f: f"{base_name}__{f}" if full_feature_names else f for f in features}
+    if not features:
+        return pl.LazyFrame(), []
+    source = view.batch_source
+    table = _scan(config, source)
+    names = table.collect_schema().names()
+    table = table.rename({old: new for old, new in source.field_mapping.items() if old in names})
+    keys = list(_join_key_map(view))
+    times = [source.timestamp_field]
+    if source.created_timestamp_column:
+        times.append(source.created_timestamp_column)
+    table = _utc(table.select([*keys, *times, *features]), times)
+    # Among rows with the same keys and event time, the latest created one wins.
+    table = table.sort([*keys, *times]).unique(
+        subset=[*keys, source.timestamp_field], keep="last", maintain_order=True
+    )
+    return table.rename(output), list(output.values())
+
+
+def _join_key_map(view: FeatureView) -> dict[str, str]:
+    """Feature table join key to entity DataFrame column."""
+    return view.projection.join_key_map or {c.name: c.name for c in view.entity_columns}
+
+
+def _point_in_time_join(
+    entities: pl.DataFrame, table: pl.LazyFrame, view: FeatureView, timestamp_column: str
+) -> pl.DataFrame:
+    """The view's feature columns for every entity row, in the entity rows' order."""
+    key_map = _join_key_map(view)
+    missing = [column for column in key_map.values() if column not in entities.columns]
+    if missing:
+        raise ValueError(
+            f"feature view '{view.name}' joins on {missing}, which the entity DataFrame lacks"
+        )
+    entity_keys = list(key_map.values())
+    event_time = "__feature_event_time"
+    table = table.rename({view.batch_source.timestamp_field: event_time, **key_map}).with_columns(
+        [pl.col(c).cast(entities.schema[c]) for c in entity_keys]
+    )
+    created = view.batch_source.created_timestamp_column
+    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+    keys = entities.select([*entity_keys, timestamp_column]).with_row_index(_ROW)
+    joined = keys.sort([*entity_keys, timestamp_column]).join_asof(
+        table.collect().sort([*entity_keys, event_time]),
+        left_on=timestamp_column,
+        right_on=event_time,
+        by=entity_keys,
+        strategy="backward",
+        tolerance=ttl,
+        check_sortedness=False,
+    )
+    dropped = {_ROW, *entity_keys, timestamp_column, event_time, *([created] if created else [])}
+    return joined.sort(_ROW).select([c for c in joined.columns if c not in dropped])

@@ -1,0 +1,1 @@
+"""Feast definitions of the flight-delay use case."""
