@@ -243,7 +243,13 @@ def _view_features(
 
 def _join_key_map(view: FeatureView) -> dict[str, str]:
     """Feature table join key to entity DataFrame column."""
-    return view.projection.join_key_map or {c.name: c.name for c in view.entity_columns}
+    key_map = view.projection.join_key_map or {c.name: c.name for c in view.entity_columns}
+    if not key_map:
+        raise ValueError(
+            f"feature view '{view.name}' has no join key columns; list its entities' join "
+            "keys in the view's schema so a point-in-time join cannot match across entities"
+        )
+    return key_map
 
 
 def _point_in_time_join(

@@ -253,36 +253,38 @@ def _check_table(table: FeatureTableSpec) -> None:
 
 def _check_feature(table: FeatureTableSpec, feature, known: dict[str, ColumnType]) -> None:
     name = table.name
-    time_windowed = isinstance(feature, AggregateFeature) or (
-        isinstance(feature, RollingFeature | LagFeature)
-        and isinstance(getattr(feature, "window", None) or getattr(feature, "by", None), str)
-    )
-    if time_windowed and table.source.timestamp is None:
-        _fail(name, feature.name, "window", "a time window needs a source timestamp")
-    match feature:
-        case RollingFeature(window=int(rows)) if rows <= 0:
-            _fail(name, feature.name, "window", f"must be positive, got {rows}")
-        case RollingFeature(window=str(span)) | AggregateFeature(window=span):
-            _check_span(name, feature.name, "window", span)
-        case LagFeature(steps=None, by=None) | LagFeature(steps=int(), by=str()):
+    if isinstance(feature, RollingFeature) and isinstance(feature.window, int):
+        if feature.window <= 0:
+            _fail(name, feature.name, "window", f"must be positive, got {feature.window}")
+    elif isinstance(feature, RollingFeature | AggregateFeature):
+        _check_span(name, feature.name, "window", feature.window)
+        _needs_timestamp(table, feature.name, "window")
+    if isinstance(feature, LagFeature):
+        if (feature.steps is None) == (feature.by is None):
             _fail(name, feature.name, "steps", "give exactly one of 'steps' and 'by'")
-        case LagFeature(steps=int(steps)) if steps <= 0:
-            _fail(name, feature.name, "steps", f"must be positive, got {steps}")
-        case LagFeature(by=str(span)):
-            _check_span(name, feature.name, "by", span)
-        case AggregateFeature(agg="sum", column=None):
-            _fail(name, feature.name, "column", "a sum needs a column")
-        case TimeFeature() if known[feature.column] != "timestamp":
-            _fail(name, feature.name, "column", f"'{feature.column}' is not a timestamp")
+        if feature.steps is not None and feature.steps <= 0:
+            _fail(name, feature.name, "steps", f"must be positive, got {feature.steps}")
+        if feature.by is not None:
+            _check_span(name, feature.name, "by", feature.by)
+            _needs_timestamp(table, feature.name, "by")
+    if isinstance(feature, AggregateFeature) and feature.agg == "sum" and feature.column is None:
+        _fail(name, feature.name, "column", "a sum needs a column")
+    if isinstance(feature, TimeFeature) and known[feature.column] != "timestamp":
+        _fail(name, feature.name, "column", f"'{feature.column}' is not a timestamp")
     numeric_fields = {
-        "column": isinstance(feature, RollingFeature | AggregateFeature) and feature.column,
-        "numerator": isinstance(feature, RatioFeature),
-        "denominator": isinstance(feature, RatioFeature),
-    }
-    for field, required in numeric_fields.items():
-        column = getattr(feature, field, None)
-        if required and column and known[column] not in NUMERIC_TYPES:
+        RollingFeature: ["column"],
+        AggregateFeature: ["column"],
+        RatioFeature: ["numerator", "denominator"],
+    }.get(type(feature), [])
+    for field in numeric_fields:
+        column = getattr(feature, field)
+        if column is not None and known[column] not in NUMERIC_TYPES:
             _fail(name, feature.name, field, f"'{column}' is {known[column]}, not numeric")
+
+
+def _needs_timestamp(table: FeatureTableSpec, feature: str, field: str) -> None:
+    if table.source.timestamp is None:
+        _fail(table.name, feature, field, "a time window needs a source timestamp")
 
 
 def _check_span(table: str, feature: str | None, field: str, span: str) -> None:
@@ -307,19 +309,27 @@ def load_feature_spec(path: Path) -> FeatureSpec:
         raise FeatureSpecError(f"{path}: " + "; ".join(problems)) from None
 
 
+_CONTAINERS = {"tables": "table", "features": "feature"}
+
+
 def _describe(document: object, error: dict) -> str:
     """A pydantic error with list indexes replaced by the names of the tables and features."""
     message = str(error["msg"]).removeprefix("Value error, ")
-    node, parts = document, []
+    node, where, field = document, [], []
     for step in error["loc"]:
-        if isinstance(node, list) and isinstance(step, int) and step < len(node):
-            node = node[step]
+        if step in ("rolling", "lag", "ratio", "time", "aggregate"):
+            continue  # the discriminated union's branch, not a place in the file
+        if not field and where and isinstance(step, int) and where[-1] in _CONTAINERS:
+            node = node[step] if isinstance(node, list) and step < len(node) else None
             label = node.get("name") if isinstance(node, dict) else None
-            parts[-1] = f"{parts[-1].rstrip('s')} '{label}'" if label else f"{parts[-1]}[{step}]"
-        elif isinstance(node, dict) and step in node:
-            node = node[step]
-            parts.append(str(step))
-        elif step not in ("rolling", "lag", "ratio", "time", "aggregate"):
-            parts.append(f"field '{step}'")
-    where = ", ".join(p for p in parts if p not in ("tables", "features"))
-    return f"{where}: {message}" if where else message
+            kind = _CONTAINERS[where.pop()]
+            where.append(f"{kind} '{label}'" if label else f"{kind} #{step + 1}")
+        elif not field and step in _CONTAINERS:
+            node = node.get(step) if isinstance(node, dict) else None
+            where.append(step)
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+            field.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    if field:
+        where.append(f"field '{''.join(field).lstrip('.')}'")
+    return f"{', '.join(where)}: {message}" if where else message

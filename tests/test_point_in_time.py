@@ -1,0 +1,263 @@
+"""Point-in-time correctness of the polars offline store and of Feast's DuckDB store.
+
+Both stores run the same retrievals on the same repository and are compared with a naive
+oracle that scans every feature row for every entity row.
+"""
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureStore,
+    FeatureView,
+    Field,
+    FileSource,
+    RepoConfig,
+    ValueType,
+)
+from feast.types import Float64, String, UnixTimestamp
+
+from resources.feast import POLARS_OFFLINE_STORE
+
+T0 = datetime(2013, 5, 1, tzinfo=UTC)
+TTL = timedelta(hours=2)
+SENSORS = ["s0", "s1", "s2", "s3"]
+STORES = {"polars": POLARS_OFFLINE_STORE, "duckdb": "duckdb"}
+
+
+def _feature_rows(rng: random.Random) -> pl.DataFrame:
+    """Readings every 20-100 minutes; some event times repeat with a later created time."""
+    rows = []
+    for sensor in SENSORS:
+        at = T0 + timedelta(minutes=rng.randint(0, 60))
+        for _ in range(40):
+            created = at + timedelta(minutes=1)
+            rows.append((sensor, at, created, rng.random()))
+            if rng.random() < 0.2:  # a correction: same event time, created later
+                rows.append((sensor, at, created + timedelta(minutes=5), rng.random()))
+            at += timedelta(minutes=rng.randint(20, 100))
+    frame = pl.DataFrame(
+        rows, schema=["sensor_key", "event_ts", "created_ts", "value"], orient="row"
+    )
+    return frame.with_columns(
+        pl.col("event_ts", "created_ts").cast(pl.Datetime("us", "UTC")),
+        observed_at=pl.col("event_ts").cast(pl.Datetime("us", "UTC")),
+    ).sample(fraction=1.0, shuffle=True, seed=7)
+
+
+def _entity_rows(features: pl.DataFrame, rng: random.Random) -> pd.DataFrame:
+    """Random times plus the edge cases: exact event times, exact TTL boundaries, one
+    microsecond past them, times before any reading, and a sensor that never reported."""
+    times = features["event_ts"].to_list()
+    rows = []
+    for i in range(300):
+        sensor = rng.choice([*SENSORS, "never_seen"])
+        kind = i % 5
+        base = rng.choice(times)
+        at = {
+            0: T0 + timedelta(minutes=rng.randint(-120, 60 * 60)),
+            1: base,
+            2: base + TTL,
+            3: base + TTL + timedelta(microseconds=1),
+            4: T0 - timedelta(hours=rng.randint(1, 48)),
+        }[kind]
+        neighbour = rng.choice(SENSORS)
+        rows.append(
+            {"row_id": i, "sensor": sensor, "neighbour_sensor": neighbour, "event_timestamp": at}
+        )
+    return pd.DataFrame(rows)
+
+
+def _oracle(features: pl.DataFrame, sensor: str, at: datetime, ttl: timedelta | None):
+    """The latest (event, then created) reading of `sensor` in [at - ttl, at]; None if none."""
+    best = None
+    for row in features.iter_rows(named=True):
+        if row["sensor_key"] != sensor or row["event_ts"] > at:
+            continue
+        if ttl is not None and row["event_ts"] < at - ttl:
+            continue
+        if best is None or (row["event_ts"], row["created_ts"]) > (
+            best["event_ts"],
+            best["created_ts"],
+        ):
+            best = row
+    return best
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("pit")
+    rng = random.Random(20130501)
+    features = _feature_rows(rng)
+    path = root / "readings.parquet"
+    features.write_parquet(path)
+    sensor = Entity(name="sensor", join_keys=["sensor"], value_type=ValueType.STRING)
+    source = FileSource(
+        name="readings_source",
+        path=str(path),
+        timestamp_field="event_ts",
+        created_timestamp_column="created_ts",
+        field_mapping={"sensor_key": "sensor"},
+    )
+    schema = [
+        Field(name="sensor", dtype=String),
+        Field(name="value", dtype=Float64),
+        Field(name="observed_at", dtype=UnixTimestamp),
+    ]
+    recent = FeatureView(name="recent", entities=[sensor], ttl=TTL, schema=schema, source=source)
+    forever = FeatureView(
+        name="forever", entities=[sensor], ttl=timedelta(0), schema=schema, source=source
+    )
+    neighbour = recent.with_name("neighbour").with_join_key_map({"sensor": "neighbour_sensor"})
+    # Every projection is aliased: Feast 0.67 cannot compare a service's projections when
+    # only some have an alias (None < str).
+    service = FeatureService(
+        name="readings_v1",
+        features=[recent.with_name("recent"), forever.with_name("forever"), neighbour],
+    )
+    return {
+        "root": root,
+        "features": features,
+        "entities": _entity_rows(features, rng),
+        "objects": [sensor, source, recent, forever, service],
+    }
+
+
+def _store(repository: dict, offline_store: str) -> FeatureStore:
+    root: Path = repository["root"]
+    config = RepoConfig(
+        project="pit_test",
+        provider="local",
+        registry=str(root / f"registry_{offline_store.rsplit('.', 1)[-1]}.db"),
+        online_store={"type": "sqlite", "path": str(root / "online.db")},
+        offline_store={"type": offline_store},
+        entity_key_serialization_version=3,
+        repo_path=root,
+    )
+    store = FeatureStore(config=config)
+    store.apply(repository["objects"])
+    return store
+
+
+@pytest.fixture(scope="module", params=sorted(STORES))
+def retrieved(request, repository) -> pd.DataFrame:
+    store = _store(repository, STORES[request.param])
+    service = store.get_feature_service("readings_v1")
+    frame = store.get_historical_features(
+        entity_df=repository["entities"], features=service, full_feature_names=True
+    ).to_df()
+    return frame.sort_values("row_id").reset_index(drop=True)
+
+
+def test_every_value_is_the_oracles(retrieved, repository):
+    features = repository["features"]
+    assert len(retrieved) == len(repository["entities"])
+    for row in retrieved.itertuples():
+        at = row.event_timestamp.to_pydatetime()
+        for view, sensor, ttl in [
+            ("recent", row.sensor, TTL),
+            ("forever", row.sensor, None),
+            ("neighbour", row.neighbour_sensor, TTL),
+        ]:
+            expected = _oracle(features, sensor, at, ttl)
+            value = getattr(row, f"{view}__value")
+            if expected is None:
+                assert pd.isna(value), (view, row)
+            else:
+                assert value == expected["value"], (view, row)
+
+
+def test_no_value_is_from_after_the_entity_row_or_older_than_the_ttl(retrieved):
+    observed = retrieved["recent__observed_at"]
+    matched = observed.notna()
+    assert matched.sum() > 50
+    assert (observed[matched] <= retrieved["event_timestamp"][matched]).all()
+    assert (observed[matched] >= retrieved["event_timestamp"][matched] - TTL).all()
+
+
+def test_the_ttl_boundary_is_inclusive_and_one_microsecond_past_is_not(retrieved, repository):
+    readings = set(repository["features"].select("sensor_key", "event_ts").iter_rows())
+    at_boundary = retrieved[
+        [
+            (s, t - TTL) in readings
+            for s, t in zip(retrieved["sensor"], retrieved["event_timestamp"], strict=True)
+        ]
+    ]
+    just_past = retrieved[
+        [
+            (s, t - TTL - timedelta(microseconds=1)) in readings
+            for s, t in zip(retrieved["sensor"], retrieved["event_timestamp"], strict=True)
+        ]
+    ]
+    assert len(at_boundary) > 0 and len(just_past) > 0
+    # A reading exactly TTL before the row is still eligible...
+    assert at_boundary["recent__observed_at"].notna().all()
+    # ...and one a microsecond older is not (a newer one may still match).
+    older = just_past["event_timestamp"] - TTL
+    assert not (just_past["recent__observed_at"] < older).any()
+
+
+def test_rows_before_any_reading_and_unknown_sensors_get_nulls(retrieved, repository):
+    first = repository["features"]["event_ts"].min()
+    early = retrieved[retrieved["event_timestamp"] < first]
+    unknown = retrieved[retrieved["sensor"] == "never_seen"]
+    assert len(early) > 0 and len(unknown) > 0
+    assert early["forever__value"].isna().all()
+    assert unknown["recent__value"].isna().all() and unknown["forever__value"].isna().all()
+
+
+def test_a_later_created_correction_wins_over_the_original(retrieved, repository):
+    features = repository["features"]
+    corrected = features.filter(pl.struct("sensor_key", "event_ts").is_duplicated())
+    assert corrected.height > 0
+    latest = corrected.sort("created_ts").unique(["sensor_key", "event_ts"], keep="last")
+    hits = 0
+    for correction in latest.iter_rows(named=True):
+        exact = retrieved[
+            (retrieved["sensor"] == correction["sensor_key"])
+            & (retrieved["event_timestamp"] == correction["event_ts"])
+        ]
+        for value in exact["recent__value"]:
+            assert value == correction["value"]
+            hits += 1
+    assert hits > 0
+
+
+def test_both_stores_return_identical_frames(repository):
+    frames = {}
+    for name, offline_store in STORES.items():
+        store = _store(repository, offline_store)
+        frames[name] = (
+            store.get_historical_features(
+                entity_df=repository["entities"],
+                features=store.get_feature_service("readings_v1"),
+                full_feature_names=True,
+            )
+            .to_df()
+            .sort_values("row_id")
+            .reset_index(drop=True)
+        )
+    polars_frame, duckdb_frame = frames["polars"], frames["duckdb"]
+    assert sorted(polars_frame.columns) == sorted(duckdb_frame.columns)
+    pd.testing.assert_frame_equal(
+        polars_frame, duckdb_frame[polars_frame.columns], check_dtype=False
+    )
+
+
+def test_materialization_loads_the_latest_row_per_entity(repository):
+    store = _store(repository, POLARS_OFFLINE_STORE)
+    features = repository["features"]
+    end = features["event_ts"].max() + timedelta(seconds=1)
+    store.materialize(start_date=T0 - timedelta(days=1), end_date=end, feature_views=["forever"])
+    online = store.get_online_features(
+        features=["forever:value", "forever:observed_at"],
+        entity_rows=[{"sensor": s} for s in SENSORS],
+    ).to_dict()
+    for sensor, value in zip(SENSORS, online["value"], strict=True):
+        assert value == _oracle(features, sensor, end, None)["value"]
