@@ -4,6 +4,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import polars.selectors as cs
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -46,6 +47,7 @@ class StorageResource(ConfigurableResource):
                 f"no warehouse at {self.warehouse_path}; materialize the dbt assets first"
             )
         with duckdb.connect(str(self.warehouse_path), read_only=True) as connection:
-            return pl.from_arrow(
-                connection.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
-            )
+            relation = connection.sql(f'select * from "{schema}"."{table}"')
+            frame = pl.from_arrow(relation.to_arrow_table())
+        # DuckDB names the session's zone (often 'Etc/UTC'); every timestamp here is UTC.
+        return frame.with_columns(cs.datetime(time_zone="*").dt.convert_time_zone("UTC"))

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
+import polars.selectors as cs
 from pydantic import Field
 
 from facilflow_assets.features.assets import FEATURES_GROUP, feature_table_assets
@@ -149,7 +150,10 @@ def training_set(
     job = store.get_historical_features(
         entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
     )
-    frame = pl.from_pandas(job.to_df())
+    # Feast answers in pandas, which names UTC 'Etc/UTC'; the lake says 'UTC'.
+    frame = pl.from_pandas(job.to_df()).with_columns(
+        cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
+    )
     path = write_parquet_atomic(frame, storage.root / "training" / f"{service.name}.parquet")
     version = data_version(frame)
     feature_columns = [c for c in frame.columns if "__" in c]

@@ -1,0 +1,285 @@
+"""The feature stage on the real flight data: tables, Feast registry, online store, training set."""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import redis
+
+from facilflow_assets.environment import PROJECT_ROOT, Environment
+from facilflow_assets.features.assets import build_feature_table_asset
+from facilflow_assets.features.engine import compute_features
+from facilflow_assets.features.feast_assets import build_entity_frame, data_version
+from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
+from facilflow_assets.resource_map import FEATURE_REPO, build_resources
+from resources import FeastResource, StorageResource, TenantResource
+
+HISTORY_TABLES = {
+    "carrier_history": "carrier_code",
+    "route_history": "route",
+    "plane_history": "tail_number",
+}
+
+
+def _summary(built_home) -> dict:
+    return {s.asset: s for s in built_home[1]}
+
+
+def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
+    home, _ = built_home
+    summary = _summary(built_home)
+    for table in FLIGHT_DELAY_SPEC.tables:
+        entry = summary[f"features/{table.name}"]
+        assert (entry.checks_passed, entry.checks_failed) == (4, 0), table.name
+        assert (
+            entry.rows
+            == pl.scan_parquet(home / "features" / f"{table.name}.parquet")
+            .select(pl.len())
+            .collect()
+            .item()
+        )
+
+
+def test_the_training_set_has_every_service_feature_for_every_departed_flight(built_home):
+    home, summary = built_home
+    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    feast = build_resources(Environment.LOCAL, home=home)["feast"]
+    service = feast.feature_store().get_feature_service("flight_delay_v1")
+    expected = {
+        f"{p.name_to_use()}__{f.name}" for p in service.feature_view_projections for f in p.features
+    }
+    assert expected <= set(frame.columns)
+    assert frame.height == 328_521 == _summary(built_home)["features/training_set"].rows
+    assert frame["flight_id"].n_unique() == frame.height
+    assert 0.15 < frame["is_delayed"].mean() < 0.3
+    assert frame["weather_hourly__temperature_f"].null_count() / frame.height < 0.02
+
+
+def test_the_data_version_is_a_content_hash(built_home):
+    home, _ = built_home
+    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    assert data_version(frame) == data_version(frame.sample(fraction=1.0, shuffle=True, seed=1))
+    changed = frame.with_columns(pl.col("is_delayed").reverse())
+    assert data_version(changed) != data_version(frame)
+
+
+def test_the_online_store_serves_each_entitys_latest_values(built_home):
+    home, _ = built_home
+    store = build_resources(Environment.LOCAL, home=home)["feast"].feature_store()
+    online = store.get_online_features(
+        features=["weather_hourly:visibility_mi", "carrier_history:carrier_delay_rate_7d"],
+        entity_rows=[
+            {"origin_airport_code": "JFK", "carrier_code": "UA"},
+            {"origin_airport_code": "EWR", "carrier_code": "B6"},
+        ],
+    ).to_dict()
+    weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
+    carriers = pl.read_parquet(home / "features" / "carrier_history.parquet")
+    for i, (airport, carrier) in enumerate([("JFK", "UA"), ("EWR", "B6")]):
+        last_weather = weather.filter(pl.col("airport_code") == airport).sort("observed_hour_at")
+        last_carrier = carriers.filter(pl.col("carrier_code") == carrier).sort("departed_at")
+        assert online["visibility_mi"][i] == last_weather["visibility_mi"][-1]
+        assert online["carrier_delay_rate_7d"][i] == last_carrier["carrier_delay_rate_7d"][-1]
+
+
+def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.DataFrame):
+    """History features for `entities` with the history tables computed from `outcomes`."""
+    resources = build_resources(Environment.LOCAL, home=home)
+    resources["storage"].features_dir.mkdir(parents=True)
+    for table in HISTORY_TABLES:
+        spec = FLIGHT_DELAY_SPEC.table(table)
+        computed = compute_features(spec, outcomes.lazy()).collect()
+        computed.write_parquet(resources["storage"].feature_table_path(table))
+    feast = resources["feast"]
+    feast.apply()
+    refs = [
+        f"{table}:{f.name}"
+        for table in HISTORY_TABLES
+        for f in FLIGHT_DELAY_SPEC.table(table).features
+    ]
+    job = feast.feature_store().get_historical_features(
+        entity_df=entities.to_pandas(), features=refs, full_feature_names=True
+    )
+    frame = pl.from_pandas(job.to_df()).sort("flight_id")
+    return frame.with_columns(pl.col("event_timestamp").dt.convert_time_zone("UTC"))
+
+
+def test_history_features_never_see_a_flights_own_or_a_later_outcome(built_home, tmp_path):
+    """Change the outcome of some flights; a training row may change only where a changed
+    flight shares its carrier, route or plane and departed at or before the row's time."""
+    home, _ = built_home
+    storage = StorageResource(home=str(home))
+    outcomes = storage.read_warehouse("marts/flight_outcomes")
+    rng = random.Random(13)
+    flipped_ids = set(rng.sample(outcomes["flight_id"].to_list(), 60))
+    flipped = outcomes.filter(pl.col("flight_id").is_in(flipped_ids))
+    perturbed = outcomes.with_columns(
+        is_delayed=pl.when(pl.col("flight_id").is_in(flipped_ids))
+        .then(1 - pl.col("is_delayed"))
+        .otherwise(pl.col("is_delayed")),
+        departure_delay_minutes=pl.when(pl.col("flight_id").is_in(flipped_ids))
+        .then(pl.col("departure_delay_minutes") + 240)
+        .otherwise(pl.col("departure_delay_minutes")),
+    )
+    all_rows = build_entity_frame(storage, lead_minutes=60)
+    sample_ids = flipped_ids | set(rng.sample(all_rows["flight_id"].to_list(), 20_000))
+    entities = all_rows.filter(pl.col("flight_id").is_in(sample_ids))
+
+    before = _history_training_rows(tmp_path / "before", outcomes, entities)
+    after = _history_training_rows(tmp_path / "after", perturbed, entities)
+
+    feature_columns = [c for c in before.columns if "__" in c]
+    changed_rows = 0
+    for table, key in HISTORY_TABLES.items():
+        columns = [c for c in feature_columns if c.startswith(f"{table}__")]
+        differs = pl.any_horizontal([before[c].ne_missing(after[c]) for c in columns])
+        changed = before.filter(differs)
+        changed_rows += changed.height
+        # A change is explained by another changed flight with the same key that had
+        # departed by the row's prediction time; a flight can never explain its own row.
+        explained = (
+            changed.join(flipped.select(key, "departed_at", "flight_id"), on=key, suffix="_changed")
+            .filter(
+                (pl.col("departed_at") <= pl.col("event_timestamp"))
+                & (pl.col("flight_id_changed") != pl.col("flight_id"))
+            )
+            .select("flight_id")
+            .unique()
+        )
+        unexplained = changed.join(explained, on="flight_id", how="anti")
+        assert unexplained.is_empty(), (table, unexplained.head(5))
+    assert changed_rows > 100  # the perturbation did reach later flights
+
+
+def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_home, tmp_path):
+    built, _ = built_home
+    home = tmp_path / "home"
+    (home / "features").mkdir(parents=True)
+    shutil.copy(built / "warehouse.duckdb", home / "warehouse.duckdb")
+    good = home / "features" / "weather_hourly.parquet"
+    shutil.copy(built / "features" / "weather_hourly.parquet", good)
+    before = good.read_bytes()
+    spec = FLIGHT_DELAY_SPEC.table("weather_hourly")
+    strict = spec.model_copy(
+        update={"expect": spec.expect.model_copy(update={"ranges": {"visibility_mi": (0, 5)}})}
+    )
+    result = dg.materialize(
+        [build_feature_table_asset(strict)],
+        resources=build_resources(Environment.LOCAL, home=home),
+        raise_on_error=False,
+    )
+    assert not result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"schema": True, "null_share": True, "value_ranges": False, "freshness": True}
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    assert "failed its checks ['value_ranges']; the previous version is kept" in (
+        error.cause.message
+    )
+    assert good.read_bytes() == before
+    assert [p.name for p in good.parent.iterdir()] == ["weather_hourly.parquet"]
+
+
+def _feast_cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    feast = Path(sys.executable).parent / "feast"
+    return subprocess.run(
+        [str(feast), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_path):
+    built, _ = built_home
+    repo = tmp_path / "project" / "feature_repo"
+    shutil.copytree(
+        PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(built / "features", tmp_path / "project" / ".facilflow" / "features")
+
+    applied = _feast_cli(repo, "apply")
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert "Created feature service flight_delay_v1" in applied.stdout
+    first = _feast_cli(
+        repo,
+        "materialize",
+        "2013-06-01T00:00:00",
+        "2013-06-02T00:00:00",
+        "--views",
+        "weather_hourly",
+        "--views",
+        "carrier_history",
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    incremental = _feast_cli(
+        repo,
+        "materialize-incremental",
+        "2013-06-03T00:00:00",
+        "--views",
+        "weather_hourly",
+        "--views",
+        "carrier_history",
+    )
+    assert incremental.returncode == 0, incremental.stderr[-2000:]
+    assert "2013-06-02 00:00:00" in incremental.stdout  # resumed where the first load ended
+
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    online = store.get_online_features(
+        features=["weather_hourly:temperature_f"], entity_rows=[{"origin_airport_code": "LGA"}]
+    ).to_dict()
+    weather = pl.read_parquet(built / "features" / "weather_hourly.parquet")
+    expected = weather.filter(
+        (pl.col("airport_code") == "LGA")
+        & (pl.col("observed_hour_at") <= datetime(2013, 6, 3, tzinfo=UTC))
+    ).sort("observed_hour_at")["temperature_f"][-1]
+    assert online["temperature_f"] == [expected]
+
+
+def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
+    """Production's Redis online store, against the real Redis on 127.0.0.1:6379."""
+    home, _ = built_home
+    project = f"test_{uuid.uuid4().hex[:10]}"
+    storage = StorageResource(home=str(home))
+    feast = FeastResource(
+        repo_path=FEATURE_REPO,
+        storage=storage,
+        tenant=TenantResource(tenant=project, use_case="flight_delay"),
+        online_store="redis",
+        redis_url="127.0.0.1:6379",
+    )
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    pattern = f"*{feast.tenant.feast_project}".encode()
+    feast.apply()
+    store = feast.feature_store()
+    try:
+        end = datetime(2013, 7, 1, tzinfo=UTC)
+        store.materialize(
+            start_date=end - timedelta(days=2), end_date=end, feature_views=["weather_hourly"]
+        )
+        assert any(True for _ in client.scan_iter(pattern))
+        online = store.get_online_features(
+            features=["weather_hourly:pressure_mb", "weather_hourly:wind_speed_mean_3h"],
+            entity_rows=[{"origin_airport_code": "EWR"}],
+        ).to_dict()
+        weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
+        latest = (
+            weather.filter((pl.col("airport_code") == "EWR") & (pl.col("observed_hour_at") <= end))
+            .sort("observed_hour_at")
+            .row(-1, named=True)
+        )
+        assert online["pressure_mb"] == [latest["pressure_mb"]]
+        assert online["wind_speed_mean_3h"] == [latest["wind_speed_mean_3h"]]
+    finally:
+        store.teardown()
+    assert not any(True for _ in client.scan_iter(pattern))
