@@ -265,6 +265,7 @@ def arbitrate(by_polars: pl.DataFrame, by_pandas: pd.DataFrame, differing) -> in
         if not isinstance(window, str):
             print(f"  {column}: {rows.size:,} differing values cannot be recomputed here")
             continue
+        # A count has no column; any column gives the window's size.
         source = by_polars[feature.column or "value"].to_numpy().astype(np.longdouble)
         span = int(parse_duration(window).total_seconds() * 1_000_000)
         left, right = by_polars[column].to_numpy(), by_pandas[column].to_numpy(dtype="float64")
@@ -277,7 +278,7 @@ def arbitrate(by_polars: pl.DataFrame, by_pandas: pd.DataFrame, differing) -> in
             polars_right += polars_ok
             print(
                 f"  {column} row {row} ({row - first + 1} values in window): exact {exact!r}, "
-                f"polars {left[row]!r}, pandas {right[row]!r} -> "
+                f"polars {float(left[row])!r}, pandas {float(right[row])!r} -> "
                 f"{'polars' if polars_ok else 'NOT polars'} within tolerance"
             )
     return polars_right

@@ -37,6 +37,7 @@ from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import build_entity_frame
 from facilflow_assets.features.flight_delay import FEATURE_SERVICE, FLIGHT_DELAY_SPEC
 from facilflow_assets.resource_map import FEATURE_REPO, build_resources
+from resources import FeastResource
 
 LEAD_MINUTES = 60
 WARM_UP_ROWS = 1_000
@@ -53,19 +54,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
     home = parser.parse_args().home.resolve()
-    missing = _missing_inputs(home)
+    resources = build_resources(Environment.LOCAL, home=home)
+    polars_feast = resources["feast"]
+    missing = _missing_inputs(polars_feast)
     if missing:
-        print(f"The benchmark needs a built working directory at {home}; missing:")
+        print(f"The benchmark needs a built working directory at {home}; missing:", file=sys.stderr)
         for path in missing:
-            print(f"  {path}")
-        print("Run `make demo` first (it builds the warehouse, feature tables and registry).")
+            print(f"  {path}", file=sys.stderr)
+        print(
+            "Run `make demo` first: it builds the warehouse, the feature tables and the registry.",
+            file=sys.stderr,
+        )
         return 2
     # The registry's on-demand view unpickles from the repository's `flight_delay` package.
     if FEATURE_REPO not in sys.path:
         sys.path.append(FEATURE_REPO)
 
-    resources = build_resources(Environment.LOCAL, home=home)
-    polars_feast = resources["feast"]
     duckdb_feast = polars_feast.model_copy(update={"offline_store": "duckdb"})
     entities = build_entity_frame(resources["storage"], LEAD_MINUTES)
     entity_df = entities.to_pandas()
@@ -123,13 +127,14 @@ def main() -> int:
     return 0
 
 
-def _missing_inputs(home: Path) -> list[Path]:
-    tables = [home / "features" / f"{t.name}.parquet" for t in FLIGHT_DELAY_SPEC.tables]
-    needed = [home / "warehouse.duckdb", *tables]
-    missing = [path for path in needed if not path.exists()]
-    if not list((home / "feast").glob("*/registry.db")):
-        missing.append(home / "feast" / "<project>" / "registry.db")
-    return missing
+def _missing_inputs(feast: FeastResource) -> list[Path]:
+    storage = feast.storage
+    needed = [
+        storage.warehouse_path,
+        *(storage.feature_table_path(table.name) for table in FLIGHT_DELAY_SPEC.tables),
+        feast.state_dir / "registry.db",
+    ]
+    return [path for path in needed if not path.exists()]
 
 
 def _training_set(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:

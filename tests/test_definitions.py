@@ -17,8 +17,18 @@ def test_definitions_load_with_every_stage_asset_and_unique_keys():
     assert len(keys) == len(set(keys))
     assert {f"raw/{t}" for t in RAW_TABLES} <= set(keys)
     assert {f"staging/stg_{t}" for t in RAW_TABLES} <= set(keys)
-    assert "marts/fct_flight_departure_weather" in keys
-    assert len(keys) == 11
+    assert {
+        "marts/fct_flight_departure_weather",
+        "marts/flight_schedule",
+        "marts/flight_outcomes",
+    } <= set(keys)
+    assert {
+        "features/weather_hourly",
+        "features/feast_registry",
+        "features/online_store",
+        "features/training_set",
+    } <= set(keys)
+    assert len(keys) == 22
 
 
 def test_asset_keys_are_lowercase_and_grouped_by_stage():
@@ -26,8 +36,8 @@ def test_asset_keys_are_lowercase_and_grouped_by_stage():
     for key in graph.get_all_asset_keys():
         assert key.to_user_string() == key.to_user_string().lower()
         group = graph.get(key).group_name
-        expected = "raw" if key.path[0] == "raw" else "dbt"
-        assert group == expected, key
+        expected = {"raw": "raw", "staging": "dbt", "marts": "dbt", "features": "features"}
+        assert group == expected[key.path[0]], key
 
 
 def test_dbt_sources_are_the_raw_assets():
