@@ -21,15 +21,18 @@ $(INSTALLED): $(UV) requirements.lock pyproject.toml
 
 install: $(INSTALLED)
 
-demo: install
+# The local Dagster instance: sqlite storage under DAGSTER_HOME, no telemetry.
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/facilflow demo
 
 test: install
 	$(BIN)/pytest
 
-dev: install
-	mkdir -p $(DAGSTER_HOME)
+dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 lint: install
