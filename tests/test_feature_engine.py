@@ -46,7 +46,7 @@ def _by_station(frame: pl.DataFrame, station: str) -> list[dict]:
 
 
 def _compute(features: list[dict], readings: pl.DataFrame) -> pl.DataFrame:
-    return compute_features(_table(features), readings.lazy()).collect()
+    return compute_features(_table(features), readings.lazy())
 
 
 def test_rolling_over_rows_and_over_time_per_entity(readings):
@@ -137,7 +137,7 @@ def test_time_parts_in_the_given_time_zone():
     # Saturday 2013-06-01 03:30 UTC is Friday 23:30 in New York.
     at = datetime(2013, 6, 1, 3, 30, tzinfo=UTC)
     frame = pl.DataFrame({"station": ["A"], "at": [at], "value": [1.0], "count": [1]})
-    row = compute_features(spec, frame.lazy()).collect().row(0, named=True)
+    row = compute_features(spec, frame.lazy()).row(0, named=True)
     assert (row["hour_ny"], row["dow"], row["weekend"], row["month"]) == (23, 5, False, 6)
 
 
@@ -186,7 +186,7 @@ def test_an_aggregate_can_group_by_other_columns_than_the_entity(readings):
         }
     )
     frame = readings.with_columns(pl.lit("north").alias("network"))
-    out = compute_features(spec, frame.lazy()).collect()
+    out = compute_features(spec, frame.lazy())
     everything = frame.to_dicts()
     for row in out.to_dicts():
         window = [r for r in everything if row["at"] - timedelta(hours=2) < r["at"] <= row["at"]]
@@ -204,7 +204,7 @@ def test_rows_with_one_entity_and_time_become_one_row_that_saw_them_all():
     )
     out = compute_features(
         _table([{"name": "n", "kind": "aggregate", "agg": "count", "window": "1d"}]), frame.lazy()
-    ).collect()
+    )
     assert out["n"].to_list() == [2, 3]
 
 

@@ -95,7 +95,7 @@ def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.Data
     resources["storage"].features_dir.mkdir(parents=True)
     for table in HISTORY_TABLES:
         spec = FLIGHT_DELAY_SPEC.table(table)
-        computed = compute_features(spec, outcomes.lazy()).collect()
+        computed = compute_features(spec, outcomes.lazy())
         computed.write_parquet(resources["storage"].feature_table_path(table))
     feast = resources["feast"]
     feast.apply()

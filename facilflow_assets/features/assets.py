@@ -29,7 +29,7 @@ def build_feature_table_asset(table: FeatureTableSpec) -> dg.AssetsDefinition:
     def _feature_table(context: dg.AssetExecutionContext, storage: StorageResource):
         source = storage.read_warehouse(table.source.model)
         check_source(table, source.schema)
-        frame = compute_features(table, source.lazy()).collect()
+        frame = compute_features(table, source.lazy())
         source_latest = source[table.source.timestamp].max() if table.source.timestamp else None
         results = evaluate_checks(table, frame, source_latest)
         failed = [r.check_name for r in results if not r.passed]
