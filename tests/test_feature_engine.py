@@ -141,7 +141,7 @@ def test_time_parts_in_the_given_time_zone():
     assert (row["hour_ny"], row["dow"], row["weekend"], row["month"]) == (23, 5, False, 6)
 
 
-def test_aggregates_count_and_sum_over_trailing_windows_and_other_groups(readings):
+def test_aggregates_count_and_sum_over_trailing_windows(readings):
     out = _compute(
         [
             {"name": "n_3h", "kind": "aggregate", "agg": "count", "window": "3h"},

@@ -2,40 +2,20 @@
 
 from feast import Entity, ValueType
 
-TAGS = {"use_case": "flight_delay"}
 
-origin = Entity(
-    name="origin",
-    join_keys=["origin_airport_code"],
-    value_type=ValueType.STRING,
-    description="New York departure airport (EWR, JFK, LGA).",
-    tags=TAGS,
-)
-carrier = Entity(
-    name="carrier",
-    join_keys=["carrier_code"],
-    value_type=ValueType.STRING,
-    description="Airline by its two-letter code.",
-    tags=TAGS,
-)
-route = Entity(
-    name="route",
-    join_keys=["route"],
-    value_type=ValueType.STRING,
-    description="Origin and destination, e.g. 'JFK-LAX'.",
-    tags=TAGS,
-)
-plane = Entity(
-    name="plane",
-    join_keys=["tail_number"],
-    value_type=ValueType.STRING,
-    description="Aircraft by tail number.",
-    tags=TAGS,
-)
-flight = Entity(
-    name="flight",
-    join_keys=["flight_id"],
-    value_type=ValueType.STRING,
-    description="One scheduled departure.",
-    tags=TAGS,
-)
+def keyed_by(name: str, join_key: str, description: str) -> Entity:
+    """An entity with one text join key, as every flight-delay entity has."""
+    return Entity(
+        name=name,
+        join_keys=[join_key],
+        value_type=ValueType.STRING,
+        description=description,
+        tags={"use_case": "flight_delay"},
+    )
+
+
+origin = keyed_by("origin", "origin_airport_code", "New York departure airport (EWR, JFK, LGA).")
+carrier = keyed_by("carrier", "carrier_code", "Airline by its two-letter code.")
+route = keyed_by("route", "route", "Origin and destination, e.g. 'JFK-LAX'.")
+plane = keyed_by("plane", "tail_number", "Aircraft by tail number.")
+flight = keyed_by("flight", "flight_id", "One scheduled departure.")
