@@ -1,5 +1,6 @@
 """The code location loads, with the asset graph the design card describes."""
 
+import os
 import subprocess
 import sys
 
@@ -53,10 +54,11 @@ def test_dbt_tests_become_asset_checks():
     assert len(checks) >= 40
 
 
-def test_workspace_loads_without_errors_through_the_dagster_cli():
+def test_workspace_loads_without_errors_through_the_dagster_cli(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
