@@ -80,16 +80,19 @@ def compute_features(spec: FeatureTableSpec, source: pl.LazyFrame | pl.DataFrame
         computed = computed.with_columns(timeline.expression(rows))
     for feature in spec.features:
         computed = _add(computed, feature, timeline)
-    last_of_ties = pl.any_horizontal(
-        [pl.col(c).ne_missing(pl.col(c).shift(-1)) for c in [*keys, ts]]
-    ).fill_null(True)
     outputs = spec.output_types()
     # The in-memory engine: polars' default streaming engine is slower for window functions.
     return (
-        computed.filter(last_of_ties)
+        last_per_group(computed, [*keys, ts])
         .select([pl.col(c).cast(POLARS_TYPES[t]) for c, t in outputs.items()])
         .collect(engine="in-memory")
     )
+
+
+def last_per_group(sorted_rows: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """The last row of each run of equal `columns`, in rows sorted by them."""
+    last = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(-1)) for c in columns])
+    return sorted_rows.filter(last.fill_null(True))
 
 
 def _longest_span(spec: FeatureTableSpec) -> timedelta:

@@ -30,6 +30,7 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictStr
 
+from facilflow_assets.features.engine import last_per_group
 from facilflow_assets.parquet_io import write_parquet_atomic
 
 UTC_MICROSECONDS = pl.Datetime("us", "UTC")
@@ -149,9 +150,7 @@ class PolarsOfflineStore(OfflineStore):
             start_date,
             end_date,
         )
-        latest = rows.sort([*join_key_columns, *times]).unique(
-            subset=join_key_columns, keep="last", maintain_order=True
-        )
+        latest = last_per_group(rows.sort([*join_key_columns, *times]), join_key_columns)
         return PolarsRetrievalJob(latest.collect)
 
     @staticmethod
@@ -234,10 +233,9 @@ def _view_features(
     if source.created_timestamp_column:
         times.append(source.created_timestamp_column)
     table = _utc(table.select([*keys, *times, *features]), times)
-    # Among rows with the same keys and event time, the latest created one wins.
-    table = table.sort([*keys, *times]).unique(
-        subset=[*keys, source.timestamp_field], keep="last", maintain_order=True
-    )
+    # Among rows with the same keys and event time, the latest created one wins. The
+    # result stays sorted by keys and event time, as the as-of join needs it.
+    table = last_per_group(table.sort([*keys, *times]), [*keys, source.timestamp_field])
     return table.rename(output), list(output.values())
 
 
@@ -271,7 +269,7 @@ def _point_in_time_join(
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
     keys = entities.select([*entity_keys, timestamp_column]).with_row_index(_ROW)
     joined = keys.sort([*entity_keys, timestamp_column]).join_asof(
-        table.collect().sort([*entity_keys, event_time]),
+        table.collect(),
         left_on=timestamp_column,
         right_on=event_time,
         by=entity_keys,
