@@ -20,8 +20,9 @@ POLARS_OFFLINE_STORE = "facilflow_assets.features.polars_offline_store.PolarsOff
 class FeastResource(ConfigurableResource):
     """Feast definitions from `repo_path`, state under the working directory.
 
-    The registry and the sqlite online store live in `<home>/feast/<project>/`; the
-    project is the tenant's. Every file source of the repository is pointed at
+    The registry and the sqlite online store are `<home>/feast/<project>.registry.db` and
+    `<project>.online.db`; the project is the tenant's. (One folder deep, as the `feast`
+    CLI creates only the registry's own folder.) Every file source of the repository is pointed at
     `<home>/features/`, where the feature table assets write.
     """
 
@@ -39,7 +40,10 @@ class FeastResource(ConfigurableResource):
 
     @property
     def state_dir(self) -> Path:
-        return self.storage.root / "feast" / self.tenant.feast_project
+        return self.storage.root / "feast"
+
+    def _state_file(self, kind: str) -> str:
+        return str(self.state_dir / f"{self.tenant.feast_project}.{kind}.db")
 
     def repo_config(self) -> RepoConfig:
         if self.online_store == "redis":
@@ -47,11 +51,11 @@ class FeastResource(ConfigurableResource):
                 raise ValueError("online_store 'redis' needs redis_url (FACILFLOW_REDIS_URL)")
             online = {"type": "redis", "connection_string": self.redis_url}
         else:
-            online = {"type": "sqlite", "path": str(self.state_dir / "online.db")}
+            online = {"type": "sqlite", "path": self._state_file("online")}
         return RepoConfig(
             project=self.tenant.feast_project,
             provider="local",
-            registry=str(self.state_dir / "registry.db"),
+            registry=self._state_file("registry"),
             online_store=online,
             offline_store={"type": self.offline_store},
             entity_key_serialization_version=3,
