@@ -61,7 +61,7 @@ class MaterializeConfig(dg.Config):
 @dg.asset(
     key=ONLINE_STORE_KEY,
     group_name=FEATURES_GROUP,
-    kinds={"feast", "sqlite"},
+    kinds={"feast"},
     deps=[REGISTRY_KEY],
     description="Latest feature values per entity in the online store, loaded incrementally.",
 )
