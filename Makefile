@@ -32,8 +32,17 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/pytest
 
+MLFLOW_DIR := $(CURDIR)/.facilflow/mlflow
+
+# The Dagster UI on :3000 and the MLflow UI on :5000, over the stores `make demo` fills.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	mkdir -p $(MLFLOW_DIR)/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid $(BIN)/mlflow server \
+	    --host 127.0.0.1 --port 5000 \
+	    --backend-store-uri sqlite:///$(MLFLOW_DIR)/mlflow.db \
+	    --default-artifact-root $(MLFLOW_DIR)/artifacts & \
+	mlflow_group=$$!; trap 'kill -- -$$mlflow_group' EXIT; \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check .

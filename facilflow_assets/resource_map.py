@@ -7,7 +7,7 @@ from dagster_dbt import DbtCliResource
 
 from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT, Environment
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
-from resources import FeastResource, StorageResource, TenantResource
+from resources import FeastResource, MlflowResource, StorageResource, TenantResource
 
 DEFAULT_TENANT = "demo"
 DEFAULT_USE_CASE = "flight_delay"
@@ -31,6 +31,11 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 online_store="redis",
                 redis_url=dg.EnvVar("FACILFLOW_REDIS_URL"),
             ),
+            "mlflow": MlflowResource(
+                tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+                artifact_root=dg.EnvVar("FACILFLOW_ARTIFACT_ROOT"),
+                tenant=tenant,
+            ),
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
                 target=Environment.PROD.value,
@@ -43,6 +48,11 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
         "storage": storage,
         "tenant": tenant,
         "feast": FeastResource(repo_path=FEATURE_REPO, storage=storage, tenant=tenant),
+        "mlflow": MlflowResource(
+            tracking_uri=f"sqlite:///{storage.mlflow_dir / 'mlflow.db'}",
+            artifact_root=(storage.mlflow_dir / "artifacts").as_uri(),
+            tenant=tenant,
+        ),
         "dbt": DbtCliResource(
             project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
         ),

@@ -1,7 +1,14 @@
 """One `ConfigurableResource` per external system, each with local defaults."""
 
 from resources.feast import FeastResource
+from resources.mlflow import MlflowResource, TrackingUnavailableError
 from resources.storage import StorageResource
 from resources.tenancy import TenantResource
 
-__all__ = ["FeastResource", "StorageResource", "TenantResource"]
+__all__ = [
+    "FeastResource",
+    "MlflowResource",
+    "StorageResource",
+    "TenantResource",
+    "TrackingUnavailableError",
+]

@@ -26,6 +26,10 @@ class StorageResource(ConfigurableResource):
         return self.root / "raw"
 
     @property
+    def mlflow_dir(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
     def features_dir(self) -> Path:
         return self.root / "features"
 
