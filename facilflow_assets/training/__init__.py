@@ -1,0 +1,1 @@
+"""Training: tuned models tracked in MLflow, and the views people compare them in."""

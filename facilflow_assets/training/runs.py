@@ -1,0 +1,57 @@
+"""Runs of an experiment side by side: parameters and metrics in one table."""
+
+import polars as pl
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+
+class NoSuchMetricError(ValueError):
+    """The metric to rank by is not recorded on any run of the experiment."""
+
+
+def compare_runs(
+    client: MlflowClient, experiment_id: str, metric: str | None = None, top: int = 10
+) -> pl.DataFrame:
+    """The experiment's top `top` runs by `metric` (highest first; newest first without one).
+
+    One row per run; columns are the run's id, name, status and duration, then every
+    parameter and every metric any of the runs has (the ranking metric first).
+    """
+    order = [f"metrics.`{metric}` DESC"] if metric else ["attributes.start_time DESC"]
+    filter_string = f"metrics.`{metric}` > -1e308" if metric else ""
+    runs = client.search_runs(
+        [experiment_id], filter_string=filter_string, order_by=order, max_results=top
+    )
+    if metric and not runs:
+        recorded = sorted({k for r in client.search_runs([experiment_id]) for k in r.data.metrics})
+        raise NoSuchMetricError(
+            f"no run of experiment {experiment_id} records the metric '{metric}'; "
+            f"recorded metrics: {', '.join(recorded) or 'none'}"
+        )
+    params = sorted({k for run in runs for k in run.data.params})
+    metrics = sorted({k for run in runs for k in run.data.metrics}, key=lambda k: (k != metric, k))
+    return pl.DataFrame(
+        [_row(run, params, metrics) for run in runs],
+        schema={
+            "run_id": pl.String,
+            "run_name": pl.String,
+            "status": pl.String,
+            "duration_s": pl.Float64,
+            **{f"param.{p}": pl.String for p in params},
+            **{f"metric.{m}": pl.Float64 for m in metrics},
+        },
+        orient="row",
+    )
+
+
+def _row(run: Run, params: list[str], metrics: list[str]) -> list:
+    info = run.info
+    duration = (info.end_time - info.start_time) / 1000 if info.end_time else None
+    return [
+        info.run_id[:8],
+        info.run_name,
+        info.status,
+        duration,
+        *(run.data.params.get(p) for p in params),
+        *(run.data.metrics.get(m) for m in metrics),
+    ]

@@ -1,0 +1,75 @@
+"""`facilflow runs compare`: an experiment's top runs with parameters and metrics side by side."""
+
+import time
+
+import pytest
+from click.testing import CliRunner
+from mlflow.entities import Metric, Param
+
+from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.training.runs import NoSuchMetricError, compare_runs
+
+RUNS = [  # name, params, metrics
+    ("lr-0.1", {"learning_rate": "0.1", "num_leaves": "31"}, {"valid_auc": 0.71, "loss": 0.52}),
+    ("lr-0.05", {"learning_rate": "0.05", "num_leaves": "63"}, {"valid_auc": 0.74, "loss": 0.5}),
+    ("lr-0.01", {"learning_rate": "0.01"}, {"valid_auc": 0.69}),
+    ("failed", {"learning_rate": "0.5"}, {}),
+]
+
+
+@pytest.fixture
+def tracked(tmp_path):
+    mlflow = build_resources(Environment.LOCAL, home=tmp_path)["mlflow"]
+    experiment = mlflow.ensure_experiment()
+    client = mlflow.client()
+    for name, params, metrics in RUNS:
+        run = client.create_run(experiment.experiment_id, run_name=name)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            params=[Param(k, v) for k, v in params.items()],
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        )
+        client.set_terminated(run.info.run_id, status="FINISHED" if metrics else "FAILED")
+    return tmp_path, client, experiment.experiment_id
+
+
+def test_runs_are_ranked_by_the_metric_with_every_param_and_metric(tracked):
+    _, client, experiment_id = tracked
+    table = compare_runs(client, experiment_id, metric="valid_auc", top=10)
+    assert table["run_name"].to_list() == ["lr-0.05", "lr-0.1", "lr-0.01"]
+    assert table.columns[4:] == [
+        "param.learning_rate", "param.num_leaves", "metric.valid_auc", "metric.loss",
+    ]  # fmt: skip
+    assert table["param.num_leaves"].to_list() == ["63", "31", None]
+    assert table["metric.valid_auc"].to_list() == [0.74, 0.71, 0.69]
+    assert (table["status"] == "FINISHED").all()
+
+
+def test_without_a_metric_the_newest_runs_come_first_and_top_limits(tracked):
+    _, client, experiment_id = tracked
+    table = compare_runs(client, experiment_id, top=2)
+    assert table["run_name"].to_list() == ["failed", "lr-0.01"]
+
+
+def test_an_unknown_metric_names_the_metrics_recorded(tracked):
+    _, client, experiment_id = tracked
+    with pytest.raises(NoSuchMetricError, match="'valid_f1'; recorded metrics: loss, valid_auc"):
+        compare_runs(client, experiment_id, metric="valid_f1")
+
+
+def test_the_cli_prints_the_table(tracked):
+    home, _, _ = tracked
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "runs", "compare", "--metric", "valid_auc", "--top", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "/demo/flight_delay: 2 run(s)"
+    assert lines[1].startswith("| run_id | run_name | status | duration_s | param.learning_rate")
+    assert "| lr-0.05 | FINISHED |" in lines[3]
+    failing = CliRunner().invoke(main, ["--home", str(home), "runs", "compare", "--metric", "f1"])
+    assert failing.exit_code == 1
+    assert "no run of experiment" in failing.output
