@@ -2,7 +2,8 @@
 
 from datetime import timedelta
 
-from feast import Entity, FeatureView, FileSource
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import from_value_type
 
 from facilflow_assets.features.feast_schema import feature_fields
 from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
@@ -25,13 +26,18 @@ def feature_table_view(
         name=table,
         entities=entities,
         ttl=ttl,
-        schema=feature_fields(spec),
+        # Join keys are declared, not left to inference, which can miss a mapped key.
+        schema=[*join_key_fields(entities), *feature_fields(spec)],
         source=source,
         online=True,
         description=spec.description,
         tags={"use_case": "flight_delay", "source_model": spec.source.model},
         owner="ml-platform@facilflow.dev",
     )
+
+
+def join_key_fields(entities: list[Entity]) -> list[Field]:
+    return [Field(name=e.join_key, dtype=from_value_type(e.value_type)) for e in entities]
 
 
 weather_hourly = feature_table_view(
