@@ -11,12 +11,17 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 import redis
 
 from facilflow_assets.environment import PROJECT_ROOT, Environment
 from facilflow_assets.features.assets import build_feature_table_asset
 from facilflow_assets.features.engine import compute_features
-from facilflow_assets.features.feast_assets import build_entity_frame, data_version
+from facilflow_assets.features.feast_assets import (
+    MaterializeConfig,
+    build_entity_frame,
+    data_version,
+)
 from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
 from facilflow_assets.resource_map import FEATURE_REPO, build_resources
 from resources import FeastResource, StorageResource, TenantResource
@@ -87,6 +92,15 @@ def test_the_online_store_serves_each_entitys_latest_values(built_home):
         last_carrier = carriers.filter(pl.col("carrier_code") == carrier).sort("departed_at")
         assert online["visibility_mi"][i] == last_weather["visibility_mi"][-1]
         assert online["carrier_delay_rate_7d"][i] == last_carrier["carrier_delay_rate_7d"][-1]
+
+
+def test_the_online_store_end_time_is_utc_and_a_bad_one_names_the_field():
+    assert MaterializeConfig(end="2013-06-01T12:00:00").end_time() == datetime(
+        2013, 6, 1, 12, tzinfo=UTC
+    )
+    assert MaterializeConfig().end_time() is None
+    with pytest.raises(ValueError, match="field 'end': 'yesterday' is not an ISO 8601 time"):
+        MaterializeConfig(end="yesterday").end_time()
 
 
 def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.DataFrame):

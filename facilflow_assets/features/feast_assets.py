@@ -54,7 +54,13 @@ class MaterializeConfig(dg.Config):
     def end_time(self) -> datetime | None:
         if self.end is None:
             return None
-        end = datetime.fromisoformat(self.end)
+        try:
+            end = datetime.fromisoformat(self.end)
+        except ValueError:
+            raise ValueError(
+                f"online_store config field 'end': {self.end!r} is not an ISO 8601 time "
+                "such as 2013-12-31T23:00:00"
+            ) from None
         return end if end.tzinfo else end.replace(tzinfo=UTC)
 
 
