@@ -132,7 +132,7 @@ def _missing_inputs(feast: FeastResource) -> list[Path]:
     needed = [
         storage.warehouse_path,
         *(storage.feature_table_path(table.name) for table in FLIGHT_DELAY_SPEC.tables),
-        feast.state_dir / "registry.db",
+        feast.registry_path,
     ]
     return [path for path in needed if not path.exists()]
 

@@ -42,8 +42,12 @@ class FeastResource(ConfigurableResource):
     def state_dir(self) -> Path:
         return self.storage.root / "feast"
 
-    def _state_file(self, kind: str) -> str:
-        return str(self.state_dir / f"{self.tenant.feast_project}.{kind}.db")
+    @property
+    def registry_path(self) -> Path:
+        return self._state_file("registry")
+
+    def _state_file(self, kind: str) -> Path:
+        return self.state_dir / f"{self.tenant.feast_project}.{kind}.db"
 
     def repo_config(self) -> RepoConfig:
         if self.online_store == "redis":
@@ -51,11 +55,11 @@ class FeastResource(ConfigurableResource):
                 raise ValueError("online_store 'redis' needs redis_url (FACILFLOW_REDIS_URL)")
             online = {"type": "redis", "connection_string": self.redis_url}
         else:
-            online = {"type": "sqlite", "path": self._state_file("online")}
+            online = {"type": "sqlite", "path": str(self._state_file("online"))}
         return RepoConfig(
             project=self.tenant.feast_project,
             provider="local",
-            registry=self._state_file("registry"),
+            registry=str(self.registry_path),
             online_store=online,
             offline_store={"type": self.offline_store},
             entity_key_serialization_version=3,
