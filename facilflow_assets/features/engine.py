@@ -77,7 +77,7 @@ def compute_features(spec: FeatureTableSpec, source: pl.LazyFrame | pl.DataFrame
     timeline = _Timeline.for_rows(rows, keys, ts, _longest_span(spec))
     computed = rows.lazy()
     if timeline.column:
-        computed = computed.with_columns(timeline.expression(rows))
+        computed = computed.with_columns(timeline.expression())
     for feature in spec.features:
         computed = _add(computed, feature, timeline)
     outputs = spec.output_types()
@@ -96,11 +96,13 @@ def last_per_group(sorted_rows: pl.LazyFrame, columns: list[str]) -> pl.LazyFram
 
 
 def _longest_span(spec: FeatureTableSpec) -> timedelta:
+    """The longest stretch of time any feature looks back over."""
     spans = [timedelta(0)]
     for feature in spec.features:
-        window = getattr(feature, "window", None) if not isinstance(feature, LagFeature) else None
-        if isinstance(window, str):
-            spans.append(parse_duration(window))
+        if isinstance(feature, RollingFeature | AggregateFeature) and isinstance(
+            feature.window, str
+        ):
+            spans.append(parse_duration(feature.window))
         if isinstance(feature, LagFeature) and feature.by:
             spans.append(2 * parse_duration(feature.by))
     return max(spans)
@@ -126,7 +128,7 @@ class _Timeline:
             return cls(keys, ts, None)  # too long a timeline: window per entity instead
         return cls(keys, ts, stride, start)
 
-    def expression(self, rows: pl.DataFrame) -> pl.Expr:
+    def expression(self) -> pl.Expr:
         offset = (pl.col(self.ts) - pl.lit(self.start)).dt.total_microseconds()
         return (offset + pl.struct(self.keys).rle_id().cast(pl.Int64) * self.stride).alias(TIMELINE)
 
