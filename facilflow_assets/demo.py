@@ -1,8 +1,5 @@
 """`make demo`: materialize every asset on the embedded defaults and summarise what was built."""
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.metadata import markdown_table
 
 SUMMARY_FILE = "demo-summary.json"
@@ -72,13 +70,8 @@ def summarize(
 
 
 def write_summary(summary: list[AssetSummary], path: Path, seconds: float) -> None:
-    """Write the summary as JSON, atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"wall_seconds": round(seconds, 1), "assets": [asdict(s) for s in summary]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(document, path)
 
 
 def summary_table(summary: list[AssetSummary]) -> str:

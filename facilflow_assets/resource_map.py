@@ -7,11 +7,18 @@ from dagster_dbt import DbtCliResource
 
 from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT, Environment
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
-from resources import FeastResource, MlflowResource, StorageResource, TenantResource
+from resources import (
+    FeastResource,
+    MlflowResource,
+    RayResource,
+    StorageResource,
+    TenantResource,
+)
 
 DEFAULT_TENANT = "demo"
 DEFAULT_USE_CASE = "flight_delay"
 FEATURE_REPO = str(PROJECT_ROOT / "feature_repo")
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make dev` serves the local store
 
 
 def build_resources(environment: Environment, home: Path | None = None) -> dict[str, object]:
@@ -36,6 +43,11 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 artifact_root=dg.EnvVar("FACILFLOW_ARTIFACT_ROOT"),
                 tenant=tenant,
             ),
+            # Ray itself joins the cluster named by RAY_ADDRESS when it is set.
+            "ray_cluster": RayResource(
+                storage_path=dg.EnvVar("FACILFLOW_CHECKPOINT_ROOT"),
+                s3_endpoint_url=dg.EnvVar("MLFLOW_S3_ENDPOINT_URL"),
+            ),
             "dbt": DbtCliResource(
                 project_dir=dbt_project,
                 target=Environment.PROD.value,
@@ -51,8 +63,10 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
         "mlflow": MlflowResource(
             tracking_uri=f"sqlite:///{storage.mlflow_dir / 'mlflow.db'}",
             artifact_root=(storage.mlflow_dir / "artifacts").as_uri(),
+            ui_url=LOCAL_MLFLOW_UI,
             tenant=tenant,
         ),
+        "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
         "dbt": DbtCliResource(
             project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
         ),

@@ -2,12 +2,14 @@
 
 from resources.feast import FeastResource
 from resources.mlflow import MlflowResource, TrackingUnavailableError
+from resources.ray_cluster import RayResource
 from resources.storage import StorageResource
 from resources.tenancy import TenantResource
 
 __all__ = [
     "FeastResource",
     "MlflowResource",
+    "RayResource",
     "StorageResource",
     "TenantResource",
     "TrackingUnavailableError",

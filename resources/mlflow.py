@@ -1,18 +1,22 @@
 """MLflow tracking for a tenant's use case: the experiment, runs and the model registry."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
+import mlflow
 import requests
-from dagster import ConfigurableResource
-from mlflow.entities import Experiment
+from dagster import ConfigurableResource, InitResourceContext
+from mlflow.entities import Experiment, Run, RunStatus
 from mlflow.tracking import MlflowClient
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.tenancy import TenantResource
 
 REACHABILITY_TIMEOUT_S = 5.0
 SQLITE_PREFIX = "sqlite:///"
+DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow gives a Dagster run's MLflow runs
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -31,7 +35,15 @@ class MlflowResource(ConfigurableResource):
     artifact_root: str = Field(
         description="Folder (file URI) or s3:// prefix under which experiments keep artifacts."
     )
+    ui_url: str | None = Field(
+        default=None,
+        description="Base URL of the MLflow UI for links; the tracking URI when it is a server.",
+    )
     tenant: TenantResource
+    _dagster_run_id: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._dagster_run_id = context.run_id
 
     def client(self) -> MlflowClient:
         self.check_reachable()
@@ -76,3 +88,71 @@ class MlflowResource(ConfigurableResource):
             },
         )
         return client.get_experiment(experiment_id)
+
+    @contextlib.contextmanager
+    def tracked_run(
+        self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None
+    ) -> Iterator[Run]:
+        """A run of the use case's experiment, tagged with the Dagster run that made it.
+
+        `resume_run_id` reopens an unfinished run instead of starting one. The run ends
+        FINISHED, or FAILED if the block raises. MLflow's fluent API (`mlflow.log_*`,
+        flavors' `log_model`) writes to it inside the block.
+        """
+        client = self.client()
+        experiment = self.ensure_experiment()
+        tags = {**tags, **({DAGSTER_RUN_TAG: self._dagster_run_id} if self._dagster_run_id else {})}
+        if resume_run_id:
+            client.update_run(resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            run = client.get_run(resume_run_id)
+        else:
+            run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        with self.fluent(), mlflow.start_run(run_id=run_id) as active:
+            mlflow.set_tags(tags)
+            yield active
+
+    @contextlib.contextmanager
+    def fluent(self) -> Iterator[None]:
+        """Point MLflow's module-level API at this store for the duration of the block."""
+        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        self.client()  # checks the server answers, creates the local store's folder
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """End every run this Dagster run left open (dagster-mlflow's hook calls this)."""
+        if not self._dagster_run_id:
+            return
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.tenant.experiment_name)
+        if experiment is None:
+            return
+        for run in client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.{DAGSTER_RUN_TAG} = '{self._dagster_run_id}' "
+            "and attributes.status = 'RUNNING'",
+        ):
+            client.set_terminated(run.info.run_id, status=status)
+
+    @property
+    def _ui_base(self) -> str | None:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            return self.tracking_uri.rstrip("/")
+        return None
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page in the MLflow UI, when a UI is known."""
+        base = self._ui_base
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        base = self._ui_base
+        return f"{base}/#/models/{quote(name)}/versions/{version}" if base else None

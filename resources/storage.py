@@ -37,6 +37,13 @@ class StorageResource(ConfigurableResource):
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
 
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def training_set_path(self, feature_service: str) -> Path:
+        return self.root / "training" / f"{feature_service}.parquet"
+
     def raw_path(self, table: str) -> Path:
         return self.raw_dir / f"{table}.parquet"
 

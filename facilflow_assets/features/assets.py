@@ -3,12 +3,12 @@
 import dagster as dg
 import polars as pl
 
+from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.checks import check_specs, evaluate_checks
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
 from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
 from facilflow_assets.features.spec import FeatureTableSpec
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.parquet_io import write_parquet_atomic
 from resources import StorageResource
 
 FEATURES_GROUP = "features"

@@ -8,10 +8,10 @@ import polars as pl
 import polars.selectors as cs
 from pydantic import Field
 
+from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.assets import FEATURES_GROUP, feature_table_assets
 from facilflow_assets.features.flight_delay import FEATURE_SERVICE
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.parquet_io import write_parquet_atomic
 from resources import FeastResource, StorageResource
 
 REGISTRY_KEY = dg.AssetKey([FEATURES_GROUP, "feast_registry"])
@@ -160,7 +160,7 @@ def training_set(
     frame = pl.from_pandas(job.to_df()).with_columns(
         cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
-    path = write_parquet_atomic(frame, storage.root / "training" / f"{service.name}.parquet")
+    path = write_parquet_atomic(frame, storage.training_set_path(service.name))
     version = data_version(frame)
     feature_columns = [c for c in frame.columns if "__" in c]
     context.log.info(f"training set: {frame.height:,} rows x {len(feature_columns)} features")

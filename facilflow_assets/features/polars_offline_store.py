@@ -30,8 +30,8 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictStr
 
+from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.engine import last_per_group
-from facilflow_assets.parquet_io import write_parquet_atomic
 
 UTC_MICROSECONDS = pl.Datetime("us", "UTC")
 _ROW = "__entity_row"

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.parquet_io import write_parquet_atomic
 from facilflow_assets.raw.csv_loader import read_raw_table
 from facilflow_assets.raw.schemas import RAW_TABLES, RawTable
 from resources import StorageResource

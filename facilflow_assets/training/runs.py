@@ -10,15 +10,23 @@ class NoSuchMetricError(ValueError):
 
 
 def compare_runs(
-    client: MlflowClient, experiment_id: str, metric: str | None = None, top: int = 10
+    client: MlflowClient,
+    experiment_id: str,
+    metric: str | None = None,
+    top: int = 10,
+    parent_run_id: str | None = None,
 ) -> pl.DataFrame:
-    """The experiment's top `top` runs by `metric` (highest first; newest first without one).
+    """The experiment's top `top` runs by `metric` (highest first; newest first without one),
+    or only the runs nested under `parent_run_id` (a tuning run's trials).
 
     One row per run; columns are the run's id, name, status and duration, then every
     parameter and every metric any of the runs has (the ranking metric first).
     """
     order = [f"metrics.`{metric}` DESC"] if metric else ["attributes.start_time DESC"]
-    filter_string = f"metrics.`{metric}` > -1e308" if metric else ""
+    if parent_run_id:  # every trial, failed ones (without the metric) last
+        filter_string = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    else:
+        filter_string = f"metrics.`{metric}` > -1e308" if metric else ""
     runs = client.search_runs(
         [experiment_id], filter_string=filter_string, order_by=order, max_results=top
     )

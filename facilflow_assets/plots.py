@@ -1,0 +1,81 @@
+"""Figures of a model, for MLflow artifacts and the Dagster UI alike."""
+
+import base64
+import io
+
+import lightgbm as lgb
+import matplotlib
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import confusion_matrix, roc_curve
+
+matplotlib.use("Agg")  # no display: figures are only ever written to files
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def feature_importance(booster: lgb.Booster, top: int = 20) -> Figure:
+    """Total gain per feature, largest first."""
+    gains = booster.feature_importance(importance_type="gain")
+    order = np.argsort(gains)[::-1][:top][::-1]
+    names = np.array(booster.feature_name())[order]
+    figure, axes = plt.subplots(figsize=(8, 0.3 * len(order) + 1.2))
+    axes.barh(names, gains[order] / gains.sum())
+    axes.set_xlabel("share of total gain")
+    axes.set_title(f"Feature importance (top {len(order)})")
+    figure.tight_layout()
+    return figure
+
+
+def roc(labels: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    for name, score in scores.items():
+        false_positive, true_positive, _ = roc_curve(labels, score)
+        axes.plot(false_positive, true_positive, label=name)
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, holdout")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def calibration(labels: np.ndarray, scores: dict[str, np.ndarray], bins: int = 10) -> Figure:
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    for name, score in scores.items():
+        observed, predicted = calibration_curve(labels, score, n_bins=bins, strategy="quantile")
+        axes.plot(predicted, observed, marker="o", label=name)
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(
+        xlabel="predicted delay probability",
+        ylabel="observed delay share",
+        title="Calibration, holdout",
+    )
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float) -> Figure:
+    counts = confusion_matrix(labels, predicted, labels=[0, 1])
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(counts, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        axes.text(column, row, f"{count:,}", ha="center", va="center")
+    axes.set_xticks([0, 1], ["on time", "delayed"])
+    axes.set_yticks([0, 1], ["on time", "delayed"])
+    axes.set(xlabel="predicted", ylabel="actual", title=f"Confusion at {threshold:g}")
+    figure.tight_layout()
+    return figure
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def markdown_image(image: bytes, title: str) -> str:
+    """An inline image for Dagster's markdown metadata."""
+    return f"![{title}](data:image/png;base64,{base64.b64encode(image).decode()})"

@@ -1,0 +1,240 @@
+"""The trained-model asset: tune on Ray Tune, fit on Ray Train, track it all in MLflow."""
+
+import contextlib
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import mlflow.lightgbm
+from mlflow.models import infer_signature
+
+from facilflow_assets import plots
+from facilflow_assets.features.feast_assets import LABEL, TRAINING_SET_KEY, data_version
+from facilflow_assets.metadata import markdown_table
+from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.training.config import TrainingConfig, parse_utc
+from facilflow_assets.training.dataset import (
+    TrainingData,
+    read_training_set,
+    split_training_data,
+)
+from facilflow_assets.training.distributed import FittedModel, fit_distributed
+from facilflow_assets.training.runs import compare_runs
+from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
+from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
+from resources import MlflowResource, RayResource, StorageResource, TenantResource
+
+TRAINING_GROUP = "training"
+TRAINED_MODEL_KEY = dg.AssetKey([TRAINING_GROUP, "trained_model"])
+TUNING_KEY_TAG = "facilflow.tuning_key"
+MODEL_ARTIFACT = "model"
+log = logging.getLogger(__name__)
+
+
+@dg.asset(
+    key=TRAINED_MODEL_KEY,
+    group_name=TRAINING_GROUP,
+    kinds={"ray", "lightgbm", "mlflow"},
+    deps=[TRAINING_SET_KEY],
+    description="A LightGBM flight-delay classifier: hyperparameters searched with Ray Tune "
+    "(Optuna, ASHA), the best trial refitted data-parallel with Ray Train, tracked in MLflow.",
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    ray_cluster: RayResource,
+    tenant: TenantResource,
+) -> dg.MaterializeResult:
+    mlflow.check_reachable()  # before minutes of work, not after
+    path = storage.training_set_path(config.feature_service)
+    frame = read_training_set(path)
+    version = data_version(frame)
+    data = split_training_data(
+        frame, str(path), LABEL, parse_utc(config.validation_start), parse_utc(config.holdout_start)
+    )
+
+    def progress(message: str) -> None:
+        context.log.info(message)
+        log.info(message)
+
+    progress(
+        f"training set {version}: {data.train.rows:,} train, {data.validation.rows:,} "
+        f"validation, {data.holdout.rows:,} holdout rows; {len(data.feature_names)} features"
+    )
+    tags = {
+        "dagster.asset_key": TRAINED_MODEL_KEY.to_user_string(),
+        "facilflow.feature_service": config.feature_service,
+        "facilflow.data_version": version,
+        "mlflow.source.git.commit": git_commit(),
+        **{f"facilflow.{k}": v for k, v in tenant.event_fields().items()},
+    }
+    tuning_key = _tuning_key(version, config)
+    unfinished = _unfinished_run(mlflow, tuning_key)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        _captured_log(Path(scratch) / "training.log") as training_log,
+        mlflow.tracked_run(
+            f"train-{version[:8]}", {**tags, TUNING_KEY_TAG: tuning_key}, unfinished
+        ) as run,
+    ):
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
+        if unfinished:
+            progress(f"resuming the unfinished MLflow run {run_id} and its search")
+        with ray_cluster.session() as cluster:
+            progress(f"Ray: {cluster.get('CPU', 0):g} CPUs; {config.num_trials} trials to run")
+            tuning = tune_hyperparameters(
+                data,
+                config,
+                ray_cluster.checkpoint_path(tenant.tenant, tenant.use_case, f"tune-{run_id}"),
+                ray_cluster.storage_filesystem(),
+                max_concurrent=max(1, int(cluster.get("CPU", 1))),
+            )
+            client = mlflow.client()
+            log_trials(client, experiment_id, run_id, tuning, tags)
+            best = tuning.best
+            progress(
+                f"best of {len(tuning.trials)} trials ({len(tuning.failed)} failed): "
+                f"{best.trial_id}, validation AUC {best.best_auc:.4f} at round {best.best_round}"
+            )
+            fitted = fit_distributed(
+                data,
+                best.hyperparameters,
+                best.best_round,
+                config.num_workers,
+                config.seed,
+                config.checkpoint_every,
+                ray_cluster.checkpoint_path(tenant.tenant, tenant.use_case, f"fit-{run_id}"),
+                ray_cluster.storage_filesystem(),
+            )
+        progress(f"Ray Train fit: {config.num_workers} workers, {fitted.seconds:.1f} s")
+        _record_training(client, run_id, config, data, tuning, fitted)
+        importance = plots.png(plots.feature_importance(fitted.booster))
+        log_png(importance, "feature_importance.png")
+        model_info = _log_model(fitted, data)
+        _log_file(training_log)
+    candidate = Candidate(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=model_info.model_uri,
+        feature_service=config.feature_service,
+        data_version=version,
+        feature_names=data.feature_names,
+        validation_start=config.validation_start,
+        holdout_start=config.holdout_start,
+        best_valid_auc=fitted.history["valid_auc"][-1],
+    )
+    candidate.write(storage.models_dir / "candidate.json")
+    trials = compare_runs(
+        client, experiment_id, "best_valid_auc", top=len(tuning.trials), parent_run_id=run_id
+    )
+    url = mlflow.run_url(experiment_id, run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run_id,
+            **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
+            "model_uri": model_info.model_uri,
+            "valid_auc": candidate.best_valid_auc,
+            "boosting_rounds": best.best_round,
+            "hyperparameters": dg.MetadataValue.json(best.hyperparameters),
+            "trials": len(tuning.trials),
+            "failed_trials": len(tuning.failed),
+            "resumed_search": tuning.resumed,
+            "trial_comparison": dg.MetadataValue.md(markdown_table(trials)),
+            "feature_importance": dg.MetadataValue.md(
+                plots.markdown_image(importance, "feature importance")
+            ),
+            "data_version": version,
+            "ray_train_workers": fitted.workers,
+        }
+    )
+
+
+def _tuning_key(version: str, config: TrainingConfig) -> str:
+    """Same data and settings, same key: an unfinished run with it is resumed."""
+    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(f"{version}:{settings}".encode()).hexdigest()[:16]
+
+
+def _unfinished_run(tracking: MlflowResource, tuning_key: str) -> str | None:
+    experiment = tracking.ensure_experiment()
+    runs = tracking.client().search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TUNING_KEY_TAG}` = '{tuning_key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs and runs[0].info.status != "FINISHED":
+        return runs[0].info.run_id
+    return None
+
+
+def _record_training(client, run_id, config, data: TrainingData, tuning: TuningOutcome, fitted):
+    """Parameters of the final fit, its per-round validation metrics, and the search."""
+    best = tuning.best
+    mlflow.log_params(
+        {
+            **best.hyperparameters,
+            "num_boost_round": best.best_round,
+            "num_workers": fitted.workers,
+            "num_trials": config.num_trials,
+            "max_rounds": config.max_rounds,
+            "seed": config.seed,
+            "validation_start": config.validation_start,
+            "holdout_start": config.holdout_start,
+            "features": len(data.feature_names),
+            "train_rows": data.train.rows,
+            "validation_rows": data.validation.rows,
+        }
+    )
+    log_history(client, run_id, fitted.history)
+    mlflow.log_metrics(
+        {
+            "final_valid_auc": fitted.history["valid_auc"][-1],
+            "final_valid_logloss": fitted.history["valid_logloss"][-1],
+            "best_trial_valid_auc": best.best_auc,
+            "failed_trials": len(tuning.failed),
+            "ray_train_seconds": fitted.seconds,
+        }
+    )
+    mlflow.log_dict(config.model_dump(mode="json")["search_space"], "search_space.json")
+
+
+def _log_model(fitted: FittedModel, data: TrainingData):
+    """The booster in LightGBM's own text format, with its signature and an input example."""
+    example = data.train.frame.select(data.feature_names).drop_nulls().head(5).to_pandas()
+    example = example.astype("float32")
+    return mlflow.lightgbm.log_model(
+        fitted.booster,
+        name=MODEL_ARTIFACT,
+        signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
+        input_example=example,
+    )
+
+
+def _log_file(handler: logging.FileHandler) -> None:
+    handler.flush()
+    mlflow.log_artifact(handler.baseFilename)
+
+
+@contextlib.contextmanager
+def _captured_log(path: Path) -> Iterator[logging.FileHandler]:
+    """Progress lines of this module written to `path`, for the run's `training.log`."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("facilflow_assets")
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        handler.close()

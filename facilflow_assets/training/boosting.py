@@ -1,0 +1,65 @@
+"""The LightGBM loop shared by tuning trials and Ray Train workers, and its checkpoints."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+# The metrics a round reports, under the names runs and Tune know them by.
+ROUND_METRICS = {"auc": "valid_auc", "binary_logloss": "valid_logloss"}
+OBJECTIVE = {"objective": "binary", "metric": list(ROUND_METRICS), "verbose": -1}
+MODEL_FILE = "model.txt"
+HISTORY_FILE = "history.json"
+
+RoundCallback = Callable[[int, dict[str, float], lgb.Booster], None]
+
+
+def boost(
+    params: dict,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    rounds: int,
+    on_round: RoundCallback,
+    feature_names: list[str],
+    init_model: lgb.Booster | None = None,
+) -> lgb.Booster:
+    """Train up to `rounds` rounds in all (counting `init_model`'s); after each round
+    `on_round(round, {valid_auc, valid_logloss}, booster)` is called, rounds counted from 1."""
+    done = init_model.current_iteration() if init_model is not None else 0
+    train_set = lgb.Dataset(
+        train[0], label=train[1], feature_name=feature_names, free_raw_data=False
+    )
+    valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set)
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        metrics = {ROUND_METRICS[name]: value for _, name, value, _ in env.evaluation_result_list}
+        on_round(env.iteration + 1, metrics, env.model)
+
+    return lgb.train(
+        {**OBJECTIVE, **params},
+        train_set,
+        num_boost_round=rounds - done,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        init_model=init_model,
+        callbacks=[report],
+        keep_training_booster=True,
+    )
+
+
+def save_checkpoint(directory: Path, booster: lgb.Booster, history: dict[str, list]) -> None:
+    """The model in LightGBM's text format and the per-round metrics so far."""
+    booster.save_model(str(directory / MODEL_FILE))
+    (directory / HISTORY_FILE).write_text(json.dumps(history))
+
+
+def load_checkpoint(directory: Path) -> tuple[lgb.Booster, dict[str, list]]:
+    booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
+    return booster, json.loads((directory / HISTORY_FILE).read_text())
+
+
+def append_round(history: dict[str, list], metrics: dict[str, float]) -> None:
+    for name, value in metrics.items():
+        history.setdefault(name, []).append(float(value))

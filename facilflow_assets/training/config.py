@@ -1,0 +1,138 @@
+"""The use case's training settings: time splits, the search space and the trial budget."""
+
+import difflib
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field, field_validator, model_validator
+from ray import tune
+
+from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+
+# LightGBM parameters a search may vary; anything else is a typo or belongs elsewhere.
+TUNABLE_HYPERPARAMETERS = {
+    "learning_rate": float,
+    "num_leaves": int,
+    "max_depth": int,
+    "min_data_in_leaf": int,
+    "min_sum_hessian_in_leaf": float,
+    "feature_fraction": float,
+    "bagging_fraction": float,
+    "bagging_freq": int,
+    "lambda_l1": float,
+    "lambda_l2": float,
+    "min_gain_to_split": float,
+    "scale_pos_weight": float,
+}
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+class SearchDimension(dg.Config):
+    """One hyperparameter's range: `uniform`/`loguniform`/`randint` over [low, high], or a
+    `choice` among `values`."""
+
+    distribution: str = Field(description=f"One of {', '.join(DISTRIBUTIONS)}.")
+    low: float | None = None
+    high: float | None = None
+    values: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_distribution(self) -> "SearchDimension":
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"distribution {self.distribution!r} is not one of {', '.join(DISTRIBUTIONS)}"
+            )
+        if self.distribution == "choice":
+            if not self.values:
+                raise ValueError("a 'choice' dimension needs a non-empty 'values' list")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.distribution!r} dimension needs low < high")
+        elif self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError("a 'loguniform' dimension needs low > 0")
+        return self
+
+    def to_tune(self, kind: type):
+        """This dimension as a Ray Tune search domain."""
+        if self.distribution == "choice":
+            return tune.choice([kind(v) for v in self.values])
+        if self.distribution == "randint":
+            # Tune's randint excludes the upper bound; the config's `high` is inclusive.
+            return tune.randint(int(self.low), int(self.high) + 1)
+        return getattr(tune, self.distribution)(self.low, self.high)
+
+
+DEFAULT_SEARCH_SPACE = {
+    "learning_rate": {"distribution": "loguniform", "low": 0.02, "high": 0.3},
+    "num_leaves": {"distribution": "randint", "low": 15, "high": 127},
+    "min_data_in_leaf": {"distribution": "randint", "low": 20, "high": 400},
+    "feature_fraction": {"distribution": "uniform", "low": 0.5, "high": 1.0},
+    "lambda_l2": {"distribution": "loguniform", "low": 0.001, "high": 10.0},
+}
+
+
+class TrainingConfig(dg.Config):
+    """Rows before `validation_start` train; `validation_start`..`holdout_start` guide early
+    stopping and the search; from `holdout_start` on is kept for evaluation alone."""
+
+    feature_service: str = Field(
+        default=FEATURE_SERVICE, description="The Feast feature service whose training set to use."
+    )
+    validation_start: str = Field(default="2013-10-01", description="UTC date (ISO 8601).")
+    holdout_start: str = Field(default="2013-11-01", description="UTC date (ISO 8601).")
+    search_space: dict[str, SearchDimension] = Field(
+        default=DEFAULT_SEARCH_SPACE,
+        validate_default=True,
+        description=f"Hyperparameters to tune, among: {', '.join(TUNABLE_HYPERPARAMETERS)}.",
+    )
+    num_trials: int = Field(default=6, ge=1, description="Trial budget of the search.")
+    max_rounds: int = Field(default=200, ge=1, description="Boosting rounds a trial may reach.")
+    grace_rounds: int = Field(
+        default=25, ge=1, description="Rounds before early stopping (ASHA) may stop a trial."
+    )
+    checkpoint_every: int = Field(default=25, ge=1, description="Rounds between checkpoints.")
+    num_workers: int = Field(default=2, ge=1, description="Ray Train workers of the final fit.")
+    seed: int = Field(default=42, description="Seed of the search and of LightGBM.")
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_hyperparameters(cls, space: dict) -> dict:
+        if not space:
+            raise ValueError("search_space is empty; name at least one hyperparameter to tune")
+        for name in space:
+            if name not in TUNABLE_HYPERPARAMETERS:
+                close = difflib.get_close_matches(name, TUNABLE_HYPERPARAMETERS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(
+                    f"search_space: unknown hyperparameter '{name}'{hint}; tunable ones are "
+                    + ", ".join(TUNABLE_HYPERPARAMETERS)
+                )
+        return space
+
+    @field_validator("validation_start", "holdout_start")
+    @classmethod
+    def _iso_date(cls, value: str, info) -> str:
+        parse_utc(value, info.field_name)
+        return value
+
+    @model_validator(mode="after")
+    def _splits_in_order(self) -> "TrainingConfig":
+        if parse_utc(self.validation_start) >= parse_utc(self.holdout_start):
+            raise ValueError(
+                f"validation_start ({self.validation_start}) must come before "
+                f"holdout_start ({self.holdout_start})"
+            )
+        return self
+
+    def tune_search_space(self) -> dict:
+        return {
+            name: dimension.to_tune(TUNABLE_HYPERPARAMETERS[name])
+            for name, dimension in self.search_space.items()
+        }
+
+
+def parse_utc(value: str, field: str = "date") -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is not an ISO 8601 date such as 2013-11-01") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

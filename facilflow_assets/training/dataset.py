@@ -1,0 +1,122 @@
+"""The training set, checked and split in time into train, validation and holdout."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+TIME_COLUMN = "event_timestamp"
+FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
+
+
+class TrainingDataError(ValueError):
+    """The training set cannot train a classifier; the message says why and where."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Feature matrix and labels of one time slice."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    frame: pl.DataFrame  # the slice's rows, with entity columns, for baselines and reports
+
+    @property
+    def rows(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    feature_names: list[str]
+    label: str
+    train: Split
+    validation: Split
+    holdout: Split
+
+
+def feature_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if FEATURE_SEPARATOR in c]
+
+
+def read_training_set(path: Path) -> pl.DataFrame:
+    if not path.exists():
+        raise TrainingDataError(f"no training set at {path}; materialize features/training_set")
+    return pl.read_parquet(path)
+
+
+def split_training_data(
+    frame: pl.DataFrame,
+    source: str,
+    label: str,
+    validation_start: datetime,
+    holdout_start: datetime,
+) -> TrainingData:
+    """Check the training set read from `source` and split it at the two dates.
+
+    Raises TrainingDataError for an empty set, missing label values, a label that is not
+    0/1 or has one class in the training slice, or an empty slice.
+    """
+    where = f"training set {source}"
+    if label not in frame.columns:
+        raise TrainingDataError(f"{where} has no label column '{label}'")
+    if frame.height == 0:
+        raise TrainingDataError(f"{where} is empty: there is nothing to train on")
+    _check_labels(frame, label, where)
+    features = feature_columns(frame)
+    if not features:
+        raise TrainingDataError(f"{where} has no feature columns (named <view>__<feature>)")
+    train = frame.filter(pl.col(TIME_COLUMN) < validation_start)
+    validation = frame.filter(
+        pl.col(TIME_COLUMN).is_between(validation_start, holdout_start, closed="left")
+    )
+    holdout = frame.filter(pl.col(TIME_COLUMN) >= holdout_start)
+    slices = {"train": train, "validation": validation, "holdout": holdout}
+    for name, rows in slices.items():
+        if rows.height == 0:
+            raise TrainingDataError(
+                f"{where}: the {name} slice is empty (validation from "
+                f"{validation_start.date()}, holdout from {holdout_start.date()}; rows span "
+                f"{frame[TIME_COLUMN].min()} to {frame[TIME_COLUMN].max()})"
+            )
+    if train[label].n_unique() < 2:
+        raise TrainingDataError(
+            f"{where}: the label '{label}' has a single class ({train[label][0]}) in the "
+            "train slice; a classifier needs both"
+        )
+    return TrainingData(
+        feature_names=features,
+        label=label,
+        **{name: to_split(rows, features, label) for name, rows in slices.items()},
+    )
+
+
+def _check_labels(frame: pl.DataFrame, label: str, where: str) -> None:
+    missing = frame.with_row_index("row").filter(pl.col(label).is_null())
+    if missing.height:
+        rows = ", ".join(str(r) for r in missing["row"].head(5))
+        raise TrainingDataError(
+            f"{where}: {missing.height} row(s) have no value in the label '{label}' "
+            f"(first rows: {rows})"
+        )
+    unexpected = frame.with_row_index("row").filter(~pl.col(label).cast(pl.Int64).is_in([0, 1]))
+    if unexpected.height:
+        row = unexpected.row(0, named=True)
+        raise TrainingDataError(
+            f"{where}: the label '{label}' must be 0 or 1; row {row['row']} holds {row[label]}"
+        )
+
+
+def to_split(rows: pl.DataFrame, features: list[str], label: str) -> Split:
+    return Split(
+        features=feature_matrix(rows, features),
+        labels=rows[label].cast(pl.Int8).to_numpy(),
+        frame=rows,
+    )
+
+
+def feature_matrix(rows: pl.DataFrame, features: list[str]) -> np.ndarray:
+    """Features as float32, nulls as NaN (LightGBM's missing value)."""
+    return rows.select(pl.col(features).cast(pl.Float32)).to_numpy()
