@@ -27,8 +27,8 @@ def demo(context: click.Context) -> None:
     Runs are recorded in the local instance `<home>/dagster_home`, the one `make dev`
     opens, so the Dagster UI shows them afterwards.
     """
-    from facilflow_assets.definitions import all_assets
-    from facilflow_assets.demo import SUMMARY_FILE, run_demo, summary_table
+    from facilflow_assets.definitions import all_asset_checks, all_assets
+    from facilflow_assets.demo import SUMMARY_FILE, model_table, run_demo, summary_table
     from facilflow_assets.environment import LOCAL_HOME, Environment
     from facilflow_assets.resource_map import build_resources
 
@@ -37,8 +37,9 @@ def demo(context: click.Context) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
     resources = build_resources(Environment.LOCAL, home=home)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        summary = run_demo(all_assets, resources, instance, home)
+        summary, model = run_demo([*all_assets, *all_asset_checks], resources, instance, home)
     click.echo(summary_table(summary))
+    click.echo("\n" + model_table(model))
     click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
 
 

@@ -3,18 +3,31 @@
 import dagster as dg
 
 from facilflow_assets.environment import get_environment
+from facilflow_assets.evaluation.assets import clears_thresholds, evaluation_report
 from facilflow_assets.features.assets import feature_table_assets
 from facilflow_assets.features.feast_assets import feast_assets
 from facilflow_assets.raw.assets import raw_assets
+from facilflow_assets.registry.assets import registered_model_version
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.training.assets import trained_model
 from facilflow_assets.warehouse import warehouse_models
 from jobs import all_jobs
 from sensors import all_schedules, all_sensors
 
-all_assets = [*raw_assets, warehouse_models, *feature_table_assets, *feast_assets]
+all_assets = [
+    *raw_assets,
+    warehouse_models,
+    *feature_table_assets,
+    *feast_assets,
+    trained_model,
+    evaluation_report,
+    registered_model_version,
+]
+all_asset_checks = [clears_thresholds]
 
 defs = dg.Definitions(
     assets=all_assets,
+    asset_checks=all_asset_checks,
     jobs=all_jobs,
     sensors=all_sensors,
     schedules=all_schedules,

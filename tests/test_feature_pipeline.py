@@ -34,11 +34,11 @@ HISTORY_TABLES = {
 
 
 def _summary(built_home) -> dict:
-    return {s.asset: s for s in built_home[1]}
+    return {s.asset: s for s in built_home.summary}
 
 
 def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
-    home, _ = built_home
+    home = built_home.home
     summary = _summary(built_home)
     for table in FLIGHT_DELAY_SPEC.tables:
         entry = summary[f"features/{table.name}"]
@@ -53,7 +53,7 @@ def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
 
 
 def test_the_training_set_has_every_service_feature_for_every_departed_flight(built_home):
-    home, summary = built_home
+    home = built_home.home
     frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
     feast = build_resources(Environment.LOCAL, home=home)["feast"]
     service = feast.feature_store().get_feature_service("flight_delay_v1")
@@ -68,7 +68,7 @@ def test_the_training_set_has_every_service_feature_for_every_departed_flight(bu
 
 
 def test_the_data_version_is_a_content_hash(built_home):
-    home, _ = built_home
+    home = built_home.home
     frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
     assert data_version(frame) == data_version(frame.sample(fraction=1.0, shuffle=True, seed=1))
     changed = frame.with_columns(pl.col("is_delayed").reverse())
@@ -76,7 +76,7 @@ def test_the_data_version_is_a_content_hash(built_home):
 
 
 def test_the_online_store_serves_each_entitys_latest_values(built_home):
-    home, _ = built_home
+    home = built_home.home
     store = build_resources(Environment.LOCAL, home=home)["feast"].feature_store()
     online = store.get_online_features(
         features=["weather_hourly:visibility_mi", "carrier_history:carrier_delay_rate_7d"],
@@ -128,7 +128,7 @@ def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.Data
 def test_history_features_never_see_a_flights_own_or_a_later_outcome(built_home, tmp_path):
     """Change the outcome of some flights; a training row may change only where a changed
     flight shares its carrier, route or plane and departed at or before the row's time."""
-    home, _ = built_home
+    home = built_home.home
     storage = StorageResource(home=str(home))
     outcomes = storage.read_warehouse("marts/flight_outcomes")
     rng = random.Random(13)
@@ -173,7 +173,7 @@ def test_history_features_never_see_a_flights_own_or_a_later_outcome(built_home,
 
 
 def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_home, tmp_path):
-    built, _ = built_home
+    built = built_home.home
     home = tmp_path / "home"
     (home / "features").mkdir(parents=True)
     shutil.copy(built / "warehouse.duckdb", home / "warehouse.duckdb")
@@ -213,7 +213,7 @@ def _feast_cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_path):
-    built, _ = built_home
+    built = built_home.home
     repo = tmp_path / "project" / "feature_repo"
     shutil.copytree(
         PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__")
@@ -262,7 +262,7 @@ def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_
 
 def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
     """Production's Redis online store, against the real Redis on 127.0.0.1:6379."""
-    home, _ = built_home
+    home = built_home.home
     project = f"test_{uuid.uuid4().hex[:10]}"
     storage = StorageResource(home=str(home))
     feast = FeastResource(

@@ -22,7 +22,7 @@ def _query(home: Path, sql: str):
 
 
 def test_every_asset_is_materialized_with_its_row_count(built_home):
-    _, summary = built_home
+    summary = built_home.summary
     rows = {s.asset: s.rows for s in summary}
     assert rows["raw/flights"] == FLIGHTS
     assert rows["staging/stg_flights"] == FLIGHTS
@@ -34,7 +34,7 @@ def test_every_asset_is_materialized_with_its_row_count(built_home):
 
 
 def test_dbt_tests_pass_and_only_the_documented_destination_gap_warns(built_home):
-    _, summary = built_home
+    summary = built_home.summary
     assert sum(s.checks_failed for s in summary) == 0
     assert sum(s.checks_passed for s in summary) >= 40
     warned = {s.asset for s in summary if s.checks_warned}
@@ -42,7 +42,7 @@ def test_dbt_tests_pass_and_only_the_documented_destination_gap_warns(built_home
 
 
 def test_staging_timestamps_are_utc(built_home):
-    home, _ = built_home
+    home = built_home.home
     [(column_type,)] = _query(
         home,
         "select data_type from information_schema.columns "
@@ -58,7 +58,7 @@ def test_staging_timestamps_are_utc(built_home):
 
 
 def test_mart_joins_each_flight_with_its_departure_hour_weather(built_home):
-    home, _ = built_home
+    home = built_home.home
     [(with_weather, mismatched)] = _query(
         home,
         """
@@ -78,14 +78,14 @@ def test_mart_joins_each_flight_with_its_departure_hour_weather(built_home):
 
 
 def test_demo_summary_file_lists_every_asset(built_home):
-    home, summary = built_home
+    home, summary = built_home.home, built_home.summary
     document = json.loads((home / SUMMARY_FILE).read_text())
     assert [a["asset"] for a in document["assets"]] == [s.asset for s in summary]
     assert document["wall_seconds"] > 0
 
 
 def test_dbt_build_works_on_its_own_from_the_dbt_folder(built_home, tmp_path):
-    built, _ = built_home
+    built = built_home.home
     home = tmp_path / "standalone"
     shutil.copytree(built / "raw", home / "raw")
     result = subprocess.run(

@@ -1,0 +1,1 @@
+"""Evaluation of a trained candidate against the baseline on the holdout months."""

@@ -1,0 +1,1 @@
+"""Registered model versions of the use case and their stages."""

@@ -1,0 +1,49 @@
+"""The lifecycle stages of a registered version, kept with aliases and a tag.
+
+MLflow 3 deprecates its stage API, so a version's stage is the tag `facilflow.stage`
+(None, Staging, Production or Archived), and the Staging and Production versions are
+also reachable by the aliases `staging` and `production` (`models:/<name>@production`).
+An alias names one version: the version it leaves is archived.
+"""
+
+from enum import StrEnum
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+STAGE_TAG = "facilflow.stage"
+
+
+class Stage(StrEnum):
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+    @property
+    def alias(self) -> str | None:
+        return self.value.lower() if self in (Stage.STAGING, Stage.PRODUCTION) else None
+
+
+def version_in_stage(client: MlflowClient, name: str, stage: Stage) -> ModelVersion | None:
+    """The version holding `stage`'s alias, if any."""
+    try:
+        return client.get_model_version_by_alias(name, stage.alias)
+    except MlflowException:
+        return None
+
+
+def move_to_stage(client: MlflowClient, name: str, version: str, stage: Stage) -> None:
+    """Put `version` in `stage`; the version that held the stage's alias is archived."""
+    if stage.alias:
+        previous = version_in_stage(client, name, stage)
+        client.set_registered_model_alias(name, stage.alias, version)
+        if previous is not None and previous.version != version:
+            client.set_model_version_tag(name, previous.version, STAGE_TAG, Stage.ARCHIVED)
+    for other in Stage:
+        if other.alias and other != stage:
+            holder = version_in_stage(client, name, other)
+            if holder is not None and holder.version == version:
+                client.delete_registered_model_alias(name, other.alias)
+    client.set_model_version_tag(name, version, STAGE_TAG, stage)
