@@ -29,7 +29,12 @@ def test_definitions_load_with_every_stage_asset_and_unique_keys():
         "features/online_store",
         "features/training_set",
     } <= set(keys)
-    assert len(keys) == 22
+    assert {
+        "training/trained_model",
+        "evaluation/evaluation_report",
+        "registry/registered_model_version",
+    } <= set(keys)
+    assert len(keys) == 25
 
 
 def test_asset_keys_are_lowercase_and_grouped_by_stage():
@@ -37,7 +42,15 @@ def test_asset_keys_are_lowercase_and_grouped_by_stage():
     for key in graph.get_all_asset_keys():
         assert key.to_user_string() == key.to_user_string().lower()
         group = graph.get(key).group_name
-        expected = {"raw": "raw", "staging": "dbt", "marts": "dbt", "features": "features"}
+        expected = {
+            "raw": "raw",
+            "staging": "dbt",
+            "marts": "dbt",
+            "features": "features",
+            "training": "training",
+            "evaluation": "evaluation",
+            "registry": "registry",
+        }
         assert group == expected[key.path[0]], key
 
 

@@ -115,6 +115,14 @@ class TrainingConfig(dg.Config):
         return value
 
     @model_validator(mode="after")
+    def _grace_within_rounds(self) -> "TrainingConfig":
+        if self.grace_rounds > self.max_rounds:
+            raise ValueError(
+                f"grace_rounds ({self.grace_rounds}) must not exceed max_rounds ({self.max_rounds})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _splits_in_order(self) -> "TrainingConfig":
         if parse_utc(self.validation_start) >= parse_utc(self.holdout_start):
             raise ValueError(

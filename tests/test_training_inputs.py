@@ -1,0 +1,146 @@
+"""Bad training input gets a clear error before any Ray or MLflow work starts."""
+
+import time
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from facilflow_assets.atomic_files import write_parquet_atomic
+from facilflow_assets.training.assets import trained_model
+from facilflow_assets.training.config import TrainingConfig, parse_utc
+from facilflow_assets.training.dataset import TrainingDataError, split_training_data
+from resources import MlflowResource, TrackingUnavailableError
+from tests.mlflow_server import free_port
+from tests.training_data import synthetic_training_set
+
+VALIDATION, HOLDOUT = parse_utc("2013-10-01"), parse_utc("2013-11-01")
+
+
+def _split(frame: pl.DataFrame):
+    return split_training_data(frame, "flights.parquet", "is_delayed", VALIDATION, HOLDOUT)
+
+
+def test_a_good_set_splits_in_time_without_overlap():
+    data = _split(synthetic_training_set())
+    assert data.train.frame["event_timestamp"].max() < VALIDATION
+    assert data.validation.frame["event_timestamp"].min() >= VALIDATION
+    assert data.holdout.frame["event_timestamp"].min() >= HOLDOUT
+    assert data.train.rows + data.validation.rows + data.holdout.rows == 6000
+    assert data.feature_names == [
+        "weather_hourly__wind_speed_mph",
+        "carrier_history__carrier_delay_rate_7d",
+        "flight_calendar__departure_hour",
+        "weather_hourly__noise",
+    ]
+    assert data.train.features.shape == (data.train.rows, 4)
+
+
+def test_an_empty_training_set_is_refused():
+    with pytest.raises(TrainingDataError, match="flights.parquet is empty"):
+        _split(synthetic_training_set().clear())
+
+
+def test_a_label_with_one_class_is_refused():
+    frame = synthetic_training_set().with_columns(is_delayed=pl.lit(0, pl.Int32))
+    with pytest.raises(TrainingDataError, match="single class \\(0\\) in the train slice"):
+        _split(frame)
+
+
+def test_missing_label_values_are_named_by_row():
+    frame = synthetic_training_set().with_columns(
+        is_delayed=pl.when(pl.int_range(pl.len()).is_in([7, 42])).then(None).otherwise("is_delayed")
+    )
+    with pytest.raises(TrainingDataError, match="2 row\\(s\\) have no value .*first rows: 7, 42"):
+        _split(frame)
+
+
+def test_a_label_other_than_zero_or_one_names_the_row():
+    frame = synthetic_training_set().with_columns(
+        is_delayed=pl.when(pl.int_range(pl.len()) == 3).then(5).otherwise("is_delayed")
+    )
+    with pytest.raises(TrainingDataError, match="must be 0 or 1; row 3 holds 5"):
+        _split(frame)
+
+
+def test_a_split_date_past_the_data_names_the_empty_slice():
+    with pytest.raises(TrainingDataError, match="the holdout slice is empty"):
+        split_training_data(
+            synthetic_training_set(),
+            "flights.parquet",
+            "is_delayed",
+            VALIDATION,
+            parse_utc("2014-06-01"),
+        )
+
+
+def test_an_unknown_hyperparameter_is_refused_with_a_suggestion():
+    with pytest.raises(ValueError, match="unknown hyperparameter 'num_leafs' \\(did you mean"):
+        TrainingConfig(
+            search_space={"num_leafs": {"distribution": "randint", "low": 8, "high": 64}}
+        )
+
+
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        ({"distribution": "normal", "low": 0, "high": 1}, "'normal' is not one of"),
+        ({"distribution": "uniform", "low": 1, "high": 0}, "needs low < high"),
+        ({"distribution": "loguniform", "low": 0, "high": 1}, "needs low > 0"),
+        ({"distribution": "choice", "values": []}, "non-empty 'values'"),
+    ],
+)
+def test_a_malformed_search_dimension_says_what_is_wrong(dimension, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig(search_space={"learning_rate": dimension})
+
+
+def test_a_grace_period_longer_than_the_rounds_is_refused():
+    with pytest.raises(ValueError, match="grace_rounds \\(50\\) must not exceed max_rounds"):
+        TrainingConfig(max_rounds=40, grace_rounds=50)
+
+
+def test_split_dates_out_of_order_are_refused():
+    with pytest.raises(ValueError, match="validation_start .* must come before holdout_start"):
+        TrainingConfig(validation_start="2013-12-01", holdout_start="2013-11-01")
+
+
+def test_an_unknown_hyperparameter_in_run_config_fails_the_step_before_any_work(
+    local_resources, facilflow_home
+):
+    dimension = {"distribution": "uniform", "low": 0.01, "high": 0.2}
+    run_config = {
+        "ops": {
+            "training__trained_model": {"config": {"search_space": {"lerning_rate": dimension}}}
+        }
+    }
+    result = dg.materialize(
+        [trained_model], resources=local_resources, run_config=run_config, raise_on_error=False
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert "unknown hyperparameter 'lerning_rate' (did you mean 'learning_rate'?)" in str(
+        error.to_string()
+    )
+    assert not (facilflow_home / "mlflow").exists()
+
+
+def test_an_unreachable_tracking_server_fails_before_training(local_resources, facilflow_home):
+    storage = local_resources["storage"]
+    write_parquet_atomic(synthetic_training_set(), storage.training_set_path("flight_delay_v1"))
+    url = f"http://127.0.0.1:{free_port()}"
+    resources = {
+        **local_resources,
+        "mlflow": MlflowResource(
+            tracking_uri=url, artifact_root="mlflow-artifacts:/", tenant=local_resources["tenant"]
+        ),
+    }
+    started = time.monotonic()
+    result = dg.materialize([trained_model], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure.cause.cls_name == TrackingUnavailableError.__name__
+    assert url in failure.cause.message
+    assert time.monotonic() - started < 30
+    assert not (facilflow_home / "ray").exists()  # no search was started
+    assert not (facilflow_home / "models" / "candidate.json").exists()
