@@ -54,17 +54,18 @@ def registered_model_version(
     version = _existing_version(client, name, candidate.run_id)
     if version is None:
         version = _register(client, name, candidate, report)
-    else:
-        move_to_stage(client, name, version.version, Stage.STAGING)
-    context.log.info(f"{name} version {version.version} is in {Stage.STAGING}")
+        context.log.info(f"registered {name} version {version.version} in {Stage.STAGING}")
+    else:  # registered before: its stage is governance's business now, not this asset's
+        context.log.info(f"run {candidate.run_id} is already {name} version {version.version}")
+    stage = Stage(client.get_model_version(name, version.version).tags[STAGE_TAG])
     url = mlflow.model_version_url(name, version.version)
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
-            "version": version.version,
-            "stage": Stage.STAGING.value,
-            "alias": Stage.STAGING.alias,
-            "model_uri": f"models:/{name}@{Stage.STAGING.alias}",
+            "version": str(version.version),
+            "stage": stage.value,
+            "alias": stage.alias or "",
+            "model_uri": f"models:/{name}/{version.version}",
             "source_run": candidate.run_id,
             "holdout_auc": report.candidate_metrics["auc"],
             **({"mlflow_model_version": dg.MetadataValue.url(url)} if url else {}),

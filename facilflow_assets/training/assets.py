@@ -215,6 +215,8 @@ def _log_model(fitted: FittedModel, data: TrainingData):
         name=MODEL_ARTIFACT,
         signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
         input_example=example,
+        # Named, not inferred: inference loads the model in a subprocess, seconds per run.
+        pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
     )
 
 

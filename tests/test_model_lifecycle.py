@@ -1,0 +1,157 @@
+"""The demo's model as a user finds it in MLflow: the run, its trials, the staged version."""
+
+import json
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
+from facilflow_assets.registry.stages import STAGE_TAG
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.training.config import TrainingConfig
+from facilflow_assets.training.runs import compare_runs
+
+MODEL_NAME = "demo.flight_delay"
+
+
+@pytest.fixture(scope="module")
+def tracking(built_home):
+    return build_resources(Environment.LOCAL, home=built_home.home)["mlflow"]
+
+
+@pytest.fixture(scope="module")
+def training_run(built_home, tracking):
+    return tracking.client().get_run(built_home.model["mlflow_run_id"])
+
+
+def test_the_demo_summary_shows_run_metrics_against_baseline_and_the_staged_version(built_home):
+    model = built_home.model
+    assert model["passed"] is True
+    assert model["auc"] > model["baseline_auc"] > 0.5
+    assert model["auc_lift"] == pytest.approx(model["auc"] / model["baseline_auc"] - 1)
+    assert model["baseline"] == "carrier-hour rate"
+    assert (model["registered_model"], model["version"], model["stage"]) == (
+        MODEL_NAME,
+        "1",
+        "Staging",
+    )
+    written = json.loads((built_home.home / "demo-summary.json").read_text())
+    assert written["model"]["mlflow_run_id"] == model["mlflow_run_id"]
+
+
+def test_the_training_run_records_params_stepped_metrics_tags_and_duration(training_run, tracking):
+    data = training_run.data
+    assert {"learning_rate", "num_leaves", "num_boost_round", "num_workers"} <= set(data.params)
+    rounds = int(data.params["num_boost_round"])
+    history = tracking.client().get_metric_history(training_run.info.run_id, "valid_auc")
+    assert [m.step for m in history] == list(range(1, rounds + 1))
+    assert data.metrics["holdout_auc"] > 0.7
+    for tag in (
+        "dagster_run_id",
+        "dagster.asset_key",
+        "facilflow.tenant",
+        "facilflow.use_case",
+        "facilflow.feature_service",
+        "facilflow.data_version",
+        "mlflow.source.git.commit",
+    ):
+        assert data.tags.get(tag), tag
+    assert data.tags["dagster.asset_key"] == "training/trained_model"
+    assert data.tags["facilflow.evaluation"] == "passed"
+    assert training_run.info.status == "FINISHED"
+    assert training_run.info.end_time > training_run.info.start_time
+
+
+def _artifacts(client, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_the_training_run_keeps_model_plots_log_and_evaluation_report(training_run, tracking):
+    client = tracking.client()
+    artifacts = _artifacts(client, training_run.info.run_id)
+    assert {
+        "training.log",
+        "search_space.json",
+        "plots/feature_importance.png",
+        "evaluation/report.md",
+        "evaluation/report.json",
+        "evaluation/roc.png",
+        "evaluation/calibration.png",
+        "evaluation/confusion_matrix.png",
+        "evaluation/feature_importance.png",
+    } <= artifacts
+    log = Path(client.download_artifacts(training_run.info.run_id, "training.log")).read_text()
+    assert "best of 6 trials" in log and "Ray Train fit: 2 workers" in log
+
+
+def test_the_model_is_logged_in_lightgbm_text_format_with_signature_and_example(
+    built_home, tracking
+):
+    candidate = Candidate.read(built_home.home / "models" / "candidate.json")
+    with tracking.fluent():
+        local = Path(mlflow.artifacts.download_artifacts(candidate.model_uri))
+    spec = yaml.safe_load((local / "MLmodel").read_text())
+    assert spec["flavors"]["lightgbm"]["model_class"] == "lightgbm.basic.Booster"
+    model_file = local / spec["flavors"]["lightgbm"]["data"]
+    assert model_file.read_text().startswith("tree")  # LightGBM's text format, not a pickle
+    inputs = json.loads(spec["signature"]["inputs"])
+    assert [column["name"] for column in inputs] == candidate.feature_names
+    assert (local / "input_example.json").exists()
+
+
+def test_trials_are_nested_runs_compared_side_by_side(training_run, tracking):
+    trials = compare_runs(
+        tracking.client(),
+        training_run.info.experiment_id,
+        "best_valid_auc",
+        top=50,
+        parent_run_id=training_run.info.run_id,
+    )
+    assert trials.height == TrainingConfig().num_trials
+    assert trials["status"].to_list() == ["FINISHED"] * trials.height
+    assert {"param.learning_rate", "metric.best_valid_auc", "metric.rounds"} <= set(trials.columns)
+    best = trials["metric.best_valid_auc"].to_list()
+    assert best == sorted(best, reverse=True)
+
+
+def test_the_staged_version_has_its_alias_tags_and_serves_predictions(
+    built_home, training_run, tracking
+):
+    client = tracking.client()
+    version = client.get_model_version_by_alias(MODEL_NAME, "staging")
+    assert str(version.version) == "1"
+    assert version.run_id == training_run.info.run_id
+    assert version.tags[STAGE_TAG] == "Staging"
+    assert version.tags["facilflow.source_run"] == training_run.info.run_id
+    assert version.tags["facilflow.feature_service"] == "flight_delay_v1"
+    assert (
+        version.tags["facilflow.data_version"] == training_run.data.tags["facilflow.data_version"]
+    )
+    assert float(version.tags["facilflow.holdout_auc"]) == pytest.approx(
+        training_run.data.metrics["holdout_auc"], abs=1e-6
+    )
+    assert "Holdout AUC" in version.description
+    with tracking.fluent():
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@staging")
+    example = model.input_example
+    predictions = np.asarray(model.predict(example))
+    assert predictions.shape == (len(example),)
+    assert ((predictions > 0) & (predictions < 1)).all()
+
+
+def test_runs_compare_cli_ranks_the_experiment_by_a_holdout_metric(built_home, training_run):
+    result = CliRunner().invoke(
+        main, ["--home", str(built_home.home), "runs", "compare", "--metric", "holdout_auc"]
+    )
+    assert result.exit_code == 0, result.output
+    assert training_run.info.run_id[:8] in result.output
+    assert "metric.holdout_auc" in result.output.splitlines()[1]

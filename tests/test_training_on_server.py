@@ -1,0 +1,112 @@
+"""Training, evaluation and registration against a real `mlflow server` on PostgreSQL."""
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from facilflow_assets.environment import Environment
+from facilflow_assets.evaluation.assets import EVALUATION_KEY, clears_thresholds, evaluation_report
+from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_model_version
+from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.training.assets import TRAINED_MODEL_KEY, trained_model
+from resources import MlflowResource
+from tests.mlflow_server import mlflow_server
+
+MODEL_NAME = "demo.flight_delay"
+SMALL_SEARCH = {"num_trials": 2, "max_rounds": 30, "grace_rounds": 10, "checkpoint_every": 10}
+LIFECYCLE = [trained_model, evaluation_report, clears_thresholds, registered_model_version]
+EVALUATE_AND_REGISTER = [EVALUATION_KEY, REGISTERED_VERSION_KEY]
+
+
+@pytest.fixture(scope="module")
+def on_server(tmp_path_factory, built_home):
+    """A home with the demo's training set whose MLflow is a real server over HTTP."""
+    root = tmp_path_factory.mktemp("server-training")
+    home = root / "facilflow"
+    (home / "training").mkdir(parents=True)
+    shutil.copy(built_home.home / "training" / "flight_delay_v1.parquet", home / "training")
+    with mlflow_server(root / "artifacts") as url:
+        resources = build_resources(Environment.LOCAL, home=home)
+        resources["mlflow"] = MlflowResource(
+            tracking_uri=url, artifact_root="mlflow-artifacts:/", tenant=resources["tenant"]
+        )
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                LIFECYCLE,
+                resources=resources,
+                instance=instance,
+                run_config={"ops": {"training__trained_model": {"config": SMALL_SEARCH}}},
+            )
+            yield resources, result, instance
+
+
+def _metadata(result, key: dg.AssetKey) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def _materialize(resources, instance, keys, evaluation_config=None):
+    return dg.materialize(
+        LIFECYCLE,
+        selection=keys,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"evaluation__evaluation_report": {"config": evaluation_config or {}}}},
+        raise_on_error=False,
+    )
+
+
+def test_the_server_keeps_the_run_its_trials_and_the_staged_version(on_server):
+    resources, result, _ = on_server
+    client = resources["mlflow"].client()
+    trained = _metadata(result, TRAINED_MODEL_KEY)
+    run = client.get_run(trained["mlflow_run_id"])
+    assert trained["mlflow_run"].startswith(resources["mlflow"].tracking_uri)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_auc")] == list(
+        range(1, int(run.data.params["num_boost_round"]) + 1)
+    )
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "evaluation",
+        "plots",
+        "training.log",
+    }
+    trials = client.search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    )
+    assert len(trials) == 2
+    assert "| trial-" in trained["trial_comparison"]
+    version = client.get_model_version_by_alias(MODEL_NAME, "staging")
+    assert (str(version.version), version.run_id) == ("1", run.info.run_id)
+    assert version.tags[STAGE_TAG] == "Staging"
+    registered = _metadata(result, REGISTERED_VERSION_KEY)
+    assert registered["mlflow_model_version"].endswith(f"/#/models/{MODEL_NAME}/versions/1")
+
+
+def test_a_candidate_below_the_thresholds_is_blocked_and_not_registered(on_server):
+    resources, _, instance = on_server
+    client = resources["mlflow"].client()
+    before = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    result = _materialize(resources, instance, EVALUATE_AND_REGISTER, {"min_auc": 0.99})
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "below min_auc 0.99" in check.description
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {EVALUATION_KEY}  # the blocking check stopped registration
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == len(before)
+
+
+def test_with_a_version_in_production_the_baseline_is_that_version(on_server):
+    resources, _, instance = on_server
+    client = resources["mlflow"].client()
+    move_to_stage(client, MODEL_NAME, "1", Stage.PRODUCTION)
+    result = _materialize(resources, instance, EVALUATE_AND_REGISTER)
+    evaluation = _metadata(result, EVALUATION_KEY)
+    assert evaluation["baseline"] == "production v1"
+    # The candidate is the Production model itself here: same scores, no lift.
+    assert evaluation["baseline_auc"] == pytest.approx(evaluation["auc"])
+    assert evaluation["auc_lift"] == pytest.approx(0.0, abs=1e-12)
+    registered = _metadata(result, REGISTERED_VERSION_KEY)
+    assert (registered["version"], registered["stage"]) == ("1", "Production")
+    assert client.get_model_version(MODEL_NAME, "1").tags[STAGE_TAG] == "Production"
