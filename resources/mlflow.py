@@ -45,6 +45,11 @@ class MlflowResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._dagster_run_id = context.run.run_id if context.run else None
 
+    @property
+    def dagster_run_id(self) -> str | None:
+        """The Dagster run this resource serves; its MLflow runs carry it as a tag."""
+        return self._dagster_run_id
+
     def client(self) -> MlflowClient:
         self.check_reachable()
         if self.tracking_uri.startswith(SQLITE_PREFIX):

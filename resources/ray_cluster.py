@@ -56,7 +56,12 @@ class RayResource(ConfigurableResource):
         """The filesystem for `storage_path`; None lets Ray pick the local one."""
         if urlparse(self.storage_path).scheme != "s3":
             return None
-        return pyarrow.fs.S3FileSystem(endpoint_override=self.s3_endpoint_url)
+        if not self.s3_endpoint_url:
+            return pyarrow.fs.S3FileSystem()
+        endpoint = urlparse(self.s3_endpoint_url)
+        return pyarrow.fs.S3FileSystem(
+            endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https"
+        )
 
     def checkpoint_path(self, *parts: str) -> str:
         """A location under `storage_path` (without scheme for S3, as Ray expects with a

@@ -2,12 +2,15 @@
 
 import time
 
+import dagster as dg
 import pytest
+from dagster_mlflow import end_mlflow_on_run_finished
 from mlflow.entities import Metric, Param
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
 from resources import MlflowResource, TenantResource, TrackingUnavailableError
+from resources.mlflow import DAGSTER_RUN_TAG
 from tests.mlflow_server import free_port, mlflow_server
 
 
@@ -94,3 +97,28 @@ def test_an_unreachable_tracking_server_fails_fast_and_names_the_uri():
     with pytest.raises(TrackingUnavailableError, match=f"tracking server at {url} does not"):
         resource.ensure_experiment()
     assert time.monotonic() - started < 10
+
+
+def test_dagster_mlflows_hook_fails_the_runs_a_failed_step_left_open(tmp_path):
+    resources = build_resources(Environment.LOCAL, home=tmp_path)
+    opened = {}
+
+    @dg.asset
+    def crashes_mid_run(mlflow: MlflowResource) -> None:
+        client = mlflow.client()
+        experiment = mlflow.ensure_experiment()
+        run = client.create_run(
+            experiment.experiment_id, tags={DAGSTER_RUN_TAG: mlflow.dagster_run_id}
+        )
+        opened["run_id"] = run.info.run_id
+        raise RuntimeError("the step dies with its MLflow run still open")
+
+    job = dg.define_asset_job("crashing", hooks={end_mlflow_on_run_finished})
+    definitions = dg.Definitions(
+        assets=[crashes_mid_run], jobs=[job], resources={"mlflow": resources["mlflow"]}
+    )
+    result = definitions.resolve_job_def("crashing").execute_in_process(raise_on_error=False)
+    assert not result.success
+    run = resources["mlflow"].client().get_run(opened["run_id"])
+    assert run.data.tags[DAGSTER_RUN_TAG] == result.run_id
+    assert run.info.status == "FAILED"

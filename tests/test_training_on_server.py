@@ -6,11 +6,19 @@ import dagster as dg
 import pytest
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.evaluation.assets import EVALUATION_KEY, clears_thresholds, evaluation_report
+from facilflow_assets.evaluation.assets import (
+    EVALUATION_KEY,
+    REPORT_FILE,
+    clears_thresholds,
+    evaluation_report,
+)
+from facilflow_assets.evaluation.report import EvaluationReport
+from facilflow_assets.registry import assets as registry_assets
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_model_version
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY, trained_model
+from facilflow_assets.training.candidate import Candidate
 from resources import MlflowResource
 from tests.mlflow_server import mlflow_server
 
@@ -110,3 +118,21 @@ def test_with_a_version_in_production_the_baseline_is_that_version(on_server):
     registered = _metadata(result, REGISTERED_VERSION_KEY)
     assert (registered["version"], registered["stage"]) == ("1", "Production")
     assert client.get_model_version(MODEL_NAME, "1").tags[STAGE_TAG] == "Production"
+
+
+def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeypatch):
+    resources, _, _ = on_server
+    client = resources["mlflow"].client()
+    candidate = Candidate.read(resources["storage"].models_dir / "candidate.json")
+    report = EvaluationReport.read(resources["storage"].models_dir / REPORT_FILE)
+    name = "demo.flight_delay_rollback"
+    client.create_registered_model(name)
+
+    # Failure injected: the alias store refusing is not something a real server does on cue.
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("alias store unavailable")
+
+    monkeypatch.setattr(registry_assets, "move_to_stage", refuse)
+    with pytest.raises(RuntimeError, match="alias store unavailable"):
+        registry_assets._register(client, name, candidate, report)
+    assert client.search_model_versions(f"name = '{name}'") == []

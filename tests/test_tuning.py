@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import ray
 from ray import tune
@@ -17,6 +18,8 @@ from facilflow_assets.training.config import TrainingConfig, parse_utc
 from facilflow_assets.training.dataset import split_training_data
 from facilflow_assets.training.tracking import TRIAL_TAG, log_trials
 from facilflow_assets.training.tuning import TuningError, tune_hyperparameters
+from resources import RayResource
+from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
 SPACE = {"learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 0.3}}
@@ -143,3 +146,39 @@ def test_checkpoints_honour_the_configured_location(tmp_path):
         tmp_path.resolve(), "ray", "demo", "flight_delay", "tune-x"
     )
     assert ray_cluster.storage_filesystem() is None
+
+
+def test_checkpoints_go_to_an_s3_compatible_store(local_ray, tmp_path, monkeypatch):
+    # moto's standalone server is the S3-compatible endpoint available here.
+    from moto.server import ThreadedMotoServer
+
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(variable, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server._port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="checkpoints")
+        ray_cluster = RayResource(
+            storage_path="s3://checkpoints/facilflow", s3_endpoint_url=endpoint
+        )
+        path = ray_cluster.checkpoint_path("demo", "flight_delay", "tune-s3")
+        config = TrainingConfig(
+            search_space=SPACE, num_trials=2, max_rounds=20, grace_rounds=20, checkpoint_every=10
+        )
+        filesystem = ray_cluster.storage_filesystem()
+        outcome = tune_hyperparameters(_data(), config, path, filesystem)
+        assert [t.status for t in outcome.trials] == ["FINISHED", "FINISHED"]
+        keys = [
+            item["Key"]
+            for item in s3.list_objects_v2(Bucket="checkpoints", Prefix="facilflow/")["Contents"]
+        ]
+        for trial in outcome.trials:
+            prefix = f"facilflow/demo/flight_delay/tune-s3/{trial.trial_id}/checkpoint_"
+            saved = [k for k in keys if k.startswith(prefix) and k.endswith("/model.txt")]
+            assert len(saved) == 2, keys  # rounds 10 and 20
+        assert tune.Tuner.can_restore(path, storage_filesystem=filesystem)
+    finally:
+        server.stop()
