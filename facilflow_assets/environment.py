@@ -5,6 +5,7 @@
 secret is read at import time. No other module reads the process environment.
 """
 
+import getpass
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -30,3 +31,13 @@ def get_environment() -> Environment:
             f"{ENVIRONMENT_VARIABLE}={value!r} is not an environment FacilFlow knows; "
             f"use one of: {allowed}"
         ) from None
+
+
+def acting_user() -> str:
+    """Who acts on the registry: the MLflow user when the server has authentication, else
+    FACILFLOW_USER, else the operating-system user."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_USERNAME")
+        or os.environ.get("FACILFLOW_USER")
+        or getpass.getuser()
+    )

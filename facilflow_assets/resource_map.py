@@ -9,6 +9,7 @@ from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT, Environment
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
     FeastResource,
+    GovernanceResource,
     MlflowResource,
     RayResource,
     StorageResource,
@@ -19,6 +20,7 @@ DEFAULT_TENANT = "demo"
 DEFAULT_USE_CASE = "flight_delay"
 FEATURE_REPO = str(PROJECT_ROOT / "feature_repo")
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make dev` serves the local store
+LOCAL_APPROVERS = "carol,dave"
 
 
 def build_resources(environment: Environment, home: Path | None = None) -> dict[str, object]:
@@ -43,6 +45,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 artifact_root=dg.EnvVar("FACILFLOW_ARTIFACT_ROOT"),
                 tenant=tenant,
             ),
+            "governance": GovernanceResource(approvers=dg.EnvVar("FACILFLOW_APPROVERS")),
             # Ray itself joins the cluster named by RAY_ADDRESS when it is set.
             "ray_cluster": RayResource(
                 storage_path=dg.EnvVar("FACILFLOW_CHECKPOINT_ROOT"),
@@ -67,6 +70,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
             tenant=tenant,
         ),
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
+        "governance": GovernanceResource(approvers=LOCAL_APPROVERS),
         "dbt": DbtCliResource(
             project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
         ),

@@ -3,6 +3,8 @@
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from jobs.promotion import promotion_job
+
 warehouse_job = dg.define_asset_job(
     "warehouse_job",
     selection=dg.AssetSelection.groups("raw", "dbt"),
@@ -18,4 +20,4 @@ training_job = dg.define_asset_job(
     "and register and stage the candidate if it clears the thresholds.",
 )
 
-all_jobs = [warehouse_job, training_job]
+all_jobs = [warehouse_job, training_job, promotion_job]

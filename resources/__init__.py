@@ -1,6 +1,7 @@
 """One `ConfigurableResource` per external system, each with local defaults."""
 
 from resources.feast import FeastResource
+from resources.governance import GovernanceResource
 from resources.mlflow import MlflowResource, TrackingUnavailableError
 from resources.ray_cluster import RayResource
 from resources.storage import StorageResource
@@ -8,6 +9,7 @@ from resources.tenancy import TenantResource
 
 __all__ = [
     "FeastResource",
+    "GovernanceResource",
     "MlflowResource",
     "RayResource",
     "StorageResource",

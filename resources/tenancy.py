@@ -31,6 +31,11 @@ class TenantResource(ConfigurableResource):
         return f"/{self.tenant}/{self.use_case}"
 
     @property
+    def audit_experiment_name(self) -> str:
+        """The MLflow experiment holding the audit trail of the use case's model."""
+        return f"{self.experiment_name}/audit"
+
+    @property
     def registered_model_name(self) -> str:
         """The MLflow registered model of the use case."""
         return f"{self.tenant}.{self.use_case}"

@@ -34,16 +34,38 @@ def version_in_stage(client: MlflowClient, name: str, stage: Stage) -> ModelVers
         return None
 
 
-def move_to_stage(client: MlflowClient, name: str, version: str, stage: Stage) -> None:
-    """Put `version` in `stage`; the version that held the stage's alias is archived."""
+def move_to_stage(client: MlflowClient, name: str, version: str, stage: Stage) -> str | None:
+    """Put `version` in `stage`. The version that held the stage's alias is archived; its
+    number is returned (None if there was none)."""
+    displaced = None
     if stage.alias:
         previous = version_in_stage(client, name, stage)
         client.set_registered_model_alias(name, stage.alias, version)
-        if previous is not None and previous.version != version:
+        if previous is not None and str(previous.version) != str(version):
             client.set_model_version_tag(name, previous.version, STAGE_TAG, Stage.ARCHIVED)
+            displaced = str(previous.version)
     for other in Stage:
         if other.alias and other != stage:
             holder = version_in_stage(client, name, other)
-            if holder is not None and holder.version == version:
+            if holder is not None and str(holder.version) == str(version):
                 client.delete_registered_model_alias(name, other.alias)
     client.set_model_version_tag(name, version, STAGE_TAG, stage)
+    return displaced
+
+
+def reconcile_stages(client: MlflowClient, name: str) -> list[str]:
+    """Archive every version tagged Staging or Production that no longer holds the alias.
+
+    Two transitions racing can each archive the alias holder they read before the other
+    moved it; whichever reconciles last leaves the tags matching the aliases. Returns the
+    versions archived.
+    """
+    archived = []
+    for stage in (Stage.STAGING, Stage.PRODUCTION):
+        holder = version_in_stage(client, name, stage)
+        tagged = client.search_model_versions(f"name = '{name}' and tags.`{STAGE_TAG}` = '{stage}'")
+        for version in tagged:
+            if holder is None or str(version.version) != str(holder.version):
+                client.set_model_version_tag(name, version.version, STAGE_TAG, Stage.ARCHIVED)
+                archived.append(str(version.version))
+    return archived

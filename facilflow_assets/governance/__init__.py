@@ -1,0 +1,1 @@
+"""Governance of registered versions: transitions, approvals and their audit trail."""

@@ -1,0 +1,190 @@
+"""The approval workflow as tags on a model version, so the MLflow UI can drive it.
+
+A request to move a version to Production, and the decision on it, are these tags:
+
+    facilflow.request.stage     Production
+    facilflow.request.status    pending -> approved | rejected | refused | promoted
+    facilflow.request.by / .at / .comment
+    facilflow.decision          approved | rejected
+    facilflow.decision.by / .at / .comment
+    facilflow.decision.reason   why a decision was refused (set by FacilFlow)
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.transitions import GovernanceError, model_version, stage_of
+from facilflow_assets.registry.stages import Stage
+
+REQUEST_STAGE = "facilflow.request.stage"
+REQUEST_STATUS = "facilflow.request.status"
+REQUEST_BY = "facilflow.request.by"
+REQUEST_AT = "facilflow.request.at"
+REQUEST_COMMENT = "facilflow.request.comment"
+DECISION = "facilflow.decision"
+DECISION_BY = "facilflow.decision.by"
+DECISION_AT = "facilflow.decision.at"
+DECISION_COMMENT = "facilflow.decision.comment"
+DECISION_REASON = "facilflow.decision.reason"
+EVALUATION_TAG = "facilflow.evaluation"  # on the version's source run: passed | failed
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+    PROMOTED = "promoted"
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class TransitionRequest:
+    model: str
+    version: str
+    stage: Stage
+    status: RequestStatus
+    requested_by: str
+    requested_at: str
+    comment: str
+    decision: Decision | None
+    decided_by: str
+    decided_at: str
+    decision_comment: str
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def read_request(version: ModelVersion) -> TransitionRequest | None:
+    """The version's request, or None; malformed tags raise GovernanceError naming them."""
+    tags = version.tags
+    if REQUEST_STAGE not in tags and DECISION not in tags:
+        return None
+    where = f"{version.name} version {version.version}"
+    stage = _enum(Stage, tags.get(REQUEST_STAGE), REQUEST_STAGE, where)
+    if stage != Stage.PRODUCTION:
+        raise GovernanceError(f"{where}: {REQUEST_STAGE} must be Production, not '{stage}'")
+    if not tags.get(REQUEST_BY):
+        raise GovernanceError(f"{where}: a request needs {REQUEST_BY}, the requesting user")
+    decision = tags.get(DECISION)
+    return TransitionRequest(
+        model=version.name,
+        version=str(version.version),
+        stage=stage,
+        status=_enum(RequestStatus, tags.get(REQUEST_STATUS, "pending"), REQUEST_STATUS, where),
+        requested_by=tags[REQUEST_BY],
+        requested_at=tags.get(REQUEST_AT, ""),
+        comment=tags.get(REQUEST_COMMENT, ""),
+        decision=_enum(Decision, decision, DECISION, where) if decision else None,
+        decided_by=tags.get(DECISION_BY, ""),
+        decided_at=tags.get(DECISION_AT, ""),
+        decision_comment=tags.get(DECISION_COMMENT, ""),
+    )
+
+
+def _enum(kind, value, tag: str, where: str):
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(v.value for v in kind)
+        raise GovernanceError(f"{where}: tag {tag}='{value}' is not one of {allowed}") from None
+
+
+def request_production(
+    client: MlflowClient, audit: AuditTrail, name: str, version: str, actor: str, comment: str
+) -> None:
+    """Ask for `version` to move from Staging to Production."""
+    current = model_version(client, name, version)
+    if stage_of(current) != Stage.STAGING:
+        raise GovernanceError(
+            f"{name} version {version} is in {stage_of(current)}; only a Staging version "
+            "can be requested for Production"
+        )
+    existing = read_request(current)
+    if existing is not None and existing.status == RequestStatus.PENDING:
+        raise GovernanceError(
+            f"{name} version {version} already has a pending request by {existing.requested_by}"
+        )
+    for tag in (DECISION, DECISION_BY, DECISION_AT, DECISION_COMMENT, DECISION_REASON):
+        if tag in current.tags:
+            client.delete_model_version_tag(name, version, tag)
+    for tag, value in {
+        REQUEST_STAGE: Stage.PRODUCTION.value,
+        REQUEST_BY: actor,
+        REQUEST_AT: now(),
+        REQUEST_COMMENT: comment,
+        REQUEST_STATUS: RequestStatus.PENDING.value,
+    }.items():
+        client.set_model_version_tag(name, version, tag, value)
+    audit.record(
+        name, version, "request", actor, from_stage=Stage.STAGING, to_stage=Stage.PRODUCTION,
+        comment=comment,
+    )  # fmt: skip
+
+
+def decide(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    actor: str,
+    decision: Decision,
+    comment: str,
+    approvers: list[str],
+) -> None:
+    """Record an approver's decision on the pending request as tags. The approval sensor
+    acts on it and writes the audit record, as it does for decisions made in the MLflow UI."""
+    request = read_request(model_version(client, name, version))
+    if request is None or request.status != RequestStatus.PENDING:
+        state = "no request" if request is None else f"a request already {request.status}"
+        raise GovernanceError(f"{name} version {version} has {state}; nothing to decide")
+    if request.decision is not None:
+        raise GovernanceError(
+            f"{name} version {version}: the request was already {request.decision} by "
+            f"{request.decided_by}"
+        )
+    reason = refusal_reason(request, actor, approvers)
+    if reason:
+        raise GovernanceError(f"{name} version {version}: {reason}")
+    for tag, value in {
+        DECISION_BY: actor,
+        DECISION_AT: now(),
+        DECISION_COMMENT: comment,
+        DECISION: decision.value,
+    }.items():
+        client.set_model_version_tag(name, version, tag, value)
+
+
+def decision_action(decision: Decision) -> str:
+    return "approval" if decision == Decision.APPROVED else "rejection"
+
+
+def refusal_reason(request: TransitionRequest, approver: str, approvers: list[str]) -> str:
+    """Why `approver` may not decide `request`, or '' when they may."""
+    if not approver:
+        return f"the decision names no approver ({DECISION_BY} is empty)"
+    if approver not in approvers:
+        return (
+            f"{approver} is not a designated approver of {request.model} "
+            f"(approvers: {', '.join(approvers) or 'none'})"
+        )
+    if approver == request.requested_by:
+        return f"{approver} requested this transition and cannot approve it too"
+    return ""
+
+
+def pending_requests(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Versions of `name` with a pending request, found through a tag filter."""
+    return client.search_model_versions(
+        f"name = '{name}' and tags.`{REQUEST_STATUS}` = '{RequestStatus.PENDING}'"
+    )

@@ -1,0 +1,150 @@
+"""Acting on decisions: refusals and rejections are closed here, approvals become promotions."""
+
+from dataclasses import dataclass
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.requests import (
+    DECISION_REASON,
+    EVALUATION_TAG,
+    REQUEST_STATUS,
+    Decision,
+    RequestStatus,
+    TransitionRequest,
+    decision_action,
+    pending_requests,
+    read_request,
+    refusal_reason,
+)
+from facilflow_assets.governance.transitions import GovernanceError, stage_of, transition
+from facilflow_assets.registry.stages import Stage
+
+SYSTEM_ACTOR = "facilflow"
+PROMOTION_RUN_TAG = "facilflow.promotion.dagster_run_id"
+
+
+@dataclass(frozen=True)
+class PromotionOrder:
+    model: str
+    version: str
+    source_run: str
+    requested_by: str
+    approved_by: str
+    decided_at: str
+    comment: str
+
+    @property
+    def run_key(self) -> str:
+        """One promotion per decision, however often a tick sees it."""
+        return f"promote:{self.model}:v{self.version}:{self.decided_at}"
+
+
+def review_decisions(
+    client: MlflowClient, audit: AuditTrail, name: str, approvers: list[str]
+) -> list[PromotionOrder]:
+    """Close rejected and refused requests of `name`; the approved ones to promote."""
+    orders = []
+    for version in pending_requests(client, name):
+        try:
+            request = read_request(version)
+        except GovernanceError as error:
+            close(client, audit, version, RequestStatus.REFUSED, SYSTEM_ACTOR, str(error))
+            continue
+        if request.decision is None:
+            continue
+        if request.decision == Decision.REJECTED:
+            close(client, audit, version, RequestStatus.REJECTED, request.decided_by)
+            continue
+        reason = promotion_refusal(client, version, request, approvers)
+        if reason:
+            close(client, audit, version, RequestStatus.REFUSED, request.decided_by, reason)
+            continue
+        orders.append(
+            PromotionOrder(
+                model=name,
+                version=request.version,
+                source_run=version.run_id or "",
+                requested_by=request.requested_by,
+                approved_by=request.decided_by,
+                decided_at=request.decided_at,
+                comment=request.decision_comment,
+            )
+        )
+    return orders
+
+
+def promotion_refusal(
+    client: MlflowClient, version: ModelVersion, request: TransitionRequest, approvers: list[str]
+) -> str:
+    """Why the approved request may not be carried out, or '' when it may."""
+    reason = refusal_reason(request, request.decided_by, approvers)
+    if reason:
+        return reason
+    if stage_of(version) != Stage.STAGING:
+        return f"version {version.version} is in {stage_of(version)}, no longer in Staging"
+    evaluation = (
+        client.get_run(version.run_id).data.tags.get(EVALUATION_TAG) if version.run_id else None
+    )
+    if evaluation != "passed":
+        return (
+            f"version {version.version}'s evaluation did not pass ({evaluation or 'none recorded'})"
+        )
+    return ""
+
+
+def close(
+    client: MlflowClient,
+    audit: AuditTrail,
+    version: ModelVersion,
+    status: RequestStatus,
+    actor: str,
+    reason: str = "",
+) -> None:
+    """End a request without a transition, recording why."""
+    name, number = version.name, str(version.version)
+    if reason:
+        client.set_model_version_tag(name, number, DECISION_REASON, reason)
+    client.set_model_version_tag(name, number, REQUEST_STATUS, status.value)
+    action = "refusal" if status == RequestStatus.REFUSED else decision_action(Decision.REJECTED)
+    audit.record(name, number, action, actor or SYSTEM_ACTOR, reason=reason,
+                 comment=version.tags.get("facilflow.decision.comment", ""))  # fmt: skip
+
+
+def promote(
+    client: MlflowClient,
+    audit: AuditTrail,
+    order: PromotionOrder,
+    approvers: list[str],
+    dagster_run_id: str,
+) -> None:
+    """Carry out an approved request: checked again, audited, and moved to Production."""
+    version = client.get_model_version(order.model, order.version)
+    request = read_request(version)
+    if request is None or request.status != RequestStatus.PENDING:
+        raise GovernanceError(
+            f"{order.model} version {order.version} has no pending request to carry out"
+        )
+    reason = promotion_refusal(client, version, request, approvers)
+    if reason:
+        close(client, audit, version, RequestStatus.REFUSED, order.approved_by, reason)
+        raise GovernanceError(
+            f"promotion of {order.model} version {order.version} refused: {reason}"
+        )
+    audit.record(order.model, order.version, "approval", order.approved_by,
+                 comment=order.comment, dagster_run_id=dagster_run_id)  # fmt: skip
+    transition(
+        client,
+        audit,
+        order.model,
+        order.version,
+        Stage.PRODUCTION,
+        order.approved_by,
+        order.comment or f"approved by {order.approved_by}",
+        dagster_run_id=dagster_run_id,
+    )
+    client.set_model_version_tag(order.model, order.version, PROMOTION_RUN_TAG, dagster_run_id)
+    client.set_model_version_tag(
+        order.model, order.version, REQUEST_STATUS, RequestStatus.PROMOTED.value
+    )

@@ -1,0 +1,43 @@
+"""The promotion job: an approved request carried out, with this run as the audit's anchor."""
+
+import dagster as dg
+from pydantic import Field
+
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.review import PromotionOrder, promote
+from resources import GovernanceResource, MlflowResource, TenantResource
+
+
+class PromotionConfig(dg.Config):
+    model: str = Field(description="Registered model name.")
+    version: str
+    source_run: str = ""
+    requested_by: str
+    approved_by: str
+    decided_at: str
+    comment: str = ""
+
+
+@dg.op(description="Move the approved version to Production, archiving the one it replaces.")
+def promote_approved_version(
+    context: dg.OpExecutionContext,
+    config: PromotionConfig,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    governance: GovernanceResource,
+) -> None:
+    client = mlflow.client()
+    order = PromotionOrder(**config.model_dump())
+    promote(
+        client,
+        AuditTrail(client, tenant.audit_experiment_name),
+        order,
+        governance.approver_list,
+        context.run_id,
+    )
+    context.log.info(f"{order.model} version {order.version} is in Production")
+
+
+@dg.job(description="Carry out an approved transition to Production (launched by approval_sensor).")
+def promotion_job() -> None:
+    promote_approved_version()

@@ -1,0 +1,46 @@
+"""approval_sensor: decisions on transition requests, found by their MLflow tags."""
+
+import json
+
+import dagster as dg
+
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.review import review_decisions
+from jobs.promotion import promotion_job
+from resources import GovernanceResource, MlflowResource, TenantResource
+
+
+@dg.sensor(
+    job=promotion_job,
+    minimum_interval_seconds=30,
+    description="Closes rejected and refused requests; launches one promotion per approval.",
+)
+def approval_sensor(
+    context: dg.SensorEvaluationContext,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    governance: GovernanceResource,
+) -> dg.SensorResult:
+    client = mlflow.client()
+    audit = AuditTrail(client, tenant.audit_experiment_name)
+    orders = review_decisions(client, audit, tenant.registered_model_name, governance.approver_list)
+    launched = set(json.loads(context.cursor)) if context.cursor else set()
+    fresh = [order for order in orders if order.run_key not in launched]
+    # The cursor spares a tick from re-sending launched orders; the run_key alone already
+    # keeps Dagster from launching a second run if the cursor update was lost.
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=order.run_key,
+                run_config={"ops": {"promote_approved_version": {"config": vars(order)}}},
+                tags={
+                    "facilflow/model": order.model,
+                    "facilflow/version": order.version,
+                    "facilflow/source_run": order.source_run,
+                    "facilflow/approved_by": order.approved_by,
+                },
+            )
+            for order in fresh
+        ],
+        cursor=json.dumps(sorted({order.run_key for order in orders})),
+    )

@@ -1,0 +1,233 @@
+"""Transitions, the approval workflow and approval_sensor on a real local MLflow store."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
+from facilflow_assets.governance.audit import AuditTrail, production_at
+from facilflow_assets.governance.requests import (
+    DECISION,
+    DECISION_BY,
+    DECISION_REASON,
+    REQUEST_BY,
+    REQUEST_STAGE,
+    REQUEST_STATUS,
+    Decision,
+    decide,
+    request_production,
+)
+from facilflow_assets.governance.review import PROMOTION_RUN_TAG
+from facilflow_assets.governance.transitions import GovernanceError, rollback, transition
+from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.resource_map import build_resources
+from jobs.promotion import promotion_job
+from sensors.approval import approval_sensor
+
+MODEL = "demo.flight_delay"
+APPROVERS = ["carol", "dave"]
+
+
+class Registry:
+    """A local store holding MODEL with versions from runs that passed (or failed) evaluation."""
+
+    def __init__(self, home):
+        self.home = home
+        self.resources = build_resources(Environment.LOCAL, home=home)
+        tracking = self.resources["mlflow"]
+        self.client = tracking.client()
+        self.experiment_id = tracking.ensure_experiment().experiment_id
+        self.audit = AuditTrail(self.client, self.resources["tenant"].audit_experiment_name)
+        self.client.create_registered_model(MODEL)
+
+    def add_version(self, evaluation: str = "passed", stage: Stage = Stage.STAGING) -> str:
+        run = self.client.create_run(self.experiment_id, tags={"facilflow.evaluation": evaluation})
+        version = self.client.create_model_version(
+            MODEL, source=f"{self.home}/artifacts/{run.info.run_id}", run_id=run.info.run_id
+        )
+        self.client.set_model_version_tag(MODEL, version.version, STAGE_TAG, Stage.NONE)
+        if stage != Stage.NONE:
+            move_to_stage(self.client, MODEL, str(version.version), stage)
+        return str(version.version)
+
+    def tags(self, version: str) -> dict[str, str]:
+        return self.client.get_model_version(MODEL, version).tags
+
+    def stage(self, version: str) -> str:
+        return self.tags(version)[STAGE_TAG]
+
+    def tick(self, cursor: str | None = None) -> dg.SensorResult:
+        with dg.build_sensor_context(
+            cursor=cursor,
+            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance")},
+        ) as context:
+            return approval_sensor(context)
+
+    def run(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return promotion_job.execute_in_process(
+            run_config=run_request.run_config,
+            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance")},
+            tags=run_request.tags,
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture
+def registry(tmp_path) -> Registry:
+    return Registry(tmp_path / "home")
+
+
+def test_promoting_archives_the_previous_production_version_and_audits_both(registry):
+    first, second = registry.add_version(), registry.add_version()
+    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "go live")
+    transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "better")
+    assert (registry.stage(first), registry.stage(second)) == ("Archived", "Production")
+    assert registry.client.get_model_version_by_alias(MODEL, "production").version in (2, "2")
+    actions = [(r.version, r.action, r.to_stage) for r in registry.audit.history(MODEL)]
+    assert actions == [
+        (first, "transition", "Production"),
+        (second, "transition", "Production"),
+        (first, "archive", "Archived"),
+    ]
+
+
+def test_a_transition_to_the_current_stage_or_of_an_unknown_version_changes_nothing(registry):
+    version = registry.add_version()
+    with pytest.raises(GovernanceError, match="already in Staging"):
+        transition(registry.client, registry.audit, MODEL, version, Stage.STAGING, "ops", "")
+    with pytest.raises(GovernanceError, match="has no version 9"):
+        transition(registry.client, registry.audit, MODEL, "9", Stage.PRODUCTION, "ops", "")
+    with pytest.raises(GovernanceError, match="no registered model 'acme.churn'"):
+        request_production(registry.client, registry.audit, "acme.churn", "1", "alice", "")
+    assert registry.audit.history(MODEL) == []
+
+
+def test_request_self_approval_refused_approval_promotes_once(registry):
+    old, new = registry.add_version(), registry.add_version()
+    transition(registry.client, registry.audit, MODEL, old, Stage.PRODUCTION, "ops", "first")
+    new = registry.add_version()
+    request_production(registry.client, registry.audit, MODEL, new, "carol", "AUC +2%")
+    assert registry.tags(new)[REQUEST_STATUS] == "pending"
+    with pytest.raises(GovernanceError, match="carol requested this transition and cannot"):
+        decide(registry.client, MODEL, new, "carol", Decision.APPROVED, "mine", APPROVERS)
+    with pytest.raises(GovernanceError, match="mallory is not a designated approver"):
+        decide(registry.client, MODEL, new, "mallory", Decision.APPROVED, "", APPROVERS)
+    assert DECISION not in registry.tags(new)
+
+    assert registry.tick().run_requests == []  # no decision yet
+    decide(registry.client, MODEL, new, "dave", Decision.APPROVED, "metrics hold up", APPROVERS)
+    with pytest.raises(GovernanceError, match="already approved by dave"):
+        decide(registry.client, MODEL, new, "carol", Decision.REJECTED, "", APPROVERS)
+
+    first = registry.tick()
+    [run_request] = first.run_requests
+    assert run_request.run_key.startswith(f"promote:{MODEL}:v{new}:")
+    assert (
+        run_request.tags["facilflow/source_run"]
+        == registry.client.get_model_version(MODEL, new).run_id
+    )
+    assert registry.tick(first.cursor).run_requests == []  # the cursor remembers it
+
+    result = registry.run(run_request)
+    assert result.success
+    tags = registry.tags(new)
+    assert (tags[STAGE_TAG], tags[REQUEST_STATUS]) == ("Production", "promoted")
+    assert tags[PROMOTION_RUN_TAG] == result.run_id
+    assert registry.stage(old) == "Archived"
+    assert registry.tick(first.cursor).run_requests == []
+    again = registry.run(run_request)  # a second launch of the same order changes nothing
+    assert not again.success
+    assert registry.stage(new) == "Production"
+    actions = [(r.version, r.action, r.actor) for r in registry.audit.history(MODEL)][1:]
+    assert actions == [
+        (new, "request", "carol"),
+        (new, "approval", "dave"),
+        (new, "transition", "dave"),
+        (old, "archive", "dave"),
+    ]
+
+
+def _decide_in_the_ui(registry, version: str, approver: str, decision: str = "approved"):
+    """What a person does in the MLflow UI: set the decision tags by hand."""
+    registry.client.set_model_version_tag(MODEL, version, DECISION_BY, approver)
+    registry.client.set_model_version_tag(MODEL, version, DECISION, decision)
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "approver", "decision", "status", "reason"),
+    [
+        ("passed", "mallory", "approved", "refused", "mallory is not a designated approver"),
+        ("failed", "dave", "approved", "refused", "evaluation did not pass (failed)"),
+        ("passed", "", "approved", "refused", "names no approver"),
+        ("passed", "dave", "rejected", "rejected", None),
+    ],
+)
+def test_decisions_made_in_the_ui_are_checked_by_the_sensor(
+    registry, evaluation, approver, decision, status, reason
+):
+    version = registry.add_version(evaluation=evaluation)
+    request_production(registry.client, registry.audit, MODEL, version, "alice", "")
+    _decide_in_the_ui(registry, version, approver, decision)
+    assert registry.tick().run_requests == []
+    tags = registry.tags(version)
+    assert (tags[REQUEST_STATUS], tags[STAGE_TAG]) == (status, "Staging")
+    if reason:
+        assert reason in tags[DECISION_REASON]
+    assert registry.audit.history(MODEL)[-1].action == ("refusal" if reason else "rejection")
+
+
+def test_malformed_request_tags_are_refused_with_the_tag_named(registry):
+    version = registry.add_version()
+    registry.client.set_model_version_tag(MODEL, version, REQUEST_STAGE, "Prod")
+    registry.client.set_model_version_tag(MODEL, version, REQUEST_BY, "alice")
+    registry.client.set_model_version_tag(MODEL, version, REQUEST_STATUS, "pending")
+    assert registry.tick().run_requests == []
+    reason = registry.tags(version)[DECISION_REASON]
+    assert "facilflow.request.stage='Prod' is not one of" in reason
+    assert registry.stage(version) == "Staging"
+
+
+def test_rollback_restores_the_previous_production_version_and_history_answers_at(registry):
+    first, second = registry.add_version(), registry.add_version()
+    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "v1")
+    between = datetime.now(UTC)
+    transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
+    restored = rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
+    assert restored == first
+    assert (registry.stage(first), registry.stage(second)) == ("Production", "Archived")
+    records = registry.audit.history(MODEL)
+    assert records[-2].action == "rollback" and records[-2].comment == "v2 misbehaves"
+    assert production_at(records, between) == first
+    assert production_at(records, records[1].at) == second
+    assert production_at(records, datetime(2000, 1, 1, tzinfo=UTC)) is None
+
+
+def test_the_models_cli_lists_requests_and_tells_the_history(registry, monkeypatch):
+    version = registry.add_version()
+    home = str(registry.home)
+    runner = CliRunner()
+    monkeypatch.setenv("FACILFLOW_USER", "alice")
+    requested = runner.invoke(
+        main, ["--home", home, "models", "request", version, "--comment", "x"]
+    )
+    assert requested.exit_code == 0, requested.output
+    listed = runner.invoke(main, ["--home", home, "models", "list"])
+    assert f"| {version} | Staging | staging | alice |" in listed.output
+    refused = runner.invoke(main, ["--home", home, "models", "approve", version, "--comment", "y"])
+    assert refused.exit_code != 0
+    assert "alice is not a designated approver" in refused.output
+    monkeypatch.setenv("FACILFLOW_USER", "dave")
+    approved = runner.invoke(
+        main, ["--home", home, "models", "approve", version, "--comment", "ok"]
+    )
+    assert approved.exit_code == 0, approved.output
+    history = runner.invoke(
+        main, ["--home", home, "models", "history", "--at", datetime.now(UTC).isoformat()]
+    )
+    assert "| request |" in history.output
+    assert "In Production at" in history.output and "no version" in history.output
+    missing = runner.invoke(main, ["--home", home, "models", "request", "42", "--comment", "z"])
+    assert missing.exit_code != 0 and "has no version 42" in missing.output
