@@ -1,5 +1,6 @@
 """Transitions, the approval workflow and approval_sensor on a real local MLflow store."""
 
+import threading
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -25,7 +26,9 @@ from facilflow_assets.governance.transitions import GovernanceError, rollback, t
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
+from resources import MlflowResource, TenantResource
 from sensors.approval import approval_sensor
+from tests.mlflow_server import mlflow_server
 
 MODEL = "demo.flight_delay"
 APPROVERS = ["carol", "dave"]
@@ -231,3 +234,64 @@ def test_the_models_cli_lists_requests_and_tells_the_history(registry, monkeypat
     assert "In Production at" in history.output and "no version" in history.output
     missing = runner.invoke(main, ["--home", home, "models", "request", "42", "--comment", "z"])
     assert missing.exit_code != 0 and "has no version 42" in missing.output
+
+
+def _race(registry_client_factory, audit_factory, versions: list[str]) -> None:
+    """Promote every version in its own thread, all released at once."""
+    barrier = threading.Barrier(len(versions))
+    errors: list[BaseException] = []
+
+    def promote(version: str) -> None:
+        client = registry_client_factory()
+        audit = audit_factory(client)
+        barrier.wait(timeout=30)
+        try:
+            transition(client, audit, MODEL, version, Stage.PRODUCTION, f"u{version}", "race")
+        except BaseException as error:  # noqa: BLE001 - collected and re-raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
+def _exactly_one_in_production(client) -> str:
+    tagged = client.search_model_versions(f"name = '{MODEL}' and tags.`{STAGE_TAG}` = 'Production'")
+    holder = client.get_model_version_by_alias(MODEL, "production")
+    assert [str(v.version) for v in tagged] == [str(holder.version)]
+    return str(holder.version)
+
+
+def test_two_approvals_landing_together_leave_one_version_in_production_sqlite(registry):
+    versions = [registry.add_version(stage=Stage.NONE) for _ in range(2)]
+    tracking = registry.resources["mlflow"]
+    tenant = registry.resources["tenant"]
+    _race(tracking.client, lambda c: AuditTrail(c, tenant.audit_experiment_name), versions)
+    assert _exactly_one_in_production(registry.client) in versions
+
+
+def test_ten_concurrent_promotions_twenty_times_on_postgresql(tmp_path):
+    with mlflow_server(tmp_path / "artifacts") as url:
+        tracking = MlflowResource(
+            tracking_uri=url,
+            artifact_root="mlflow-artifacts:/",
+            tenant=TenantResource(tenant="demo", use_case="flight_delay"),
+        )
+        client = tracking.client()
+        client.create_registered_model(MODEL)
+        experiment_id = tracking.ensure_experiment().experiment_id
+        run = client.create_run(experiment_id)
+        run_id, source = run.info.run_id, f"{run.info.artifact_uri}/model"
+        audit_name = tracking.tenant.audit_experiment_name
+        winners = []
+        for _ in range(20):
+            versions = [
+                str(client.create_model_version(MODEL, source, run_id=run_id).version)
+                for _ in range(10)
+            ]
+            _race(tracking.client, lambda c: AuditTrail(c, audit_name), versions)
+            winners.append(_exactly_one_in_production(client))
+        assert len(set(winners)) == 20

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PREFIX = "facilflow.audit."
@@ -49,14 +50,16 @@ class AuditTrail:
     def __init__(self, client: MlflowClient, experiment_name: str):
         self.client = client
         experiment = client.get_experiment_by_name(experiment_name)
-        self.experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else client.create_experiment(
-                experiment_name,
-                tags={"mlflow.note.content": "Audit trail of the use case's registered model."},
-            )
-        )
+        if experiment is None:
+            try:
+                client.create_experiment(
+                    experiment_name,
+                    tags={"mlflow.note.content": "Audit trail of the use case's registered model."},
+                )
+            except MlflowException:  # created by another process meanwhile
+                pass
+            experiment = client.get_experiment_by_name(experiment_name)
+        self.experiment_id = experiment.experiment_id
 
     def record(self, model: str, version: str, action: str, actor: str, **fields: str) -> None:
         tags = {

@@ -6,6 +6,7 @@ also reachable by the aliases `staging` and `production` (`models:/<name>@produc
 An alias names one version: the version it leaves is archived.
 """
 
+import time
 from enum import StrEnum
 
 from mlflow.entities.model_registry import ModelVersion
@@ -13,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 STAGE_TAG = "facilflow.stage"
+ALIAS_ATTEMPTS = 5
 
 
 class Stage(StrEnum):
@@ -40,7 +42,7 @@ def move_to_stage(client: MlflowClient, name: str, version: str, stage: Stage) -
     displaced = None
     if stage.alias:
         previous = version_in_stage(client, name, stage)
-        client.set_registered_model_alias(name, stage.alias, version)
+        _set_alias(client, name, stage.alias, version)
         if previous is not None and str(previous.version) != str(version):
             client.set_model_version_tag(name, previous.version, STAGE_TAG, Stage.ARCHIVED)
             displaced = str(previous.version)
@@ -69,3 +71,16 @@ def reconcile_stages(client: MlflowClient, name: str) -> list[str]:
                 client.set_model_version_tag(name, version.version, STAGE_TAG, Stage.ARCHIVED)
                 archived.append(str(version.version))
     return archived
+
+
+def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point `alias` at `version`. The store inserts or updates without a lock, so two
+    writers racing may see a uniqueness conflict; the loser retries and wins last."""
+    for attempt in range(ALIAS_ATTEMPTS):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException:
+            if attempt == ALIAS_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
