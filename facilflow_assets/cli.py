@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import polars as pl
 
 
 @click.group()
@@ -29,8 +30,9 @@ def demo(context: click.Context) -> None:
     opens, so the Dagster UI shows them afterwards.
     """
     from facilflow_assets.definitions import all_asset_checks, all_assets
-    from facilflow_assets.demo import SUMMARY_FILE, model_table, run_demo, summary_table
+    from facilflow_assets.demo import SUMMARY_FILE, facts_table, run_demo, summary_table
     from facilflow_assets.environment import LOCAL_HOME, Environment
+    from facilflow_assets.metadata import markdown_table
     from facilflow_assets.resource_map import build_resources
 
     home = context.obj["home"] or LOCAL_HOME
@@ -38,9 +40,12 @@ def demo(context: click.Context) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
     resources = build_resources(Environment.LOCAL, home=home)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        summary, model = run_demo([*all_assets, *all_asset_checks], resources, instance, home)
-    click.echo(summary_table(summary))
-    click.echo("\n" + model_table(model))
+        outcome = run_demo([*all_asset_checks, *all_assets], resources, instance, home)
+    click.echo(summary_table(outcome.assets))
+    click.echo("\n" + facts_table(outcome.model))
+    governance = {k: v for k, v in outcome.governance.items() if k != "history"}
+    click.echo("\n" + facts_table(governance))
+    click.echo("\n" + markdown_table(pl.DataFrame(outcome.governance["history"])))
     click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
 
 

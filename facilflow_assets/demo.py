@@ -3,11 +3,13 @@
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import polars as pl
 
 from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.governance.walkthrough import promote_with_approval
 from facilflow_assets.metadata import markdown_table
 
 SUMMARY_FILE = "demo-summary.json"
@@ -31,11 +33,18 @@ MODEL_FACTS = {
 }
 
 
+class DemoOutcome(NamedTuple):
+    assets: list[AssetSummary]
+    model: dict[str, object]  # run id, holdout metrics against the baseline, the version
+    governance: dict[str, object]  # the staged version's way to Production, and the history
+
+
 def run_demo(
     assets: list, resources: dict[str, object], instance: dg.DagsterInstance, home: Path
-) -> tuple[list[AssetSummary], dict[str, object]]:
-    """Materialize `assets` (and checks) in one run on `instance`; write the summary beside
-    the data. Returns the per-asset summary and the model's facts."""
+) -> DemoOutcome:
+    """Materialize `assets` (and checks) in one run on `instance`, take the registered
+    version through the approval workflow to Production, and write the summary beside
+    the data."""
     started = time.perf_counter()
     result = dg.materialize(
         assets,
@@ -50,10 +59,13 @@ def run_demo(
         if isinstance(a, dg.AssetsDefinition)
         for key, group in a.group_names_by_key.items()
     }
-    summary = summarize(result, groups)
-    model = model_facts(result)
-    write_summary(summary, model, home / SUMMARY_FILE, time.perf_counter() - started)
-    return summary, model
+    outcome = DemoOutcome(
+        assets=summarize(result, groups),
+        model=(model := model_facts(result)),
+        governance=promote_with_approval(resources, instance, model["version"]),
+    )
+    write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
+    return outcome
 
 
 def summarize(
@@ -95,13 +107,12 @@ def model_facts(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     return facts
 
 
-def write_summary(
-    summary: list[AssetSummary], model: dict[str, object], path: Path, seconds: float
-) -> None:
+def write_summary(outcome: DemoOutcome, path: Path, seconds: float) -> None:
     document = {
         "wall_seconds": round(seconds, 1),
-        "model": model,
-        "assets": [asdict(s) for s in summary],
+        "model": outcome.model,
+        "governance": outcome.governance,
+        "assets": [asdict(s) for s in outcome.assets],
     }
     write_json_atomic(document, path)
 
@@ -110,7 +121,7 @@ def summary_table(summary: list[AssetSummary]) -> str:
     return markdown_table(pl.DataFrame([asdict(s) for s in summary]))
 
 
-def model_table(model: dict[str, object]) -> str:
+def facts_table(model: dict[str, object]) -> str:
     return markdown_table(
         pl.DataFrame({"fact": list(model), "value": [str(v) for v in model.values()]})
     )

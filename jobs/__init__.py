@@ -20,4 +20,11 @@ training_job = dg.define_asset_job(
     "and register and stage the candidate if it clears the thresholds.",
 )
 
-all_jobs = [warehouse_job, training_job, promotion_job]
+candidate_job = dg.define_asset_job(
+    "candidate_job",
+    selection=dg.AssetSelection.groups("evaluation", "registry"),
+    description="Evaluate a given training run's model (config candidate_run_id) and register "
+    "it in Staging if it clears the thresholds; launched by promote_tag_sensor.",
+)
+
+all_jobs = [warehouse_job, training_job, candidate_job, promotion_job]

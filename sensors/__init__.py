@@ -1,6 +1,7 @@
 """Sensors and schedules that drive the lifecycle from MLflow tags and the clock."""
 
 from sensors.approval import approval_sensor
+from sensors.promote_tag import promote_tag_sensor
 
-all_sensors = [approval_sensor]
+all_sensors = [approval_sensor, promote_tag_sensor]
 all_schedules: list = []

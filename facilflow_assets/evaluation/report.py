@@ -15,6 +15,11 @@ from facilflow_assets.metadata import markdown_table
 class EvaluationConfig(dg.Config):
     """What a candidate must clear on the holdout to be registered."""
 
+    candidate_run_id: str = Field(
+        default="",
+        description="Evaluate the model of this training run, making it the candidate; the "
+        "latest trained model when empty.",
+    )
     min_auc: float = Field(default=0.70, ge=0, le=1, description="Lowest acceptable AUC.")
     min_auc_lift: float = Field(
         default=0.0,

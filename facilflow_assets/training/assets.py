@@ -16,7 +16,7 @@ from mlflow.models import infer_signature
 from facilflow_assets import plots
 from facilflow_assets.features.feast_assets import LABEL, TRAINING_SET_KEY, data_version
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.training.candidate import MODEL_URI_TAG, Candidate
 from facilflow_assets.training.config import TrainingConfig, parse_utc
 from facilflow_assets.training.dataset import (
     TrainingData,
@@ -210,7 +210,7 @@ def _log_model(fitted: FittedModel, data: TrainingData):
     """The booster in LightGBM's own text format, with its signature and an input example."""
     example = data.train.frame.select(data.feature_names).drop_nulls().head(5).to_pandas()
     example = example.astype("float32")
-    return mlflow.lightgbm.log_model(
+    model_info = mlflow.lightgbm.log_model(
         fitted.booster,
         name=MODEL_ARTIFACT,
         signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
@@ -218,6 +218,8 @@ def _log_model(fitted: FittedModel, data: TrainingData):
         # Named, not inferred: inference loads the model in a subprocess, seconds per run.
         pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
     )
+    mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
+    return model_info
 
 
 def _log_file(handler: logging.FileHandler) -> None:

@@ -4,7 +4,16 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import mlflow.models
+from mlflow.tracking import MlflowClient
+
 from facilflow_assets.atomic_files import write_json_atomic
+
+MODEL_URI_TAG = "facilflow.model_uri"  # set on a training run once its model is logged
+
+
+class CandidateError(ValueError):
+    """The run named as a candidate holds no model FacilFlow trained."""
 
 
 @dataclass(frozen=True)
@@ -27,3 +36,30 @@ class Candidate:
         if not path.exists():
             raise FileNotFoundError(f"no trained candidate at {path}; materialize training first")
         return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def from_run(cls, client: MlflowClient, run_id: str) -> "Candidate":
+        """The candidate trained by `run_id` (MLflow's tracking URI must point at its store)."""
+        run = client.get_run(run_id)
+        tags, params = run.data.tags, run.data.params
+        missing = [
+            key
+            for key in (MODEL_URI_TAG, "facilflow.feature_service", "facilflow.data_version")
+            if key not in tags
+        ] + [key for key in ("validation_start", "holdout_start") if key not in params]
+        if missing:
+            raise CandidateError(
+                f"run {run_id} is not a FacilFlow training run: it lacks {', '.join(missing)}"
+            )
+        signature = mlflow.models.get_model_info(tags[MODEL_URI_TAG]).signature
+        return cls(
+            run_id=run_id,
+            experiment_id=run.info.experiment_id,
+            model_uri=tags[MODEL_URI_TAG],
+            feature_service=tags["facilflow.feature_service"],
+            data_version=tags["facilflow.data_version"],
+            feature_names=signature.inputs.input_names(),
+            validation_start=params["validation_start"],
+            holdout_start=params["holdout_start"],
+            best_valid_auc=run.data.metrics.get("final_valid_auc", float("nan")),
+        )
