@@ -8,6 +8,7 @@ import pytest
 from facilflow_assets.environment import Environment
 from facilflow_assets.evaluation.assets import (
     EVALUATION_KEY,
+    EVALUATION_TAG,
     REPORT_FILE,
     clears_thresholds,
     evaluation_report,
@@ -18,8 +19,10 @@ from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY, trained_model
-from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.training.candidate import Candidate, CandidateError
+from jobs import candidate_job
 from resources import MlflowResource
+from sensors.promote_tag import promote_tag_sensor
 from tests.mlflow_server import mlflow_server
 
 MODEL_NAME = "demo.flight_delay"
@@ -136,3 +139,39 @@ def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeyp
     with pytest.raises(RuntimeError, match="alias store unavailable"):
         registry_assets._register(client, name, candidate, report)
     assert client.search_model_versions(f"name = '{name}'") == []
+
+
+def test_a_run_tagged_promote_is_evaluated_once(on_server):
+    resources, result, instance = on_server
+    client = resources["mlflow"].client()
+    run_id = _metadata(result, TRAINED_MODEL_KEY)["mlflow_run_id"]
+    client.delete_tag(run_id, EVALUATION_TAG)  # as if it had never been evaluated
+    client.set_tag(run_id, "promote", "true")
+    needed = {"mlflow": resources["mlflow"]}
+    with dg.build_sensor_context(resources=needed, instance=instance) as context:
+        first = promote_tag_sensor(context)
+    [run_request] = first.run_requests
+    assert run_request.run_key == f"promote-run:{run_id}"
+    with dg.build_sensor_context(
+        resources=needed, instance=instance, cursor=first.cursor
+    ) as context:
+        assert promote_tag_sensor(context).run_requests == []
+
+    job = dg.Definitions(
+        assets=LIFECYCLE, jobs=[candidate_job], resources=resources
+    ).resolve_job_def("candidate_job")
+    launched = job.execute_in_process(
+        run_config=run_request.run_config, instance=instance, tags=run_request.tags
+    )
+    assert launched.success
+    assert client.get_run(run_id).data.tags[EVALUATION_TAG] == "passed"
+    with dg.build_sensor_context(resources=needed, instance=instance) as context:
+        assert promote_tag_sensor(context).run_requests == []  # evaluated: done
+
+
+def test_a_run_that_is_not_a_training_run_cannot_be_a_candidate(on_server):
+    resources, _, _ = on_server
+    client = resources["mlflow"].client()
+    stray = client.create_run(resources["mlflow"].ensure_experiment().experiment_id)
+    with pytest.raises(CandidateError, match="is not a FacilFlow training run: it lacks"):
+        Candidate.from_run(client, stray.info.run_id)
