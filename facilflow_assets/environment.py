@@ -11,7 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_HOME = PROJECT_ROOT / ".facilflow"
+# The local working directory; FACILFLOW_HOME moves it (dbt's profile reads the same).
+LOCAL_HOME = Path(os.environ.get("FACILFLOW_HOME") or PROJECT_ROOT / ".facilflow").resolve()
 ENVIRONMENT_VARIABLE = "FACILFLOW_ENV"
 
 
