@@ -42,3 +42,8 @@ def acting_user() -> str:
         or os.environ.get("FACILFLOW_USER")
         or getpass.getuser()
     )
+
+
+def server_approvers() -> list[str]:
+    """The designated approvers the governance server app enforces (FACILFLOW_APPROVERS)."""
+    return [name.strip() for name in os.environ.get("FACILFLOW_APPROVERS", "").split(",") if name]

@@ -41,8 +41,11 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(artifacts: Path) -> Iterator[str]:
-    """An `mlflow server` process on a free loopback port; yields its URL."""
+def mlflow_server(
+    artifacts: Path, app_name: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """An `mlflow server` process on a free loopback port (running the app `app_name`,
+    with `env` added to its environment); yields its URL."""
     with postgres_database() as backend:
         port = free_port()
         log = (artifacts.parent / "mlflow-server.log").open("w")
@@ -50,9 +53,10 @@ def mlflow_server(artifacts: Path) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
              str(port), "--workers", "1", "--backend-store-uri", backend,
-             "--artifacts-destination", str(artifacts), "--serve-artifacts"],
+             "--artifacts-destination", str(artifacts), "--serve-artifacts",
+             *(["--app-name", app_name] if app_name else [])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:

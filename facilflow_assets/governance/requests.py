@@ -119,14 +119,20 @@ def request_production(
     for tag in (DECISION, DECISION_BY, DECISION_AT, DECISION_COMMENT, DECISION_REASON):
         if tag in current.tags:
             client.delete_model_version_tag(name, version, tag)
-    for tag, value in {
-        REQUEST_STAGE: Stage.PRODUCTION.value,
-        REQUEST_BY: actor,
-        REQUEST_AT: now(),
-        REQUEST_COMMENT: comment,
-        REQUEST_STATUS: RequestStatus.PENDING.value,
-    }.items():
-        client.set_model_version_tag(name, version, tag, value)
+    _set_tags_or_none(
+        client,
+        name,
+        version,
+        # The requester first (a governed server checks it), the status last (the sensor
+        # looks for it).
+        {
+            REQUEST_BY: actor,
+            REQUEST_STAGE: Stage.PRODUCTION.value,
+            REQUEST_AT: now(),
+            REQUEST_COMMENT: comment,
+            REQUEST_STATUS: RequestStatus.PENDING.value,
+        },
+    )
     audit.record(
         name, version, "request", actor, from_stage=Stage.STAGING, to_stage=Stage.PRODUCTION,
         comment=comment,
@@ -156,13 +162,25 @@ def decide(
     reason = refusal_reason(request, actor, approvers)
     if reason:
         raise GovernanceError(f"{name} version {version}: {reason}")
-    for tag, value in {
-        DECISION_BY: actor,
-        DECISION_AT: now(),
-        DECISION_COMMENT: comment,
-        DECISION: decision.value,
-    }.items():
-        client.set_model_version_tag(name, version, tag, value)
+    _set_tags_or_none(
+        client,
+        name,
+        version,
+        {DECISION_BY: actor, DECISION_AT: now(), DECISION_COMMENT: comment, DECISION: decision},
+    )
+
+
+def _set_tags_or_none(client: MlflowClient, name: str, version: str, tags: dict) -> None:
+    """Set `tags` in order; if one is refused, remove those already set and re-raise."""
+    done = []
+    try:
+        for tag, value in tags.items():
+            client.set_model_version_tag(name, version, tag, str(value))
+            done.append(tag)
+    except Exception:
+        for tag in done:
+            client.delete_model_version_tag(name, version, tag)
+        raise
 
 
 def decision_action(decision: Decision) -> str:
