@@ -23,7 +23,15 @@ def approval_sensor(
 ) -> dg.SensorResult:
     client = mlflow.client()
     audit = AuditTrail(client, tenant.audit_experiment_name)
-    orders = review_decisions(client, audit, tenant.registered_model_name, governance.approver_list)
+    approvers = governance.approver_list
+    review = review_decisions(client, audit, tenant.registered_model_name, approvers)
+    for request in review.waiting:  # the approvers' to-do list, in the sensor's log
+        context.log.info(
+            f"awaiting {', '.join(approvers)}: {request.model} version {request.version} "
+            f"to {request.stage}, requested by {request.requested_by} at {request.requested_at}"
+            f" ({request.comment or 'no comment'})"
+        )
+    orders = review.orders
     launched = set(json.loads(context.cursor)) if context.cursor else set()
     fresh = [order for order in orders if order.run_key not in launched]
     # The cursor spares a tick from re-sending launched orders; the run_key alone already

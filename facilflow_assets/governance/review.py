@@ -41,11 +41,17 @@ class PromotionOrder:
         return f"promote:{self.model}:v{self.version}:{self.decided_at}"
 
 
+@dataclass(frozen=True)
+class Review:
+    orders: list[PromotionOrder]  # approved and checked: to promote
+    waiting: list[TransitionRequest]  # no decision yet
+
+
 def review_decisions(
     client: MlflowClient, audit: AuditTrail, name: str, approvers: list[str]
-) -> list[PromotionOrder]:
-    """Close rejected and refused requests of `name`; the approved ones to promote."""
-    orders = []
+) -> Review:
+    """Close rejected and refused requests of `name`; the approved ones become orders."""
+    orders, waiting = [], []
     for version in pending_requests(client, name):
         try:
             request = read_request(version)
@@ -53,6 +59,7 @@ def review_decisions(
             close(client, audit, version, RequestStatus.REFUSED, SYSTEM_ACTOR, str(error))
             continue
         if request.decision is None:
+            waiting.append(request)
             continue
         if request.decision == Decision.REJECTED:
             close(client, audit, version, RequestStatus.REJECTED, request.decided_by)
@@ -72,7 +79,7 @@ def review_decisions(
                 comment=request.decision_comment,
             )
         )
-    return orders
+    return Review(orders, waiting)
 
 
 def promotion_refusal(
