@@ -295,3 +295,15 @@ def test_ten_concurrent_promotions_twenty_times_on_postgresql(tmp_path):
             _race(tracking.client, lambda c: AuditTrail(c, audit_name), versions)
             winners.append(_exactly_one_in_production(client))
         assert len(set(winners)) == 20
+
+
+def test_an_approval_for_a_failed_or_unstaged_version_is_refused_at_once(registry):
+    failed = registry.add_version(evaluation="failed")
+    request_production(registry.client, registry.audit, MODEL, failed, "alice", "")
+    with pytest.raises(GovernanceError, match="evaluation did not pass \\(failed\\)"):
+        decide(registry.client, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS)
+    assert DECISION not in registry.tags(failed)
+    registry.add_version()  # takes the staging alias: the requested version is archived
+    with pytest.raises(GovernanceError, match="is in Archived, no longer in Staging"):
+        decide(registry.client, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS)
+    assert DECISION not in registry.tags(failed)

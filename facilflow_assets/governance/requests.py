@@ -150,7 +150,8 @@ def decide(
 ) -> None:
     """Record an approver's decision on the pending request as tags. The approval sensor
     acts on it and writes the audit record, as it does for decisions made in the MLflow UI."""
-    request = read_request(model_version(client, name, version))
+    current = model_version(client, name, version)
+    request = read_request(current)
     if request is None or request.status != RequestStatus.PENDING:
         state = "no request" if request is None else f"a request already {request.status}"
         raise GovernanceError(f"{name} version {version} has {state}; nothing to decide")
@@ -159,7 +160,7 @@ def decide(
             f"{name} version {version}: the request was already {request.decision} by "
             f"{request.decided_by}"
         )
-    reason = refusal_reason(request, actor, approvers)
+    reason = refusal_reason(request, actor, approvers) or readiness_problem(client, current)
     if reason:
         raise GovernanceError(f"{name} version {version}: {reason}")
     _set_tags_or_none(
@@ -198,6 +199,19 @@ def refusal_reason(request: TransitionRequest, approver: str, approvers: list[st
         )
     if approver == request.requested_by:
         return f"{approver} requested this transition and cannot approve it too"
+    return ""
+
+
+def readiness_problem(client: MlflowClient, version: ModelVersion) -> str:
+    """Why `version` cannot go to Production now, or '' when it can."""
+    if stage_of(version) != Stage.STAGING:
+        return f"version {version.version} is in {stage_of(version)}, no longer in Staging"
+    run_id = version.run_id
+    evaluation = client.get_run(run_id).data.tags.get(EVALUATION_TAG) if run_id else None
+    if evaluation != "passed":
+        return (
+            f"version {version.version}'s evaluation did not pass ({evaluation or 'none recorded'})"
+        )
     return ""
 
 

@@ -8,7 +8,6 @@ from mlflow.tracking import MlflowClient
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.requests import (
     DECISION_REASON,
-    EVALUATION_TAG,
     REQUEST_STATUS,
     Decision,
     RequestStatus,
@@ -16,9 +15,10 @@ from facilflow_assets.governance.requests import (
     decision_action,
     pending_requests,
     read_request,
+    readiness_problem,
     refusal_reason,
 )
-from facilflow_assets.governance.transitions import GovernanceError, stage_of, transition
+from facilflow_assets.governance.transitions import GovernanceError, transition
 from facilflow_assets.registry.stages import Stage
 
 SYSTEM_ACTOR = "facilflow"
@@ -86,19 +86,9 @@ def promotion_refusal(
     client: MlflowClient, version: ModelVersion, request: TransitionRequest, approvers: list[str]
 ) -> str:
     """Why the approved request may not be carried out, or '' when it may."""
-    reason = refusal_reason(request, request.decided_by, approvers)
-    if reason:
-        return reason
-    if stage_of(version) != Stage.STAGING:
-        return f"version {version.version} is in {stage_of(version)}, no longer in Staging"
-    evaluation = (
-        client.get_run(version.run_id).data.tags.get(EVALUATION_TAG) if version.run_id else None
+    return refusal_reason(request, request.decided_by, approvers) or readiness_problem(
+        client, version
     )
-    if evaluation != "passed":
-        return (
-            f"version {version.version}'s evaluation did not pass ({evaluation or 'none recorded'})"
-        )
-    return ""
 
 
 def close(
