@@ -63,11 +63,11 @@ def mlflow_server(
             _wait_until_healthy(url, process, artifacts.parent / "mlflow-server.log")
             yield url
         finally:
-            _stop_group(process)
+            stop_process_group(process)
             log.close()
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:

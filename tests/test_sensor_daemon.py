@@ -2,7 +2,6 @@
 sensor's cursor is lost after the launch (as if the daemon restarted before saving it)."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import dagster as dg
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.registry.stages import Stage
+from tests.mlflow_server import stop_process_group
 from tests.test_governance import APPROVERS, MODEL, Registry
 
 TICK_TIMEOUT_S = 180
@@ -38,15 +38,6 @@ def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def _promotion_runs(instance: dg.DagsterInstance) -> list:
@@ -86,7 +77,7 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
         try:
             [run] = _wait(lambda: _promotion_runs(instance), TICK_TIMEOUT_S, log)
         finally:
-            _stop(daemon)
+            stop_process_group(daemon)
         assert run.tags["dagster/sensor_name"] == "approval_sensor"
         assert run.tags["facilflow/version"] == version
         # The cursor is lost, as if the daemon had died between the launch and saving it.
@@ -101,7 +92,7 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
                 log,
             )
         finally:
-            _stop(daemon)
+            stop_process_group(daemon)
         assert len(_promotion_runs(instance)) == 1
 
 
