@@ -109,7 +109,8 @@ def test_a_requester_who_is_an_approver_cannot_decide_their_own_request(
     client, audit = _client_as(monkeypatch, url, "admin")
     _as(monkeypatch, "admin", ADMIN_PASSWORD)
     admin = MlflowClient(url, url)
-    run = admin.create_run(admin.get_experiment_by_name("/demo/flight_delay").experiment_id)
+    experiment = admin.get_experiment_by_name("/demo/flight_delay")
+    run = admin.create_run(experiment.experiment_id, tags={"facilflow.evaluation": "passed"})
     version = str(
         admin.create_model_version(
             MODEL, f"{run.info.artifact_uri}/m", run_id=run.info.run_id
