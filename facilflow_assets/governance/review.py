@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.requests import (
+    DECISION_COMMENT,
     DECISION_REASON,
     REQUEST_STATUS,
     Decision,
@@ -106,7 +107,7 @@ def close(
     client.set_model_version_tag(name, number, REQUEST_STATUS, status.value)
     action = "refusal" if status == RequestStatus.REFUSED else decision_action(Decision.REJECTED)
     audit.record(name, number, action, actor or SYSTEM_ACTOR, reason=reason,
-                 comment=version.tags.get("facilflow.decision.comment", ""))  # fmt: skip
+                 comment=version.tags.get(DECISION_COMMENT, ""))  # fmt: skip
 
 
 def promote(
