@@ -51,7 +51,7 @@ def fill_registry(resources: dict) -> None:
 
 
 def tick(resources: dict) -> float:
-    needed = {k: resources[k] for k in ("mlflow", "tenant", "governance")}
+    needed = {k: resources[k] for k in ("mlflow", "tenant", "governance", "events")}
     with dg.build_sensor_context(resources=needed) as context:
         started = time.perf_counter()
         result = approval_sensor(context)

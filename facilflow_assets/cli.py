@@ -1,7 +1,9 @@
 """The `facilflow` command line."""
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import dagster as dg
@@ -39,14 +41,44 @@ def demo(context: click.Context) -> None:
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     resources = build_resources(Environment.LOCAL, home=home)
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+    with (
+        _demo_broker(resources, home) as resources,
+        dg.DagsterInstance.from_config(str(dagster_home)) as instance,
+    ):
         outcome = run_demo([*all_asset_checks, *all_assets], resources, instance, home)
     click.echo(summary_table(outcome.assets))
     click.echo("\n" + facts_table(outcome.model))
     governance = {k: v for k, v in outcome.governance.items() if k != "history"}
     click.echo("\n" + facts_table(governance))
     click.echo("\n" + markdown_table(pl.DataFrame(outcome.governance["history"])))
+    click.echo("\n" + facts_table(outcome.events))
     click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
+
+
+@contextlib.contextmanager
+def _demo_broker(resources: dict[str, object], home: Path):
+    """The resources with a local Kafka-compatible broker for the events, unless one is
+    configured (KAFKA_BOOTSTRAP_SERVERS) or none can start (events then wait in the outbox)."""
+    from facilflow_assets.events.local_broker import LocalBroker
+    from resources import EventsResource
+
+    events = resources["events"]
+    if events.bootstrap_servers:
+        yield resources
+        return
+    try:
+        broker = LocalBroker(home / "broker.log").start()
+    except RuntimeError as error:
+        click.echo(f"events stay in the outbox: {error}", err=True)
+        yield resources
+        return
+    try:
+        local = EventsResource(
+            outbox_url=events.outbox_url, bootstrap_servers=broker.bootstrap_servers
+        )
+        yield {**resources, "events": local}
+    finally:
+        broker.stop()
 
 
 @main.group()
@@ -87,21 +119,37 @@ def models() -> None:
     """
 
 
+class _Registry(NamedTuple):
+    client: object  # MlflowClient
+    audit: object  # AuditTrail
+    name: str
+    approvers: list[str]
+    tenant: object  # TenantResource
+    events: object  # EventsResource
+
+
 @contextlib.contextmanager
-def _registry(context: click.Context):
-    """The client, audit trail, model name and approvers; GovernanceError as a CLI error."""
+def _registry(context: click.Context) -> Iterator[_Registry]:
+    """The registry of the use case's model; a GovernanceError becomes a CLI error."""
     from facilflow_assets.environment import get_environment
     from facilflow_assets.governance.audit import AuditTrail
     from facilflow_assets.governance.transitions import GovernanceError
     from facilflow_assets.resource_map import build_resources
 
     configured = build_resources(get_environment(), home=context.obj["home"])
-    keys = ("mlflow", "tenant", "governance")
+    keys = ("mlflow", "tenant", "governance", "events")
     with dg.build_resources({key: configured[key] for key in keys}) as resources:
         client = resources.mlflow.client()
-        audit = AuditTrail(client, resources.tenant.audit_experiment_name)
+        tenant = resources.tenant
         try:
-            yield client, audit, resources.tenant.registered_model_name, resources.governance
+            yield _Registry(
+                client,
+                AuditTrail(client, tenant.audit_experiment_name),
+                tenant.registered_model_name,
+                resources.governance.approver_list,
+                tenant,
+                resources.events,
+            )
         except GovernanceError as error:
             raise click.ClickException(str(error)) from None
 
@@ -113,9 +161,9 @@ def list_versions(context: click.Context) -> None:
     from facilflow_assets.governance.listing import versions_table
     from facilflow_assets.metadata import markdown_table
 
-    with _registry(context) as (client, _, name, _):
-        click.echo(f"{name}:")
-        click.echo(markdown_table(versions_table(client, name)))
+    with _registry(context) as registry:
+        click.echo(f"{registry.name}:")
+        click.echo(markdown_table(versions_table(registry.client, registry.name)))
 
 
 def _comment_option(command):
@@ -129,13 +177,17 @@ def _comment_option(command):
 def request(context: click.Context, version: str, comment: str) -> None:
     """Request that VERSION (in Staging) move to Production."""
     from facilflow_assets.environment import acting_user
+    from facilflow_assets.governance.lifecycle_events import requested
     from facilflow_assets.governance.requests import request_production
 
-    with _registry(context) as (client, audit, name, governance):
-        request_production(client, audit, name, version, acting_user(), comment)
+    with _registry(context) as registry:
+        made = request_production(
+            registry.client, registry.audit, registry.name, version, acting_user(), comment
+        )
+        registry.events.record([requested(registry.tenant, made, registry.approvers)])
         click.echo(
-            f"requested {name} version {version} for Production; approvers: "
-            + ", ".join(governance.approver_list)
+            f"requested {registry.name} version {version} for Production; approvers: "
+            + ", ".join(registry.approvers)
         )
 
 
@@ -144,9 +196,19 @@ def _decide(context: click.Context, version: str, comment: str, approve: bool) -
     from facilflow_assets.governance.requests import Decision, decide
 
     decision = Decision.APPROVED if approve else Decision.REJECTED
-    with _registry(context) as (client, _, name, governance):
-        decide(client, name, version, acting_user(), decision, comment, governance.approver_list)
-        click.echo(f"{decision} {name} version {version}; approval_sensor acts on it next tick")
+    with _registry(context) as registry:
+        decide(
+            registry.client,
+            registry.name,
+            version,
+            acting_user(),
+            decision,
+            comment,
+            registry.approvers,
+        )
+        click.echo(
+            f"{decision} {registry.name} version {version}; approval_sensor acts on it next tick"
+        )
 
 
 @models.command()
@@ -178,8 +240,8 @@ def history(context: click.Context, moment: str | None) -> None:
     from facilflow_assets.metadata import markdown_table
     from facilflow_assets.training.config import parse_utc
 
-    with _registry(context) as (_, audit, name, _):
-        records = audit.history(name)
+    with _registry(context) as registry:
+        records = registry.audit.history(registry.name)
         click.echo(markdown_table(history_table(records)))
         if moment:
             at = parse_utc(moment, "--at")
@@ -193,8 +255,82 @@ def history(context: click.Context, moment: str | None) -> None:
 def rollback(context: click.Context, comment: str) -> None:
     """Return Production to the version that held it before the current one."""
     from facilflow_assets.environment import acting_user
+    from facilflow_assets.governance.lifecycle_events import promoted
     from facilflow_assets.governance.transitions import rollback as roll_back
 
-    with _registry(context) as (client, audit, name, _):
-        version = roll_back(client, audit, name, acting_user(), comment)
-        click.echo(f"{name} version {version} is in Production again")
+    user = acting_user()
+    with _registry(context) as registry:
+        restored, replaced = roll_back(
+            registry.client, registry.audit, registry.name, user, comment
+        )
+        registry.events.record(
+            [promoted(registry.tenant, restored, user, comment, replaced, rollback=True)]
+        )
+        click.echo(f"{registry.name} version {restored} is in Production again")
+
+
+@main.group()
+def events() -> None:
+    """Lifecycle events: the outbox, the relay to Kafka, and the topic."""
+
+
+@contextlib.contextmanager
+def _events_resource(context: click.Context):
+    from facilflow_assets.environment import get_environment
+    from facilflow_assets.resource_map import build_resources
+
+    configured = build_resources(get_environment(), home=context.obj["home"])
+    with dg.build_resources({"events": configured["events"]}) as resources:
+        yield resources.events
+
+
+@events.command()
+@click.option("--follow", is_flag=True, help="Keep reading as events arrive (Ctrl-C stops).")
+@click.option("--new", "only_new", is_flag=True, help="Only events that arrive from now on.")
+@click.option("--type", "event_types", multiple=True, help="Only events of this type.")
+@click.option("--json", "as_json", is_flag=True, help="One envelope per line, as published.")
+@click.pass_context
+def tail(
+    context: click.Context, follow: bool, only_new: bool, event_types: tuple, as_json: bool
+) -> None:
+    """Read the lifecycle topic: each event once, oldest first."""
+    from facilflow_assets.events.envelope import EventError
+    from facilflow_assets.events.reader import EventReader
+
+    with _events_resource(context) as resource:
+        if not resource.bootstrap_servers:
+            raise click.ClickException(
+                "no broker configured: set KAFKA_BOOTSTRAP_SERVERS (events wait in the outbox)"
+            )
+        try:
+            reader = EventReader(resource.bootstrap_servers, resource.topic, not only_new)
+        except EventError as error:
+            raise click.ClickException(str(error)) from None
+        with reader, contextlib.suppress(KeyboardInterrupt):
+            for event in reader.events(follow=follow):
+                if event_types and event.type not in event_types:
+                    continue
+                if as_json:
+                    click.echo(event.to_json())
+                else:
+                    where = f"{event.model} v{event.version}" if event.version else event.model
+                    click.echo(
+                        f"{event.time:%Y-%m-%d %H:%M:%S} {event.type:<27} {where}  "
+                        + ", ".join(f"{k}={v}" for k, v in event.payload.items())
+                    )
+        if reader.skipped:
+            click.echo(f"skipped {reader.skipped} message(s): {reader.first_problem}", err=True)
+
+
+@events.command()
+@click.pass_context
+def relay(context: click.Context) -> None:
+    """Publish the events waiting in the outbox now."""
+    with _events_resource(context) as resource:
+        report = resource.relay()
+        if report is None:
+            waiting = resource.outbox().waiting_count()
+            raise click.ClickException(f"no broker configured; {waiting} event(s) wait")
+    click.echo(f"published {report.published}, {report.waiting} waiting")
+    if report.error:
+        raise click.ClickException(f"{report.failed} not delivered: {report.error}")

@@ -1,6 +1,7 @@
 """`make demo`: materialize every asset on the embedded defaults and summarise what was built."""
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -9,8 +10,10 @@ import dagster as dg
 import polars as pl
 
 from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.events.reader import EventReader
 from facilflow_assets.governance.walkthrough import promote_with_approval
 from facilflow_assets.metadata import markdown_table
+from resources import EventsResource
 
 SUMMARY_FILE = "demo-summary.json"
 
@@ -37,6 +40,7 @@ class DemoOutcome(NamedTuple):
     assets: list[AssetSummary]
     model: dict[str, object]  # run id, holdout metrics against the baseline, the version
     governance: dict[str, object]  # the staged version's way to Production, and the history
+    events: dict[str, object]  # what was published to the lifecycle topic, what still waits
 
 
 def run_demo(
@@ -63,9 +67,27 @@ def run_demo(
         assets=summarize(result, groups),
         model=(model := model_facts(result)),
         governance=promote_with_approval(resources, instance, model["version"]),
+        events=publish_events(resources["events"]),
     )
     write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
     return outcome
+
+
+def publish_events(events: EventsResource) -> dict[str, object]:
+    """Relay the outbox to the broker, if one is configured, and count what is on the topic."""
+    report = events.relay()
+    if report is None:
+        return {"broker": None, "published": 0, "waiting": events.outbox().waiting_count()}
+    with EventReader(events.bootstrap_servers, events.topic) as reader:
+        on_topic = Counter(event.type.value for event in reader.events(idle_s=1.5))
+    return {
+        "broker": events.bootstrap_servers,
+        "topic": events.topic,
+        "published": report.published,
+        "waiting": report.waiting,
+        **({"error": report.error} if report.error else {}),
+        "on_topic": dict(on_topic),
+    }
 
 
 def summarize(
@@ -112,6 +134,7 @@ def write_summary(outcome: DemoOutcome, path: Path, seconds: float) -> None:
         "wall_seconds": round(seconds, 1),
         "model": outcome.model,
         "governance": outcome.governance,
+        "events": outcome.events,
         "assets": [asdict(s) for s in outcome.assets],
     }
     write_json_atomic(document, path)

@@ -47,3 +47,8 @@ def acting_user() -> str:
 def server_approvers() -> list[str]:
     """The designated approvers the governance server app enforces (FACILFLOW_APPROVERS)."""
     return [name.strip() for name in os.environ.get("FACILFLOW_APPROVERS", "").split(",") if name]
+
+
+def local_bootstrap_servers() -> str:
+    """A Kafka cluster for the local environment's events (KAFKA_BOOTSTRAP_SERVERS), if any."""
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()

@@ -5,9 +5,15 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT, Environment
+from facilflow_assets.environment import (
+    LOCAL_HOME,
+    PROJECT_ROOT,
+    Environment,
+    local_bootstrap_servers,
+)
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
+    EventsResource,
     FeastResource,
     GovernanceResource,
     MlflowResource,
@@ -46,6 +52,10 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 tenant=tenant,
             ),
             "governance": GovernanceResource(approvers=dg.EnvVar("FACILFLOW_APPROVERS")),
+            "events": EventsResource(
+                outbox_url=dg.EnvVar("FACILFLOW_OUTBOX_URL"),
+                bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"),
+            ),
             # Ray itself joins the cluster named by RAY_ADDRESS when it is set.
             "ray_cluster": RayResource(
                 storage_path=dg.EnvVar("FACILFLOW_CHECKPOINT_ROOT"),
@@ -71,6 +81,10 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
         ),
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
         "governance": GovernanceResource(approvers=LOCAL_APPROVERS),
+        "events": EventsResource(
+            outbox_url=f"sqlite:///{storage.root / 'events' / 'outbox.db'}",
+            bootstrap_servers=local_bootstrap_servers(),
+        ),
         "dbt": DbtCliResource(
             project_dir=dbt_project, target=Environment.LOCAL.value, dbt_executable=DBT_EXECUTABLE
         ),

@@ -4,8 +4,9 @@ import dagster as dg
 from pydantic import Field
 
 from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.lifecycle_events import promotion_event
 from facilflow_assets.governance.review import PromotionOrder, promote
-from resources import GovernanceResource, MlflowResource, TenantResource
+from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
 
 
 class PromotionConfig(dg.Config):
@@ -25,16 +26,18 @@ def promote_approved_version(
     mlflow: MlflowResource,
     tenant: TenantResource,
     governance: GovernanceResource,
+    events: EventsResource,
 ) -> None:
     client = mlflow.client()
     order = PromotionOrder(**config.model_dump())
-    promote(
+    displaced = promote(
         client,
         AuditTrail(client, tenant.audit_experiment_name),
         order,
         governance.approver_list,
         context.run_id,
     )
+    events.record([promotion_event(tenant, order, displaced, context.run_id)])
     context.log.info(f"{order.model} version {order.version} is in Production")
 
 

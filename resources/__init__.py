@@ -1,5 +1,6 @@
 """One `ConfigurableResource` per external system, each with local defaults."""
 
+from resources.events import EventsResource
 from resources.feast import FeastResource
 from resources.governance import GovernanceResource
 from resources.mlflow import MlflowResource, TrackingUnavailableError
@@ -8,6 +9,7 @@ from resources.storage import StorageResource
 from resources.tenancy import TenantResource
 
 __all__ = [
+    "EventsResource",
     "FeastResource",
     "GovernanceResource",
     "MlflowResource",

@@ -5,6 +5,8 @@ import re
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, field_validator
 
+from facilflow_assets.events.envelope import EventType, LifecycleEvent, lifecycle_event
+
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -48,3 +50,23 @@ class TenantResource(ConfigurableResource):
     def event_fields(self) -> dict[str, str]:
         """The fields every lifecycle event of this use case carries."""
         return {"tenant": self.tenant, "use_case": self.use_case}
+
+    def event(
+        self,
+        event_type: EventType,
+        payload,
+        *,
+        version: str | None = None,
+        dagster_run_id: str | None = None,
+        once_per: str | None = None,
+    ) -> LifecycleEvent:
+        """A lifecycle event about the use case's registered model (see `lifecycle_event`)."""
+        return lifecycle_event(
+            event_type,
+            payload,
+            **self.event_fields(),
+            model=self.registered_model_name,
+            version=version,
+            dagster_run_id=dagster_run_id,
+            once_per=once_per,
+        )

@@ -1,7 +1,8 @@
 """Sensors and schedules that drive the lifecycle from MLflow tags and the clock."""
 
 from sensors.approval import approval_sensor
+from sensors.event_relay import event_relay_sensor
 from sensors.promote_tag import promote_tag_sensor
 
-all_sensors = [approval_sensor, promote_tag_sensor]
+all_sensors = [approval_sensor, promote_tag_sensor, event_relay_sensor]
 all_schedules: list = []

@@ -5,9 +5,10 @@ import json
 import dagster as dg
 
 from facilflow_assets.governance.audit import AuditTrail
-from facilflow_assets.governance.review import review_decisions
+from facilflow_assets.governance.lifecycle_events import review_events
+from facilflow_assets.governance.review import close_all, review_decisions
 from jobs.promotion import promotion_job
-from resources import GovernanceResource, MlflowResource, TenantResource
+from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
 
 
 @dg.sensor(
@@ -20,11 +21,14 @@ def approval_sensor(
     mlflow: MlflowResource,
     tenant: TenantResource,
     governance: GovernanceResource,
+    events: EventsResource,
 ) -> dg.SensorResult:
     client = mlflow.client()
-    audit = AuditTrail(client, tenant.audit_experiment_name)
     approvers = governance.approver_list
-    review = review_decisions(client, audit, tenant.registered_model_name, approvers)
+    review = review_decisions(client, tenant.registered_model_name, approvers)
+    # Events first: a tick that fails after this point is repeated, and records nothing twice.
+    events.record(review_events(tenant, review, approvers))
+    close_all(client, AuditTrail(client, tenant.audit_experiment_name), review.closings)
     for request in review.waiting:  # the approvers' to-do list, in the sensor's log
         context.log.info(
             f"awaiting {', '.join(approvers)}: {request.model} version {request.version} "

@@ -9,6 +9,7 @@ import pytest
 from facilflow_assets.definitions import all_asset_checks, all_assets
 from facilflow_assets.demo import AssetSummary, run_demo
 from facilflow_assets.environment import Environment
+from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.resource_map import build_resources
 
 
@@ -22,11 +23,19 @@ def local_resources(facilflow_home: Path) -> dict[str, object]:
     return build_resources(Environment.LOCAL, home=facilflow_home)
 
 
+@pytest.fixture
+def broker(tmp_path: Path) -> LocalBroker:
+    """A real Kafka-compatible broker process (Tansu) on a free loopback port."""
+    with LocalBroker(tmp_path / "broker.log") as running:
+        yield running
+
+
 class Built(NamedTuple):
     home: Path
     summary: list[AssetSummary]
     model: dict[str, object]
     governance: dict[str, object]
+    events: dict[str, object]
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
+from facilflow_assets.events.reader import EventReader
 from facilflow_assets.governance.audit import AuditTrail, production_at
 from facilflow_assets.governance.requests import (
     DECISION,
@@ -26,7 +27,7 @@ from facilflow_assets.governance.transitions import GovernanceError, rollback, t
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
-from resources import MlflowResource, TenantResource
+from resources import EventsResource, MlflowResource, TenantResource
 from sensors.approval import approval_sensor
 from tests.mlflow_server import mlflow_server
 
@@ -65,14 +66,14 @@ class Registry:
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
         with dg.build_sensor_context(
             cursor=cursor,
-            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance")},
+            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance", "events")},
         ) as context:
             return approval_sensor(context)
 
     def run(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return promotion_job.execute_in_process(
             run_config=run_request.run_config,
-            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance")},
+            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance", "events")},
             tags=run_request.tags,
             raise_on_error=False,
         )
@@ -199,7 +200,7 @@ def test_rollback_restores_the_previous_production_version_and_history_answers_a
     between = datetime.now(UTC)
     transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
     restored = rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
-    assert restored == first
+    assert restored == (first, second)
     assert (registry.stage(first), registry.stage(second)) == ("Production", "Archived")
     records = registry.audit.history(MODEL)
     assert records[-2].action == "rollback" and records[-2].comment == "v2 misbehaves"
@@ -307,3 +308,52 @@ def test_an_approval_for_a_failed_or_unstaged_version_is_refused_at_once(registr
     with pytest.raises(GovernanceError, match="is in Archived, no longer in Staging"):
         decide(registry.client, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS)
     assert DECISION not in registry.tags(failed)
+
+
+def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, broker):
+    events = EventsResource(
+        outbox_url=registry.resources["events"].outbox_url,
+        bootstrap_servers=broker.bootstrap_servers,
+    )
+    registry.resources["events"] = events
+    old = registry.add_version()
+    transition(registry.client, registry.audit, MODEL, old, Stage.PRODUCTION, "ops", "first")
+    new = registry.add_version()
+    cli = CliRunner()
+    home = ["--home", str(registry.home)]
+    asked = cli.invoke(main, [*home, "models", "request", new, "--comment", "AUC +2%"],
+                       env={"FACILFLOW_USER": "carol"})  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    registry.tick()  # sees the request again: no second notification
+    decide(registry.client, MODEL, new, "dave", Decision.APPROVED, "metrics hold up", APPROVERS)
+    [order] = registry.tick().run_requests
+    registry.tick()
+    assert registry.run(order).success
+    rejected = registry.add_version()
+    request_production(registry.client, registry.audit, MODEL, rejected, "alice", "")
+    _decide_in_the_ui(registry, rejected, "dave", "rejected")
+    registry.tick()
+    refused = registry.add_version()
+    request_production(registry.client, registry.audit, MODEL, refused, "alice", "")
+    _decide_in_the_ui(registry, refused, "mallory")
+    registry.tick()
+
+    assert events.relay().published == 7
+    with EventReader(broker.bootstrap_servers, events.topic) as reader:
+        seen = [(e.type.value, e.version, e.payload) for e in reader.events(idle_s=1.5)]
+    by_kind = {(kind, version): payload for kind, version, payload in seen}
+    assert len(seen) == len(by_kind) == 7
+    assert by_kind[("MODEL_TRANSITION_REQUESTED", new)]["approvers"] == APPROVERS
+    assert by_kind[("MODEL_TRANSITION_REQUESTED", new)]["requested_by"] == "carol"
+    assert by_kind[("MODEL_TRANSITION_APPROVED", new)]["approved_by"] == "dave"
+    promoted = by_kind[("MODEL_PROMOTED", new)]
+    assert (promoted["previous_version"], promoted["by"]) == (old, "dave")
+    assert by_kind[("MODEL_TRANSITION_REJECTED", rejected)]["reason"] == ""
+    reason = by_kind[("MODEL_TRANSITION_REJECTED", refused)]["reason"]
+    assert "mallory is not a designated approver" in reason
+    assert {("MODEL_TRANSITION_REQUESTED", v) for v in (rejected, refused)} <= set(by_kind)
+    assert [kind for kind, version, _ in seen if version == new] == [
+        "MODEL_TRANSITION_REQUESTED",
+        "MODEL_TRANSITION_APPROVED",
+        "MODEL_PROMOTED",
+    ]

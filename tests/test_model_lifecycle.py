@@ -11,11 +11,13 @@ from click.testing import CliRunner
 
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
+from facilflow_assets.events.reader import EventReader
 from facilflow_assets.registry.stages import STAGE_TAG
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.runs import compare_runs
+from resources import EventsResource
 
 MODEL_NAME = "demo.flight_delay"
 
@@ -135,6 +137,38 @@ def test_the_demo_takes_the_version_to_production_through_the_approval_workflow(
         ("approval", "dave", ""),
         ("transition", "dave", "Production"),
     ]
+
+
+def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once_later(
+    built_home, training_run, broker
+):
+    assert built_home.events == {"broker": None, "published": 0, "waiting": 6}
+    events = build_resources(Environment.LOCAL, home=built_home.home)["events"]
+    online = EventsResource(
+        outbox_url=events.outbox_url, bootstrap_servers=broker.bootstrap_servers
+    )
+    assert online.relay().published == 6
+    assert online.relay().published == 0
+    with EventReader(broker.bootstrap_servers, online.topic) as reader:
+        received = list(reader.events(idle_s=1.5))
+    assert [e.type.value for e in received] == [
+        "MODEL_TRAINING_STARTED",
+        "MODEL_TRAINING_COMPLETED",
+        "MODEL_REGISTERED",
+        "MODEL_TRANSITION_REQUESTED",
+        "MODEL_TRANSITION_APPROVED",
+        "MODEL_PROMOTED",
+    ]
+    assert {e.model for e in received} == {MODEL_NAME}
+    run_id = training_run.info.run_id
+    assert [e.payload["mlflow_run_id"] for e in received[:3]] == [run_id] * 3
+    assert [e.version for e in received[2:]] == ["1"] * 4
+    assert received[-1].dagster_run_id == built_home.governance["promotion_run_id"]
+    assert (
+        received[0].dagster_run_id
+        == received[1].dagster_run_id
+        == training_run.data.tags["dagster_run_id"]
+    )
 
 
 def test_the_promoted_version_has_its_alias_tags_and_serves_predictions(

@@ -103,8 +103,8 @@ def _enum(kind, value, tag: str, where: str):
 
 def request_production(
     client: MlflowClient, audit: AuditTrail, name: str, version: str, actor: str, comment: str
-) -> None:
-    """Ask for `version` to move from Staging to Production."""
+) -> TransitionRequest:
+    """Ask for `version` to move from Staging to Production; returns the request made."""
     current = model_version(client, name, version)
     if stage_of(current) != Stage.STAGING:
         raise GovernanceError(
@@ -137,6 +137,7 @@ def request_production(
         name, version, "request", actor, from_stage=Stage.STAGING, to_stage=Stage.PRODUCTION,
         comment=comment,
     )  # fmt: skip
+    return read_request(client.get_model_version(name, version))
 
 
 def decide(

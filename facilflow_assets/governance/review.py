@@ -43,33 +43,52 @@ class PromotionOrder:
 
 
 @dataclass(frozen=True)
+class Closing:
+    """A request to end without a transition: rejected, or refused with a reason."""
+
+    version: ModelVersion
+    request: TransitionRequest | None  # None when its tags could not be read
+    status: RequestStatus
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Review:
+    requests: list[TransitionRequest]  # every readable pending request
     orders: list[PromotionOrder]  # approved and checked: to promote
     waiting: list[TransitionRequest]  # no decision yet
+    closings: list[Closing]  # rejected or refused: to close
 
 
-def review_decisions(
-    client: MlflowClient, audit: AuditTrail, name: str, approvers: list[str]
-) -> Review:
-    """Close rejected and refused requests of `name`; the approved ones become orders."""
-    orders, waiting = [], []
+def review_decisions(client: MlflowClient, name: str, approvers: list[str]) -> Review:
+    """What to do with each pending request of `name`; reads only, so a caller can record
+    what will happen (its events) before `close_all` and the promotions change anything."""
+    review = Review([], [], [], [])
     for version in pending_requests(client, name):
         try:
             request = read_request(version)
         except GovernanceError as error:
-            close(client, audit, version, RequestStatus.REFUSED, SYSTEM_ACTOR, str(error))
+            review.closings.append(
+                Closing(version, None, RequestStatus.REFUSED, SYSTEM_ACTOR, str(error))
+            )
             continue
+        review.requests.append(request)
         if request.decision is None:
-            waiting.append(request)
+            review.waiting.append(request)
             continue
         if request.decision == Decision.REJECTED:
-            close(client, audit, version, RequestStatus.REJECTED, request.decided_by)
+            review.closings.append(
+                Closing(version, request, RequestStatus.REJECTED, request.decided_by)
+            )
             continue
         reason = promotion_refusal(client, version, request, approvers)
         if reason:
-            close(client, audit, version, RequestStatus.REFUSED, request.decided_by, reason)
+            review.closings.append(
+                Closing(version, request, RequestStatus.REFUSED, request.decided_by, reason)
+            )
             continue
-        orders.append(
+        review.orders.append(
             PromotionOrder(
                 model=name,
                 version=request.version,
@@ -80,7 +99,12 @@ def review_decisions(
                 comment=request.decision_comment,
             )
         )
-    return Review(orders, waiting)
+    return review
+
+
+def close_all(client: MlflowClient, audit: AuditTrail, closings: list[Closing]) -> None:
+    for closing in closings:
+        close(client, audit, closing.version, closing.status, closing.actor, closing.reason)
 
 
 def promotion_refusal(
@@ -116,8 +140,9 @@ def promote(
     order: PromotionOrder,
     approvers: list[str],
     dagster_run_id: str,
-) -> None:
-    """Carry out an approved request: checked again, audited, and moved to Production."""
+) -> str | None:
+    """Carry out an approved request: checked again, audited, and moved to Production.
+    Returns the version it displaced from Production, if any."""
     version = client.get_model_version(order.model, order.version)
     request = read_request(version)
     if request is None or request.status != RequestStatus.PENDING:
@@ -132,7 +157,7 @@ def promote(
         )
     audit.record(order.model, order.version, "approval", order.approved_by,
                  comment=order.comment, dagster_run_id=dagster_run_id)  # fmt: skip
-    transition(
+    displaced = transition(
         client,
         audit,
         order.model,
@@ -146,3 +171,4 @@ def promote(
     client.set_model_version_tag(
         order.model, order.version, REQUEST_STATUS, RequestStatus.PROMOTED.value
     )
+    return displaced

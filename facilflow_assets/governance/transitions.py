@@ -44,8 +44,9 @@ def transition(
     comment: str,
     action: str = "transition",
     dagster_run_id: str = "",
-) -> None:
-    """Move `version` to `stage`; the version it displaces is archived, both audited."""
+) -> str | None:
+    """Move `version` to `stage`; the version it displaces is archived, both audited.
+    Returns the displaced version, if any."""
     current = stage_of(model_version(client, name, version))
     if current == stage:
         raise GovernanceError(f"{name} version {version} is already in {stage}")
@@ -74,10 +75,14 @@ def transition(
             comment=f"replaced by version {version}",
             dagster_run_id=dagster_run_id,
         )
+    return displaced
 
 
-def rollback(client: MlflowClient, audit: AuditTrail, name: str, actor: str, comment: str) -> str:
-    """Return Production to the version that held it before the current one; returns it."""
+def rollback(
+    client: MlflowClient, audit: AuditTrail, name: str, actor: str, comment: str
+) -> tuple[str, str]:
+    """Return Production to the version that held it before the current one; returns that
+    version and the one it replaced."""
     current = version_in_stage(client, name, Stage.PRODUCTION)
     if current is None:
         raise GovernanceError(f"{name} has no version in Production to roll back")
@@ -91,4 +96,4 @@ def rollback(client: MlflowClient, audit: AuditTrail, name: str, actor: str, com
             f"{name} version {current.version} is the only version ever in Production"
         )
     transition(client, audit, name, earlier[-1], Stage.PRODUCTION, actor, comment, "rollback")
-    return earlier[-1]
+    return earlier[-1], str(current.version)

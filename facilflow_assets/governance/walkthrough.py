@@ -3,6 +3,7 @@
 import dagster as dg
 
 from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.lifecycle_events import requested
 from facilflow_assets.governance.listing import history_table
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.governance.transitions import GovernanceError
@@ -12,7 +13,7 @@ from sensors.approval import approval_sensor
 
 REQUESTER = "carol"  # a designated approver, so approving her own request is the refusal shown
 APPROVER = "dave"
-RESOURCE_KEYS = ("mlflow", "tenant", "governance")
+RESOURCE_KEYS = ("mlflow", "tenant", "governance", "events")
 
 
 def promote_with_approval(
@@ -25,7 +26,10 @@ def promote_with_approval(
         name = built.tenant.registered_model_name
         audit = AuditTrail(client, built.tenant.audit_experiment_name)
         approvers = built.governance.approver_list
-        request_production(client, audit, name, version, REQUESTER, "holdout AUC beats baseline")
+        made = request_production(
+            client, audit, name, version, REQUESTER, "holdout AUC beats baseline"
+        )
+        built.events.record([requested(built.tenant, made, approvers)])
         try:
             decide(client, name, version, REQUESTER, Decision.APPROVED, "lgtm", approvers)
             self_approval = "accepted"

@@ -9,9 +9,10 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.evaluation.assets import EVALUATION_KEY, REPORT_FILE
 from facilflow_assets.evaluation.report import EvaluationReport
+from facilflow_assets.events.envelope import EventType, Registered
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.training.candidate import Candidate
-from resources import MlflowResource, StorageResource, TenantResource
+from resources import EventsResource, MlflowResource, StorageResource, TenantResource
 
 REGISTRY_GROUP = "registry"
 REGISTERED_VERSION_KEY = dg.AssetKey([REGISTRY_GROUP, "registered_model_version"])
@@ -36,6 +37,7 @@ def registered_model_version(
     storage: StorageResource,
     mlflow: MlflowResource,
     tenant: TenantResource,
+    events: EventsResource,
 ) -> dg.MaterializeResult:
     candidate = Candidate.read(storage.models_dir / "candidate.json")
     report = EvaluationReport.read(storage.models_dir / REPORT_FILE)
@@ -58,6 +60,21 @@ def registered_model_version(
     else:  # registered before: its stage is governance's business now, not this asset's
         context.log.info(f"run {candidate.run_id} is already {name} version {version.version}")
     stage = Stage(client.get_model_version(name, version.version).tags[STAGE_TAG])
+    registered = Registered(
+        mlflow_run_id=candidate.run_id, stage=stage.value, metrics=report.candidate_metrics
+    )
+    # Also on a re-run that found the version: the event id is the run's, so it goes out once.
+    events.record(
+        [
+            tenant.event(
+                EventType.MODEL_REGISTERED,
+                registered,
+                version=str(version.version),
+                dagster_run_id=context.run_id,
+                once_per=candidate.run_id,
+            )
+        ]
+    )
     url = mlflow.model_version_url(name, version.version)
     return dg.MaterializeResult(
         metadata={

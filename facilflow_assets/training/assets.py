@@ -14,6 +14,7 @@ import mlflow.lightgbm
 from mlflow.models import infer_signature
 
 from facilflow_assets import plots
+from facilflow_assets.events.envelope import EventType, TrainingCompleted, TrainingStarted
 from facilflow_assets.features.feast_assets import LABEL, TRAINING_SET_KEY, data_version
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.training.candidate import MODEL_URI_TAG, Candidate
@@ -27,7 +28,13 @@ from facilflow_assets.training.distributed import FittedModel, fit_distributed
 from facilflow_assets.training.runs import compare_runs
 from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
 from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
-from resources import MlflowResource, RayResource, StorageResource, TenantResource
+from resources import (
+    EventsResource,
+    MlflowResource,
+    RayResource,
+    StorageResource,
+    TenantResource,
+)
 
 TRAINING_GROUP = "training"
 TRAINED_MODEL_KEY = dg.AssetKey([TRAINING_GROUP, "trained_model"])
@@ -51,6 +58,7 @@ def trained_model(
     mlflow: MlflowResource,
     ray_cluster: RayResource,
     tenant: TenantResource,
+    events: EventsResource,
 ) -> dg.MaterializeResult:
     mlflow.check_reachable()  # before minutes of work, not after
     path = storage.training_set_path(config.feature_service)
@@ -87,6 +95,13 @@ def trained_model(
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
         if unfinished:
             progress(f"resuming the unfinished MLflow run {run_id} and its search")
+        started = TrainingStarted(
+            mlflow_run_id=run_id,
+            feature_service=config.feature_service,
+            data_version=version,
+            num_trials=config.num_trials,
+        )
+        events.record([_training_event(tenant, context, EventType.MODEL_TRAINING_STARTED, started)])
         with ray_cluster.session() as cluster:
             progress(f"Ray: {cluster.get('CPU', 0):g} CPUs; {config.num_trials} trials to run")
             tuning = tune_hyperparameters(
@@ -131,6 +146,14 @@ def trained_model(
         best_valid_auc=fitted.history["valid_auc"][-1],
     )
     candidate.write(storage.models_dir / "candidate.json")
+    completed = TrainingCompleted(
+        mlflow_run_id=run_id,
+        model_uri=model_info.model_uri,
+        valid_auc=candidate.best_valid_auc,
+        trials=len(tuning.trials),
+        failed_trials=len(tuning.failed),
+    )
+    events.record([_training_event(tenant, context, EventType.MODEL_TRAINING_COMPLETED, completed)])
     trials = compare_runs(
         client, experiment_id, "best_valid_auc", top=len(tuning.trials), parent_run_id=run_id
     )
@@ -153,6 +176,13 @@ def trained_model(
             "data_version": version,
             "ray_train_workers": fitted.workers,
         }
+    )
+
+
+def _training_event(tenant: TenantResource, context, event_type: EventType, payload):
+    """One event of each type per MLflow run, however often the step is retried."""
+    return tenant.event(
+        event_type, payload, dagster_run_id=context.run_id, once_per=payload.mlflow_run_id
     )
 
 

@@ -1,0 +1,74 @@
+"""Reading the lifecycle topic as a person or a test does: every event once, by event id."""
+
+import time
+import uuid
+from collections.abc import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+from facilflow_assets.events.envelope import EventError, LifecycleEvent
+
+
+class EventReader:
+    """Reads `topic` from the start (or only what arrives from now), dropping repeats.
+
+    It reads every partition directly, with no consumer group, so nothing is committed and
+    any number of readers can look at once. Messages that are not lifecycle events are
+    counted in `skipped` with the first problem in `first_problem`; repeats of an event
+    already read (a relay may send one twice) in `duplicates`.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, from_beginning: bool = True):
+        self.topic = topic
+        self.skipped = 0
+        self.duplicates = 0
+        self.first_problem = ""
+        self._seen: set[uuid.UUID] = set()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"facilflow-reader-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+            }
+        )
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            self._consumer.close()
+            raise EventError(f"cannot read topic {topic}: {metadata.error.str()}")
+        partitions = metadata.partitions
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        self._consumer.assign([TopicPartition(topic, p, start) for p in partitions])
+
+    def events(self, idle_s: float = 2.0, follow: bool = False) -> Iterator[LifecycleEvent]:
+        """Events as they come; stops after `idle_s` without a message unless following."""
+        last = time.monotonic()
+        while follow or time.monotonic() - last < idle_s:
+            for message in self._consumer.consume(500, 0.5):
+                if message.error():
+                    continue  # end-of-partition notices and transient broker errors
+                last = time.monotonic()
+                event = self._parse(message.value())
+                if event is None:
+                    continue
+                if event.event_id in self._seen:
+                    self.duplicates += 1
+                    continue
+                self._seen.add(event.event_id)
+                yield event
+
+    def _parse(self, value: bytes) -> LifecycleEvent | None:
+        try:
+            return LifecycleEvent.from_json(value)
+        except EventError as error:
+            self.skipped += 1
+            self.first_problem = self.first_problem or str(error)
+            return None
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> "EventReader":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
