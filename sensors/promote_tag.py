@@ -1,12 +1,21 @@
-"""promote_tag_sensor: a training run tagged `promote=true` is evaluated towards Staging."""
+"""promote_tag_sensor: a training run tagged `promote=true` is registered, then evaluated
+towards Staging."""
 
 import json
 
 import dagster as dg
 
 from facilflow_assets.evaluation.assets import EVALUATION_TAG
+from facilflow_assets.governance.transitions import stage_of
+from facilflow_assets.registry.versions import (
+    ensure_registered_model,
+    existing_version,
+    register_version,
+    registered_event,
+)
+from facilflow_assets.training.candidate import Candidate, CandidateError
 from jobs import candidate_job
-from resources import MlflowResource
+from resources import EventsResource, MlflowResource, TenantResource
 
 PROMOTE_TAG = "promote"
 
@@ -14,10 +23,15 @@ PROMOTE_TAG = "promote"
 @dg.sensor(
     job=candidate_job,
     minimum_interval_seconds=60,
-    description="Runs tagged promote=true: evaluates each run's model against the baseline "
-    "and registers it in Staging if it clears the thresholds, once per run.",
+    description="Runs tagged promote=true: registers each run's model (stage None), then "
+    "evaluates it against the baseline and stages it if it clears the thresholds, once per run.",
 )
-def promote_tag_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResource):
+def promote_tag_sensor(
+    context: dg.SensorEvaluationContext,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    events: EventsResource,
+):
     client = mlflow.client()
     experiment = mlflow.ensure_experiment()
     tagged = client.search_runs(
@@ -28,8 +42,22 @@ def promote_tag_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResour
     # A run leaves the list once its evaluation is recorded on it.
     waiting = [run.info.run_id for run in tagged if EVALUATION_TAG not in run.data.tags]
     launched = set(json.loads(context.cursor)) if context.cursor else set()
-    return dg.SensorResult(
-        run_requests=[
+    run_requests = []
+    for run_id in waiting:
+        if run_id in launched:
+            continue
+        try:
+            candidate = Candidate.from_run(client, run_id)
+        except CandidateError as error:
+            context.log.warning(f"{PROMOTE_TAG}=true ignored: {error}")
+            continue
+        name = ensure_registered_model(client, tenant)
+        version = existing_version(client, name, run_id) or register_version(
+            client, name, candidate
+        )
+        events.record([registered_event(tenant, version, stage_of(version), {})])
+        context.log.info(f"run {run_id} is {name} version {version.version}; evaluating it")
+        run_requests.append(
             dg.RunRequest(
                 run_key=f"promote-run:{run_id}",
                 run_config={
@@ -37,10 +65,7 @@ def promote_tag_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResour
                         "evaluation__evaluation_report": {"config": {"candidate_run_id": run_id}}
                     }
                 },
-                tags={"facilflow/source_run": run_id},
+                tags={"facilflow/source_run": run_id, "facilflow/version": str(version.version)},
             )
-            for run_id in waiting
-            if run_id not in launched
-        ],
-        cursor=json.dumps(sorted(waiting)),
-    )
+        )
+    return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(sorted(waiting)))

@@ -15,6 +15,7 @@ from facilflow_assets.evaluation.assets import (
 )
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.registry import assets as registry_assets
+from facilflow_assets.registry import versions as registry_versions
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_model_version
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
@@ -135,23 +136,29 @@ def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeyp
     def refuse(*_args, **_kwargs):
         raise RuntimeError("alias store unavailable")
 
-    monkeypatch.setattr(registry_assets, "move_to_stage", refuse)
+    monkeypatch.setattr(registry_versions, "move_to_stage", refuse)
     with pytest.raises(RuntimeError, match="alias store unavailable"):
-        registry_assets._register(client, name, candidate, report)
+        registry_assets.register_and_stage(client, name, candidate, report)
     assert client.search_model_versions(f"name = '{name}'") == []
 
 
-def test_a_run_tagged_promote_is_evaluated_once(on_server):
+def test_a_run_tagged_promote_is_registered_then_evaluated_into_staging_once(on_server):
     resources, result, instance = on_server
     client = resources["mlflow"].client()
     run_id = _metadata(result, TRAINED_MODEL_KEY)["mlflow_run_id"]
-    client.delete_tag(run_id, EVALUATION_TAG)  # as if it had never been evaluated
+    # As if the run had never been evaluated nor registered.
+    client.delete_tag(run_id, EVALUATION_TAG)
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        client.delete_model_version(MODEL_NAME, version.version)
     client.set_tag(run_id, "promote", "true")
-    needed = {"mlflow": resources["mlflow"]}
+    needed = {key: resources[key] for key in ("mlflow", "tenant", "events")}
     with dg.build_sensor_context(resources=needed, instance=instance) as context:
         first = promote_tag_sensor(context)
     [run_request] = first.run_requests
     assert run_request.run_key == f"promote-run:{run_id}"
+    [registered] = client.search_model_versions(f"run_id = '{run_id}'")
+    assert registered.tags[STAGE_TAG] == "None"
+    assert run_request.tags["facilflow/version"] == str(registered.version)
     with dg.build_sensor_context(
         resources=needed, instance=instance, cursor=first.cursor
     ) as context:
@@ -165,6 +172,12 @@ def test_a_run_tagged_promote_is_evaluated_once(on_server):
     )
     assert launched.success
     assert client.get_run(run_id).data.tags[EVALUATION_TAG] == "passed"
+    staged = client.get_model_version(MODEL_NAME, registered.version)
+    assert staged.tags[STAGE_TAG] == "Staging" and "facilflow.holdout_auc" in staged.tags
+    assert "Holdout AUC" in staged.description
+    assert [v.version for v in client.search_model_versions(f"run_id = '{run_id}'")] == [
+        registered.version
+    ]
     with dg.build_sensor_context(resources=needed, instance=instance) as context:
         assert promote_tag_sensor(context).run_requests == []  # evaluated: done
 

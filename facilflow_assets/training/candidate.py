@@ -1,10 +1,12 @@
 """The trained candidate handed from training to evaluation and registration."""
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mlflow.models
+import mlflow.artifacts
+from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.atomic_files import write_json_atomic
@@ -39,7 +41,7 @@ class Candidate:
 
     @classmethod
     def from_run(cls, client: MlflowClient, run_id: str) -> "Candidate":
-        """The candidate trained by `run_id` (MLflow's tracking URI must point at its store)."""
+        """The candidate trained by `run_id`, read through `client` alone."""
         run = client.get_run(run_id)
         tags, params = run.data.tags, run.data.params
         missing = [
@@ -51,7 +53,7 @@ class Candidate:
             raise CandidateError(
                 f"run {run_id} is not a FacilFlow training run: it lacks {', '.join(missing)}"
             )
-        signature = mlflow.models.get_model_info(tags[MODEL_URI_TAG]).signature
+        signature = _signature(client, tags[MODEL_URI_TAG])
         return cls(
             run_id=run_id,
             experiment_id=run.info.experiment_id,
@@ -63,3 +65,15 @@ class Candidate:
             holdout_start=params["holdout_start"],
             best_valid_auc=run.data.metrics.get("final_valid_auc", float("nan")),
         )
+
+
+def _signature(client: MlflowClient, model_uri: str) -> ModelSignature:
+    """The logged model's signature, from its MLmodel file in the client's store."""
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{logged.artifact_location.rstrip('/')}/MLmodel",
+            dst_path=scratch,
+            tracking_uri=client.tracking_uri,
+        )
+        return Model.load(path).signature

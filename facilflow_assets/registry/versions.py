@@ -1,0 +1,118 @@
+"""Registering a training run's model as a version, and staging it once its evaluation passed."""
+
+import time
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from facilflow_assets.evaluation.report import EvaluationReport
+from facilflow_assets.events.envelope import EventType, LifecycleEvent, Registered
+from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.training.candidate import Candidate
+from resources import TenantResource
+
+SOURCE_RUN_TAG = "facilflow.source_run"
+READY_TIMEOUT_S = 300
+
+
+def ensure_registered_model(client: MlflowClient, tenant: TenantResource) -> str:
+    """The use case's registered model, created on first use; returns its name."""
+    name = tenant.registered_model_name
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name,
+            tags={f"facilflow.{k}": v for k, v in tenant.event_fields().items()},
+            description=f"Flight-delay classifier of tenant '{tenant.tenant}' "
+            f"(use case '{tenant.use_case}'), registered by FacilFlow.",
+        )
+    return name
+
+
+def existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version already registered from `run_id`: registering twice adds nothing."""
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return versions[0] if versions else None
+
+
+def registered_event(
+    tenant: TenantResource,
+    version: ModelVersion,
+    stage: Stage,
+    metrics: dict[str, float],
+    dagster_run_id: str | None = None,
+) -> LifecycleEvent:
+    """MODEL_REGISTERED, once per source run, whether the sensor or the asset got there first."""
+    payload = Registered(mlflow_run_id=version.run_id, stage=stage.value, metrics=metrics)
+    return tenant.event(
+        EventType.MODEL_REGISTERED,
+        payload,
+        version=str(version.version),
+        dagster_run_id=dagster_run_id,
+        once_per=version.run_id,
+    )
+
+
+def register_version(client: MlflowClient, name: str, candidate: Candidate) -> ModelVersion:
+    """`candidate` as a new version in stage None, ready to load; none at all if it fails."""
+    logged_model = client.get_logged_model(candidate.model_uri.removeprefix("models:/"))
+    version = client.create_model_version(
+        name,
+        source=logged_model.artifact_location,
+        run_id=candidate.run_id,
+        model_id=logged_model.model_id,
+        description=f"Trained on {candidate.feature_service} "
+        f"(data version {candidate.data_version}); not evaluated yet.",
+        tags={
+            SOURCE_RUN_TAG: candidate.run_id,
+            "facilflow.feature_service": candidate.feature_service,
+            "facilflow.data_version": candidate.data_version,
+            STAGE_TAG: Stage.NONE.value,
+        },
+    )
+    try:
+        return _wait_until_ready(client, name, version.version)
+    except BaseException:
+        client.delete_model_version(name, version.version)
+        raise
+
+
+def stage_evaluated(
+    client: MlflowClient, name: str, version: ModelVersion, report: EvaluationReport
+) -> None:
+    """Record the passed evaluation on `version` and move it to Staging."""
+    metrics = report.candidate_metrics
+    number = str(version.version)
+    client.update_model_version(
+        name,
+        number,
+        description=(
+            f"{version.description.removesuffix(' not evaluated yet.')} Holdout AUC "
+            f"{metrics['auc']:.4f} against {report.baseline} "
+            f"{report.baseline_metrics['auc']:.4f} ({report.auc_lift:+.2%})."
+        ),
+    )
+    tags = {
+        "facilflow.baseline": report.baseline,
+        **{f"facilflow.holdout_{k}": f"{v:.6f}" for k, v in metrics.items()},
+        "facilflow.holdout_auc_lift": f"{report.auc_lift:.6f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, number, key, value)
+    move_to_stage(client, name, number, Stage.STAGING)
+
+
+def _wait_until_ready(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        current = client.get_model_version(name, version)
+        if current.status == "READY":
+            return current
+        if current.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{name} version {version} did not become ready ({current.status}: "
+                f"{current.status_message})"
+            )
+        time.sleep(1)
