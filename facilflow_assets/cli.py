@@ -1,6 +1,7 @@
 """The `facilflow` command line."""
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -51,6 +52,13 @@ def demo(context: click.Context) -> None:
     governance = {k: v for k, v in outcome.governance.items() if k != "history"}
     click.echo("\n" + facts_table(governance))
     click.echo("\n" + markdown_table(pl.DataFrame(outcome.governance["history"])))
+    serving = {k: v for k, v in outcome.serving.items() if k != "requests"}
+    click.echo("\n" + facts_table(serving))
+    for request in outcome.serving["requests"]:
+        click.echo(json.dumps(request))
+    click.echo(
+        f"The endpoint keeps serving at {serving['endpoint']}; `facilflow serve stop` ends it."
+    )
     click.echo("\n" + facts_table(outcome.events))
     click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
 
@@ -79,6 +87,24 @@ def _demo_broker(resources: dict[str, object], home: Path):
         yield {**resources, "events": local}
     finally:
         broker.stop()
+
+
+@main.group()
+def serve() -> None:
+    """The real-time endpoint's Ray cluster on this machine."""
+
+
+@serve.command()
+@click.pass_context
+def stop(context: click.Context) -> None:
+    """Stop the endpoint and the local Ray head that `make demo` or a deployment started."""
+    from facilflow_assets.environment import get_environment
+    from facilflow_assets.resource_map import build_resources
+
+    configured = build_resources(get_environment(), home=context.obj["home"])
+    with dg.build_resources({"serving": configured["serving"]}) as resources:
+        stopped = resources.serving.stop_local_cluster()
+    click.echo("stopped the local Ray head" if stopped else "no local Ray head to stop")
 
 
 @main.group()

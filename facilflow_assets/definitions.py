@@ -9,6 +9,8 @@ from facilflow_assets.features.feast_assets import feast_assets
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.registry.assets import registered_model_version
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.serving.batch import batch_predictions
+from facilflow_assets.serving.deployment import prediction_endpoint
 from facilflow_assets.training.assets import trained_model
 from facilflow_assets.warehouse import warehouse_models
 from jobs import all_jobs
@@ -22,6 +24,8 @@ all_assets = [
     trained_model,
     evaluation_report,
     registered_model_version,
+    prediction_endpoint,
+    batch_predictions,
 ]
 all_asset_checks = [clears_thresholds]
 

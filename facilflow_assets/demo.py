@@ -13,6 +13,8 @@ from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.governance.walkthrough import promote_with_approval
 from facilflow_assets.metadata import markdown_table
+from facilflow_assets.serving.deployment import ENDPOINT_KEY
+from facilflow_assets.serving.walkthrough import serve_and_score
 from resources import EventsResource
 
 SUMMARY_FILE = "demo-summary.json"
@@ -40,6 +42,7 @@ class DemoOutcome(NamedTuple):
     assets: list[AssetSummary]
     model: dict[str, object]  # run id, holdout metrics against the baseline, the version
     governance: dict[str, object]  # the staged version's way to Production, and the history
+    serving: dict[str, object]  # the endpoint, the requests sent, the split seen, a batch day
     events: dict[str, object]  # what was published to the lifecycle topic, what still waits
 
 
@@ -47,11 +50,11 @@ def run_demo(
     assets: list, resources: dict[str, object], instance: dg.DagsterInstance, home: Path
 ) -> DemoOutcome:
     """Materialize `assets` (and checks) in one run on `instance`, take the registered
-    version through the approval workflow to Production, and write the summary beside
-    the data."""
+    version through the approval workflow to Production, serve it beside a challenger,
+    score a day in batch, and write the summary beside the data."""
     started = time.perf_counter()
     result = dg.materialize(
-        assets,
+        [a for a in assets if not _served_or_partitioned(a)],
         resources=resources,
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
@@ -67,10 +70,19 @@ def run_demo(
         assets=summarize(result, groups),
         model=(model := model_facts(result)),
         governance=promote_with_approval(resources, instance, model["version"]),
+        serving=serve_and_score(resources, instance),
         events=publish_events(resources["events"]),
     )
     write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
     return outcome
+
+
+def _served_or_partitioned(asset) -> bool:
+    """The endpoint needs a Production version, and partitions are materialized one by one:
+    both come after the lifecycle run."""
+    if not isinstance(asset, dg.AssetsDefinition):
+        return False
+    return asset.partitions_def is not None or ENDPOINT_KEY in asset.keys
 
 
 def publish_events(events: EventsResource) -> dict[str, object]:
@@ -134,6 +146,7 @@ def write_summary(outcome: DemoOutcome, path: Path, seconds: float) -> None:
         "wall_seconds": round(seconds, 1),
         "model": outcome.model,
         "governance": outcome.governance,
+        "serving": outcome.serving,
         "events": outcome.events,
         "assets": [asdict(s) for s in outcome.assets],
     }

@@ -52,3 +52,8 @@ def server_approvers() -> list[str]:
 def local_bootstrap_servers() -> str:
     """A Kafka cluster for the local environment's events (KAFKA_BOOTSTRAP_SERVERS), if any."""
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+
+
+def local_serve_port() -> int:
+    """The port of the local endpoint's HTTP proxy: FACILFLOW_SERVE_PORT, else 8000."""
+    return int(os.environ.get("FACILFLOW_SERVE_PORT") or 8000)

@@ -68,6 +68,16 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float) -> Fi
     return figure
 
 
+def score_histogram(scores: np.ndarray, threshold: float) -> Figure:
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.hist(scores, bins=np.linspace(0, 1, 41))
+    axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
+    axes.set(xlabel="predicted delay probability", ylabel="flights", title="Score distribution")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()

@@ -10,6 +10,7 @@ from facilflow_assets.environment import (
     PROJECT_ROOT,
     Environment,
     local_bootstrap_servers,
+    local_serve_port,
 )
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
@@ -18,6 +19,7 @@ from resources import (
     GovernanceResource,
     MlflowResource,
     RayResource,
+    ServingResource,
     StorageResource,
     TenantResource,
 )
@@ -52,6 +54,12 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 tenant=tenant,
             ),
             "governance": GovernanceResource(approvers=dg.EnvVar("FACILFLOW_APPROVERS")),
+            "serving": ServingResource(
+                ray_address=dg.EnvVar("FACILFLOW_SERVE_RAY_ADDRESS"),
+                http_host=dg.EnvVar("FACILFLOW_SERVE_HOST"),
+                state_dir=dg.EnvVar("FACILFLOW_HOME"),
+                request_log_dir=dg.EnvVar("FACILFLOW_REQUEST_LOG_DIR"),
+            ),
             "events": EventsResource(
                 outbox_url=dg.EnvVar("FACILFLOW_OUTBOX_URL"),
                 bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"),
@@ -81,6 +89,11 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
         ),
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
         "governance": GovernanceResource(approvers=LOCAL_APPROVERS),
+        "serving": ServingResource(
+            http_port=local_serve_port(),
+            state_dir=str(storage.root / "serve"),
+            request_log_dir=str(storage.root / "serving" / "requests"),
+        ),
         "events": EventsResource(
             outbox_url=f"sqlite:///{storage.root / 'events' / 'outbox.db'}",
             bootstrap_servers=local_bootstrap_servers(),

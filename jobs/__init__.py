@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from facilflow_assets.serving.deployment import ENDPOINT_KEY
 from jobs.promotion import promotion_job
 
 warehouse_job = dg.define_asset_job(
@@ -27,4 +28,11 @@ candidate_job = dg.define_asset_job(
     "it in Staging if it clears the thresholds; launched by promote_tag_sensor.",
 )
 
-all_jobs = [warehouse_job, training_job, candidate_job, promotion_job]
+deployment_job = dg.define_asset_job(
+    "deployment_job",
+    selection=dg.AssetSelection.assets(ENDPOINT_KEY),
+    description="Deploy the Production version (and the configured challenger) to the "
+    "endpoint; launched by redeploy_sensor when the Production version changes.",
+)
+
+all_jobs = [warehouse_job, training_job, candidate_job, promotion_job, deployment_job]

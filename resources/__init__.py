@@ -5,6 +5,7 @@ from resources.feast import FeastResource
 from resources.governance import GovernanceResource
 from resources.mlflow import MlflowResource, TrackingUnavailableError
 from resources.ray_cluster import RayResource
+from resources.serving import ServingResource
 from resources.storage import StorageResource
 from resources.tenancy import TenantResource
 
@@ -14,6 +15,7 @@ __all__ = [
     "GovernanceResource",
     "MlflowResource",
     "RayResource",
+    "ServingResource",
     "StorageResource",
     "TenantResource",
     "TrackingUnavailableError",

@@ -40,7 +40,9 @@ class RayResource(ConfigurableResource):
         already_connected = ray.is_initialized()
         if not already_connected:
             ray.init(
-                address=self.address,
+                # "local" starts a new instance even when `ray start` runs one on this machine
+                # (such as the endpoint's head), which a bare ray.init() would join.
+                address=self.address or "local",
                 num_cpus=None if self.address else self.num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,

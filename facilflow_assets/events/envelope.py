@@ -29,6 +29,7 @@ class EventType(StrEnum):
     MODEL_TRANSITION_APPROVED = "MODEL_TRANSITION_APPROVED"
     MODEL_TRANSITION_REJECTED = "MODEL_TRANSITION_REJECTED"
     MODEL_PROMOTED = "MODEL_PROMOTED"
+    MODEL_DEPLOYED = "MODEL_DEPLOYED"
 
 
 class EventError(ValueError):
@@ -91,6 +92,12 @@ class Promoted(_Payload):
     rollback: bool
 
 
+class Deployed(_Payload):
+    url: str
+    challenger_version: str | None
+    challenger_share: float = Field(ge=0, le=1)
+
+
 PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -99,6 +106,7 @@ PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRANSITION_APPROVED: TransitionApproved,
     EventType.MODEL_TRANSITION_REJECTED: TransitionRejected,
     EventType.MODEL_PROMOTED: Promoted,
+    EventType.MODEL_DEPLOYED: Deployed,
 }
 
 

@@ -153,13 +153,7 @@ def training_set(
     entity_df = build_entity_frame(storage, config.prediction_lead_minutes)
     store = feast.feature_store()
     service = store.get_feature_service(config.feature_service)
-    job = store.get_historical_features(
-        entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
-    )
-    # Feast answers in pandas, which names UTC 'Etc/UTC'; the lake says 'UTC'.
-    frame = pl.from_pandas(job.to_df()).with_columns(
-        cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
-    )
+    frame = historical_features(store, service, entity_df)
     path = write_parquet_atomic(frame, storage.training_set_path(service.name))
     version = data_version(frame)
     feature_columns = [c for c in frame.columns if "__" in c]
@@ -182,12 +176,29 @@ def training_set(
 def build_entity_frame(storage: StorageResource, lead_minutes: int) -> pl.DataFrame:
     """One row per departed flight: entity keys, prediction time and label."""
     flights = storage.read_warehouse(ENTITY_MODEL).filter(pl.col(LABEL).is_not_null())
+    return entity_frame(flights, lead_minutes, LABEL)
+
+
+def entity_frame(flights: pl.DataFrame, lead_minutes: int, *extra: str) -> pl.DataFrame:
+    """One row per flight: entity keys, the prediction time (`lead_minutes` before the
+    scheduled departure), and the `extra` columns."""
     return flights.select(
         *ENTITY_COLUMNS,
         (pl.col("scheduled_departure_at") - pl.duration(minutes=lead_minutes)).alias(
             "event_timestamp"
         ),
-        pl.col(LABEL),
+        *extra,
+    )
+
+
+def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame:
+    """The service's features for each entity row as of its event time, through Feast."""
+    job = store.get_historical_features(
+        entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
+    )
+    # Feast answers in pandas, which names UTC 'Etc/UTC'; the lake says 'UTC'.
+    return pl.from_pandas(job.to_df()).with_columns(
+        cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
 
 

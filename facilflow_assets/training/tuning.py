@@ -171,7 +171,7 @@ def _outcome(result: tune.Result) -> TrialOutcome:
         ended = float(reports["timestamp"].iloc[-1])
     return TrialOutcome(
         trial_id=Path(result.path).name,
-        hyperparameters=dict(result.config),
+        hyperparameters=dict(result.config or {}),  # None if the trial died at start
         status="FAILED" if result.error else "FINISHED",
         history=history,
         error=_last_line(result.error) if result.error else None,

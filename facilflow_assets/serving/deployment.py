@@ -1,0 +1,167 @@
+"""The deployment asset: its materialization is the live endpoint serving the Production
+version (and a Staging challenger for a share of requests) on Ray Serve."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import requests
+from pydantic import Field
+from ray import serve
+
+from facilflow_assets.events.envelope import Deployed, EventType
+from facilflow_assets.features.feast_assets import ENTITY_COLUMNS, ENTITY_MODEL, ONLINE_STORE_KEY
+from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
+from facilflow_assets.serving.batch import DEPLOYMENT_GROUP
+from facilflow_assets.serving.endpoint import EndpointSpec, PredictionEndpoint, Routing
+from facilflow_assets.serving.models import PRODUCTION, LoadedModel, ModelLoadError, load, resolve
+from resources import (
+    EventsResource,
+    FeastResource,
+    MlflowResource,
+    ServingResource,
+    StorageResource,
+    TenantResource,
+)
+
+ENDPOINT_KEY = dg.AssetKey([DEPLOYMENT_GROUP, "prediction_endpoint"])
+STAGING = "Staging"
+SMOKE_TIMEOUT_S = 30
+
+
+class DeploymentConfig(dg.Config):
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests answered by the Staging version; 0 serves Production only.",
+    )
+    num_replicas: int = Field(default=1, ge=1)
+    feature_service: str = Field(default=FEATURE_SERVICE)
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+def app_name(tenant: TenantResource) -> str:
+    return f"{tenant.tenant}-{tenant.use_case}"
+
+
+def route_prefix(tenant: TenantResource) -> str:
+    return f"/{tenant.tenant}/{tenant.use_case}/predict"
+
+
+@dg.asset(
+    key=ENDPOINT_KEY,
+    group_name=DEPLOYMENT_GROUP,
+    kinds={"ray", "mlflow", "feast"},
+    deps=[REGISTERED_VERSION_KEY, ONLINE_STORE_KEY],
+    description="The real-time endpoint on Ray Serve: the Production version by its alias, and "
+    "the Staging version as challenger for the configured share of requests.",
+)
+def prediction_endpoint(
+    context: dg.AssetExecutionContext,
+    config: DeploymentConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    feast: FeastResource,
+    tenant: TenantResource,
+    serving: ServingResource,
+    events: EventsResource,
+) -> dg.MaterializeResult:
+    client = mlflow.client()
+    name = tenant.registered_model_name
+    production = resolve(client, name, PRODUCTION)
+    challenger = None
+    if config.challenger_share > 0:
+        challenger = resolve(client, name, STAGING)
+        if challenger == production:
+            raise ModelLoadError(f"{name}: the Staging version is the Production one")
+    routing = Routing(
+        production=production, challenger=challenger, challenger_share=config.challenger_share
+    )
+    sample = sample_request(storage)
+    # Checked here, before the live endpoint is touched: a version that fails stays out.
+    for ref in filter(None, (production, challenger)):
+        smoke_prediction(load(client, ref), feast, config.feature_service, sample)
+        context.log.info(f"{ref.uri} loads and predicts")
+    spec = EndpointSpec(
+        tracking_uri=mlflow.tracking_uri,
+        feast_config=feast.repo_config(),
+        feature_service=config.feature_service,
+        entity_keys=ENTITY_COLUMNS,
+        request_log_root=serving.request_log_path(tenant.use_case),
+        decision_threshold=config.decision_threshold,
+    )
+    application = PredictionEndpoint.options(
+        num_replicas=config.num_replicas, user_config=routing.model_dump(mode="json")
+    ).bind(spec)
+    url = serving.endpoint_url(route_prefix(tenant))
+    with serving.connect():
+        serve.run(application, name=app_name(tenant), route_prefix=route_prefix(tenant))
+    answer = check_endpoint(url, sample)
+    if answer.get("model_version") not in {production.version, getattr(challenger, "version", "")}:
+        raise RuntimeError(f"{url} answered with {answer}, not the versions just deployed")
+    deployed_at = datetime.now(UTC)
+    context.log.info(f"{url}: {production.uri} with {routing.challenger_share:.0%} to challenger")
+    event = tenant.event(
+        EventType.MODEL_DEPLOYED,
+        Deployed(
+            url=url,
+            challenger_version=challenger.version if challenger else None,
+            challenger_share=config.challenger_share,
+        ),
+        version=production.version,
+        dagster_run_id=context.run_id,
+        once_per=context.run_id,
+    )
+    events.record([event])
+    return dg.MaterializeResult(
+        metadata={
+            "url": dg.MetadataValue.url(url),
+            "production_version": production.version,
+            "challenger_version": challenger.version if challenger else "",
+            "challenger_share": config.challenger_share,
+            "deployed_at": deployed_at.isoformat(),
+            "replicas": config.num_replicas,
+            "sample_request": dg.MetadataValue.json(sample),
+            "sample_answer": dg.MetadataValue.json(answer),
+        }
+    )
+
+
+def sample_request(storage: StorageResource) -> dict[str, str]:
+    """The entity keys of the latest scheduled flight: a request the endpoint must answer."""
+    flights = storage.read_warehouse(ENTITY_MODEL)
+    latest = flights.sort("scheduled_departure_at").select(ENTITY_COLUMNS).drop_nulls().tail(1)
+    return latest.to_dicts()[0]
+
+
+def smoke_prediction(
+    model: LoadedModel, feast: FeastResource, feature_service: str, request: dict[str, str]
+) -> float:
+    """Predict `request` through the online store; the model's inputs must all be served."""
+    store = feast.feature_store()
+    online = store.get_online_features(
+        features=store.get_feature_service(feature_service),
+        entity_rows=[request],
+        full_feature_names=True,
+    ).to_dict()
+    missing = [name for name in model.input_names if name not in online]
+    if missing:
+        raise ModelLoadError(
+            f"{model.ref.uri} takes inputs the feature service {feature_service} does not "
+            f"serve: {', '.join(missing)}"
+        )
+    row = pl.DataFrame({name: online[name] for name in model.input_names})
+    [probability] = model.predict(row.cast(pl.Float32).to_numpy())
+    if not np.isfinite(probability) or not 0 <= probability <= 1:
+        raise ModelLoadError(f"{model.ref.uri} predicted {probability} for {request}")
+    return float(probability)
+
+
+def check_endpoint(url: str, request: dict[str, str]) -> dict:
+    response = requests.post(url, json=request, timeout=SMOKE_TIMEOUT_S)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:500]}")
+    return response.json()

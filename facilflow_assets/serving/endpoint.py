@@ -1,0 +1,169 @@
+"""The real-time endpoint: a Ray Serve deployment answering HTTP JSON with a prediction.
+
+A request names the flight by its entity keys. The replica reads the feature service's
+features from the Feast online store, predicts with the version its route picks
+(production, or the challenger for its share), answers, and queues a record for the
+request log. The models and the split are the deployment's `user_config`: changing them
+reconfigures the running replica in place, and a model is swapped in only once it loaded.
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from feast import FeatureStore, RepoConfig
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from facilflow_assets.serving.models import LoadedModel, ModelRef, load
+from facilflow_assets.serving.request_log import RequestLog
+from facilflow_assets.serving.routing import CHALLENGER_ROLE, PRODUCTION_ROLE, route
+
+log = logging.getLogger(__name__)
+REQUEST_ID_HEADER = "x-request-id"  # Ray Serve's own: it also echoes it in the response
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What a replica needs that does not change between model versions."""
+
+    tracking_uri: str
+    feast_config: RepoConfig
+    feature_service: str
+    entity_keys: list[str]
+    request_log_root: Path
+    decision_threshold: float = 0.5
+
+
+class Routing(BaseModel):
+    """The deployment's user_config: who serves, and the challenger's share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    production: ModelRef
+    challenger: ModelRef | None = None
+    challenger_share: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+def request_model(entity_keys: list[str]) -> type[BaseModel]:
+    """The request body: every entity key as a string, an optional request id, no more."""
+    fields: dict[str, Any] = {key: (str, Field(min_length=1)) for key in entity_keys}
+    fields["request_id"] = (str | None, None)
+    return create_model(
+        "PredictionRequest", __config__=ConfigDict(extra="forbid", strict=True), **fields
+    )
+
+
+def validation_problems(error: ValidationError) -> dict[str, str]:
+    """Offending field -> what is wrong with it."""
+    return {
+        ".".join(str(part) for part in problem["loc"]) or "body": problem["msg"]
+        for problem in error.errors()
+    }
+
+
+@serve.deployment(name="prediction_endpoint", ray_actor_options={"num_cpus": 0})
+class PredictionEndpoint:
+    def __init__(self, spec: EndpointSpec):
+        self.spec = spec
+        self.client = MlflowClient(tracking_uri=spec.tracking_uri, registry_uri=spec.tracking_uri)
+        self.store = FeatureStore(config=spec.feast_config)
+        self.service = self.store.get_feature_service(spec.feature_service)
+        self.body_model = request_model(spec.entity_keys)
+        self.models: dict[str, LoadedModel] = {}
+        self.routing: Routing | None = None
+        self.feature_names: list[str] | None = None
+        self.request_log: RequestLog | None = None
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Load any version not loaded yet, then switch to the new routing at once."""
+        routing = Routing.model_validate(user_config)
+        refs = [routing.production, *([routing.challenger] if routing.challenger else [])]
+        loaded = {ref.uri: self.models.get(ref.uri) or load(self.client, ref) for ref in refs}
+        names = {tuple(model.input_names) for model in loaded.values()}
+        if len(names) != 1:
+            raise ValueError(f"the versions {sorted(loaded)} take different inputs")
+        self.feature_names = list(next(iter(names)))
+        if self.request_log is None:
+            self.request_log = RequestLog(self.spec.request_log_root, self.feature_names)
+        self.models, self.routing = loaded, routing
+        log.info("serving %s", routing.model_dump_json())
+
+    def __del__(self):
+        if self.request_log is not None:
+            self.request_log.close()
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID_HEADER) or ""
+        record: dict[str, Any] = {}
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._answer(400, {"error": "the body is not JSON"}, request_id, record, started)
+        if not isinstance(body, dict):
+            problem = {"error": "the body must be a JSON object of entity keys"}
+            return self._answer(422, problem, request_id, record, started)
+        try:
+            keys = self.body_model.model_validate(body)
+        except ValidationError as error:
+            problem = {"error": "invalid request", "fields": validation_problems(error)}
+            return self._answer(422, problem, request_id or body.get("request_id"), record, started)
+        request_id = request_id or keys.request_id or str(uuid.uuid4())
+        try:
+            return self._predict(keys, request_id, record, started)
+        except Exception as error:  # answered as 500 and logged with the request id
+            log.exception("request %s failed", request_id)
+            problem = {"error": f"prediction failed: {type(error).__name__}"}
+            return self._answer(500, problem, request_id, record, started)
+
+    def _predict(self, keys: BaseModel, request_id: str, record: dict, started: float):
+        routing = self.routing
+        role = (
+            route(request_id, routing.challenger_share) if routing.challenger else PRODUCTION_ROLE
+        )
+        ref = routing.challenger if role == CHALLENGER_ROLE else routing.production
+        model = self.models[ref.uri]
+        row = {key: getattr(keys, key) for key in self.spec.entity_keys}
+        online = self.store.get_online_features(
+            features=self.service, entity_rows=[row], full_feature_names=True
+        ).to_dict()
+        values = [online[name][0] for name in model.input_names]
+        features = np.array([[np.nan if v is None else float(v) for v in values]], np.float32)
+        probability = float(model.predict(features)[0])
+        record.update(model=ref.name, model_version=ref.version, role=role, prediction=probability)
+        record.update(zip(model.input_names, features[0].tolist(), strict=True))
+        answer = {
+            "request_id": request_id,
+            "prediction": probability,
+            "delayed": probability >= self.spec.decision_threshold,
+            "model": ref.name,
+            "model_version": ref.version,
+            "role": role,
+            "features_found": sum(v is not None for v in values),
+            "features_expected": len(values),
+        }
+        return self._answer(200, answer, request_id, record, started)
+
+    def _answer(self, status: int, body: dict, request_id, record: dict, started: float):
+        latency_ms = (time.perf_counter() - started) * 1000
+        if self.request_log is not None:
+            outcome = "ok" if status < 400 else "invalid" if status < 500 else "error"
+            self.request_log.append(
+                {
+                    **record,
+                    "request_id": request_id or None,
+                    "outcome": outcome,
+                    "status": status,
+                    "latency_ms": latency_ms,
+                    "error": None if status < 400 else str(body.get("error")),
+                }
+            )
+        return JSONResponse(body, status_code=status)

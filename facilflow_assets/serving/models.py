@@ -1,0 +1,100 @@
+"""Registered model versions as the serving side loads them: resolved, downloaded, checked.
+
+Everything goes through an explicit MLflow client, never the process-wide tracking URI, so
+a Ray replica or a Dagster step loads from the store its resource names.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm
+import mlflow.artifacts
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+from facilflow_assets.registry.stages import Stage
+
+PRODUCTION = "Production"
+STAGE_ALIASES = {Stage.PRODUCTION.value: "production", Stage.STAGING.value: "staging"}
+
+
+class ModelLoadError(RuntimeError):
+    """The named model version does not exist or cannot be loaded; the message says which."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version, resolved to its number."""
+
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
+    """`version_or_stage` is a version number, or Production or Staging (by their alias)."""
+    try:
+        if version_or_stage in STAGE_ALIASES:
+            found = client.get_model_version_by_alias(name, STAGE_ALIASES[version_or_stage])
+        elif version_or_stage.isdigit():
+            found = client.get_model_version(name, version_or_stage)
+        else:
+            raise ModelLoadError(
+                f"model version {version_or_stage!r}: use a version number or one of "
+                f"{', '.join(STAGE_ALIASES)}"
+            )
+    except MlflowException as error:
+        problem = f"{name} has no {version_or_stage} version ({error.message})"
+        raise ModelLoadError(problem) from None
+    return ModelRef(name, str(found.version))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    ref: ModelRef
+    booster: lightgbm.Booster
+    input_names: list[str]
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of the positive class for rows ordered as `input_names`."""
+        return self.booster.predict(rows)
+
+
+def download(client: MlflowClient, ref: ModelRef, destination: Path) -> Path:
+    """The version's model directory, copied to `destination`."""
+    source = client.get_model_version_download_uri(ref.name, ref.version)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=str(destination), tracking_uri=client.tracking_uri
+            )
+        )
+    except (MlflowException, OSError) as error:
+        problem = f"{ref.uri}: cannot download the model from {source}: {error}"
+        raise ModelLoadError(problem) from None
+
+
+def load_directory(ref: ModelRef, directory: Path) -> LoadedModel:
+    """A LightGBM model directory as MLflow logged it, with its input names from the signature."""
+    try:
+        model = Model.load(str(directory / "MLmodel"))
+        if "lightgbm" not in model.flavors:
+            raise ModelLoadError(f"{ref.uri}: not a LightGBM model ({', '.join(model.flavors)})")
+        booster = lightgbm.Booster(model_file=str(directory / model.flavors["lightgbm"]["data"]))
+    except (OSError, lightgbm.basic.LightGBMError, MlflowException) as error:
+        raise ModelLoadError(f"{ref.uri}: the model does not load: {error}") from None
+    signature = model.signature
+    if signature is None:
+        raise ModelLoadError(f"{ref.uri}: the model has no signature naming its inputs")
+    return LoadedModel(ref, booster, signature.inputs.input_names())
+
+
+def load(client: MlflowClient, ref: ModelRef) -> LoadedModel:
+    with tempfile.TemporaryDirectory() as scratch:
+        return load_directory(ref, download(client, ref, Path(scratch)))

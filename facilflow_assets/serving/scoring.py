@@ -1,0 +1,46 @@
+"""Scoring a frame with a loaded model through an explicit column mapping."""
+
+import numpy as np
+import polars as pl
+
+from facilflow_assets.serving.models import LoadedModel
+from facilflow_assets.training.dataset import feature_matrix
+
+NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
+           pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Boolean)  # fmt: skip
+
+
+class MappingError(ValueError):
+    """The column mapping does not fit the model's inputs or the frame; names the column."""
+
+
+def resolve_mapping(model: LoadedModel, mapping: dict[str, str]) -> dict[str, str]:
+    """Model input -> upstream column for every input: mapped ones as given, the rest by name."""
+    unknown = sorted(set(mapping) - set(model.input_names))
+    if unknown:
+        raise MappingError(
+            f"column_mapping names {', '.join(unknown)}, which {model.ref.uri} does not take "
+            f"as input (its signature has {len(model.input_names)} inputs)"
+        )
+    return {name: mapping.get(name, name) for name in model.input_names}
+
+
+def check_columns(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> None:
+    """Every mapped column exists in `frame` and is numeric."""
+    missing = [f"{column} (for input {name})" for name, column in mapping.items()
+               if column not in frame.columns]  # fmt: skip
+    if missing:
+        raise MappingError(f"{where} lacks column(s) {', '.join(missing)}")
+    mistyped = [f"{column} is {frame.schema[column]}" for column in mapping.values()
+                if frame.schema[column] not in NUMERIC]  # fmt: skip
+    if mistyped:
+        raise MappingError(f"{where}: model inputs must be numeric: {', '.join(mistyped)}")
+
+
+def score(
+    model: LoadedModel, frame: pl.DataFrame, mapping: dict[str, str], where: str
+) -> np.ndarray:
+    """Probabilities for each row of `frame`, its columns fed to the model as `mapping` says
+    (float32, nulls as missing values, exactly as in training)."""
+    check_columns(frame, mapping, where)
+    return model.predict(feature_matrix(frame, list(mapping.values())))

@@ -1,0 +1,151 @@
+"""Where the real-time endpoint runs: Ray Serve on a cluster that outlives any one step.
+
+With `ray_address` unset, FacilFlow keeps a Ray head of its own on this machine (started
+on the first deployment with `ray start --head`, its address kept in `<state_dir>`), so the
+endpoint stays up between Dagster runs; `stop_local_cluster` ends it. Ray binds its own
+services to the machine's address (it refuses loopback for `ray start`); Serve's HTTP
+proxy listens on `http_host`, loopback by default.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import ray
+from dagster import ConfigurableResource
+from pydantic import Field
+from ray import serve
+
+HEAD_FILE = "ray-head.json"
+LOCAL_HEAD_CPUS = 2
+HEAD_START_TIMEOUT_S = 60
+# The local head is for this machine's own use: no usage reports, and no token
+# authentication (Ray's token file is shared by every Ray instance of the user).
+LOCAL_HEAD_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 2):
+        return True
+    return False
+
+
+class ServingResource(ConfigurableResource):
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to serve on ('host:6379'); a local head if unset."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Where Ray Serve's proxy listens.")
+    http_port: int = Field(default=8000, description="Port of Ray Serve's HTTP proxy.")
+    state_dir: str = Field(description="Folder for the local head's address and logs.")
+    request_log_dir: str = Field(description="Root of the request log's daily parquet files.")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def endpoint_url(self, route_prefix: str) -> str:
+        return self.base_url + route_prefix
+
+    def request_log_path(self, use_case: str) -> Path:
+        return Path(self.request_log_dir) / use_case
+
+    def _head_file(self) -> Path:
+        return Path(self.state_dir) / HEAD_FILE
+
+    def cluster_address(self) -> str:
+        """The cluster's address, starting the local head if none runs."""
+        if self.ray_address:
+            return self.ray_address
+        head = self._head_file()
+        if head.exists():
+            address = json.loads(head.read_text())["address"]
+            if _listening(address):
+                return address
+        return self._start_local_head()
+
+    def _start_local_head(self) -> str:
+        """`ray start --head --block` in a session of its own, so that stopping its process
+        group stops exactly this cluster and no other Ray on the machine."""
+        state = Path(self.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        address = f"127.0.0.1:{_free_port()}"
+        command = [
+            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+            "--node-ip-address", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+            "--num-cpus", str(LOCAL_HEAD_CPUS), "--include-dashboard", "false",
+            "--disable-usage-stats",
+        ]  # fmt: skip
+        with (state / "ray-head.log").open("a") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **LOCAL_HEAD_ENV},
+            )  # fmt: skip
+        deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+        while not _listening(address):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the local Ray head did not start; see {state / 'ray-head.log'}"
+                )
+            time.sleep(0.5)
+        self._head_file().write_text(json.dumps({"address": address, "pgid": process.pid}))
+        return address
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[None]:
+        """A driver connection to the serving cluster, with Serve's proxy started on it."""
+        if not self.ray_address:
+            os.environ.update(LOCAL_HEAD_ENV)
+        ray.init(
+            address=self.cluster_address(),
+            log_to_driver=False,
+            configure_logging=False,
+            namespace="facilflow-serve",
+        )
+        try:
+            serve.start(http_options={"host": self.http_host, "port": self.http_port})
+            yield
+        finally:
+            ray.shutdown()
+
+    def stop_local_cluster(self) -> bool:
+        """Stop the local head, if this resource started one; returns whether it did."""
+        head = self._head_file()
+        if self.ray_address or not head.exists():
+            return False
+        started = json.loads(head.read_text())
+        if _listening(started["address"]):
+            with contextlib.suppress(Exception), self.connect():
+                serve.shutdown()  # Serve's actors, which outlive their raylet otherwise
+        _terminate_group(started["pgid"])
+        head.unlink()
+        return True
+
+
+def _terminate_group(pgid: int) -> None:
+    """Every process of the `ray start` group and all their descendants (Ray's workers)."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(process.pid) == pgid:
+                members += [process, *process.children(recursive=True)]
+    for process in members:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(members, timeout=HEAD_START_TIMEOUT_S / 4)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()

@@ -1,0 +1,262 @@
+"""The real-time endpoint on a real Ray Serve deployment, with features from the real Feast
+online store of the demo's data, and batch scoring of a day partition."""
+
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+import requests
+
+from facilflow_assets.environment import Environment
+from facilflow_assets.registry.stages import Stage, move_to_stage
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.serving.batch import SCORE, batch_predictions
+from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
+from facilflow_assets.serving.models import ModelRef, load
+from facilflow_assets.serving.request_log import read_requests
+from facilflow_assets.serving.routing import route
+from facilflow_assets.training.dataset import feature_matrix
+from resources import ServingResource
+from tests.mlflow_server import free_port
+
+MODEL = "demo.flight_delay"
+DAY = "2013-06-15"
+
+
+class Deployment:
+    """A copy of the demo's home whose endpoint runs on a Ray head of its own."""
+
+    def __init__(self, home):
+        self.home = home
+        self.resources = build_resources(Environment.LOCAL, home=home)
+        self.resources["serving"] = ServingResource(
+            http_port=free_port(),
+            state_dir=str(home / "serve"),
+            request_log_dir=str(home / "serving" / "requests"),
+        )
+        self.client = self.resources["mlflow"].client()
+        self.sample = sample_request(self.resources["storage"])
+        self.url = ""
+
+    def deploy(self, challenger_share: float = 0.0, raise_on_error: bool = True):
+        result = dg.materialize(
+            [prediction_endpoint],
+            resources=self.resources,
+            run_config={"ops": {"deployment__prediction_endpoint": {
+                "config": {"challenger_share": challenger_share}}}},
+            raise_on_error=raise_on_error,
+        )  # fmt: skip
+        if result.success:
+            [event] = result.get_asset_materialization_events()
+            metadata = event.event_specific_data.materialization.metadata
+            self.url = metadata["url"].value
+        return result
+
+    def post(self, body, request_id: str | None = None, session=requests):
+        headers = {"x-request-id": request_id} if request_id else {}
+        return session.post(self.url, json=body, headers=headers, timeout=30)
+
+    def add_staging_version(self) -> str:
+        """Version 1's model registered again, in Staging: a challenger to route to."""
+        production = self.client.get_model_version_by_alias(MODEL, "production")
+        version = self.client.create_model_version(
+            MODEL, production.source, run_id=production.run_id, model_id=production.model_id
+        )
+        move_to_stage(self.client, MODEL, str(version.version), Stage.STAGING)
+        return str(version.version)
+
+
+@pytest.fixture(scope="module")
+def deployment(built_home, tmp_path_factory):
+    home = tmp_path_factory.mktemp("serving") / "facilflow"
+    shutil.copytree(built_home.home, home)
+    served = Deployment(home)
+    try:
+        served.deploy()
+        yield served
+    finally:
+        served.resources["serving"].stop_local_cluster()
+
+
+def test_the_endpoint_predicts_from_online_features_and_says_which_version(deployment):
+    response = deployment.post(deployment.sample, request_id="req-1")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["request_id"] == "req-1" == response.headers["x-request-id"]
+    assert (answer["model"], answer["model_version"], answer["role"]) == (MODEL, "1", "production")
+    assert answer["features_found"] == answer["features_expected"] == 39
+    # The same prediction as the model itself on the same online features.
+    model = load(deployment.client, ModelRef(MODEL, "1"))
+    store = deployment.resources["feast"].feature_store()
+    online = store.get_online_features(
+        features=store.get_feature_service("flight_delay_v1"),
+        entity_rows=[deployment.sample],
+        full_feature_names=True,
+    ).to_dict()
+    row = pl.DataFrame({name: online[name] for name in model.input_names})
+    expected = model.predict(feature_matrix(row, model.input_names))[0]
+    assert answer["prediction"] == pytest.approx(expected, rel=1e-6)
+    generated = deployment.post(deployment.sample).json()["request_id"]
+    assert uuid.UUID(generated)
+
+
+@pytest.mark.parametrize(
+    ("make_body", "fields"),
+    [
+        (lambda sample: {"carrier_code": "UA"},
+         {"flight_id", "origin_airport_code", "route", "tail_number"}),
+        (lambda sample: {**sample, "carrier_code": 7}, {"carrier_code"}),
+        (lambda sample: {**sample, "wind": "high"}, {"wind"}),
+        (lambda sample: {**sample, "route": ""}, {"route"}),
+    ],
+    ids=["missing keys", "wrong type", "unknown field", "empty key"],
+)  # fmt: skip
+def test_invalid_requests_answer_422_with_the_offending_fields(deployment, make_body, fields):
+    response = deployment.post(make_body(deployment.sample))
+    assert response.status_code == 422, response.text
+    assert set(response.json()["fields"]) == fields
+
+
+def test_a_body_that_is_not_a_json_object_is_a_4xx(deployment):
+    response = requests.post(deployment.url, data="flight UA1545", timeout=30)
+    assert response.status_code == 400
+    assert response.json() == {"error": "the body is not JSON"}
+    response = deployment.post([deployment.sample])
+    assert response.status_code == 422
+    assert "JSON object of entity keys" in response.json()["error"]
+
+
+def test_every_request_is_in_the_request_log_with_version_latency_and_features(deployment):
+    request_id = f"logged-{uuid.uuid4()}"
+    assert deployment.post(deployment.sample, request_id=request_id).status_code == 200
+    assert deployment.post({"carrier_code": 1}, request_id=f"{request_id}-bad").status_code == 422
+    root = deployment.resources["serving"].request_log_path("flight_delay")
+    today = datetime.now(UTC).date().isoformat()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        logged = read_requests(root, today).filter(pl.col("request_id").str.starts_with(request_id))
+        if logged.height == 2:
+            break
+        time.sleep(0.5)
+    ok = logged.filter(pl.col("outcome") == "ok").row(0, named=True)
+    assert (ok["model_version"], ok["role"], ok["status"]) == ("1", "production", 200)
+    assert 0 < ok["latency_ms"] < 5000 and 0 <= ok["prediction"] <= 1
+    assert ok["weather_hourly__temperature_f"] is not None
+    bad = logged.filter(pl.col("outcome") == "invalid").row(0, named=True)
+    assert bad["status"] == 422 and "invalid request" in bad["error"]
+
+
+def test_the_challenger_gets_its_share_reproducibly_and_zero_removes_it(deployment):
+    challenger = deployment.add_staging_version()
+    deployment.deploy(challenger_share=0.3)
+    session = requests.Session()
+    ids = [f"canary-{n}" for n in range(400)]
+    served = {
+        i: deployment.post(deployment.sample, i, session).json()["model_version"] for i in ids
+    }
+    share = Counter(served.values())[challenger] / len(ids)
+    # Binomial(400, 0.3): the standard deviation of the share is 0.023; 4 of them is 0.09.
+    assert abs(share - 0.3) < 0.09
+    assert all((served[i] == challenger) == (route(i, 0.3) == "challenger") for i in ids)
+    again = deployment.post(deployment.sample, ids[0], session).json()["model_version"]
+    assert again == served[ids[0]]
+    deployment.deploy(challenger_share=0.0)
+    versions = {deployment.post(deployment.sample, i, session).json()["model_version"] for i in ids}
+    assert versions == {"1"}
+
+
+def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes_nothing(
+    deployment,
+):
+    new = deployment.add_staging_version()
+    seen, failures, stop = Counter(), [], threading.Event()
+
+    def client_loop():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = deployment.post(deployment.sample, session=session)
+                if response.status_code == 200:
+                    seen[response.json()["model_version"]] += 1
+                else:
+                    failures.append(response.status_code)
+            except requests.RequestException as error:
+                failures.append(repr(error))
+
+    loop = threading.Thread(target=client_loop)
+    loop.start()
+    try:
+        time.sleep(1)
+        move_to_stage(deployment.client, MODEL, new, Stage.PRODUCTION)
+        deployment.deploy()
+        time.sleep(1)
+    finally:
+        stop.set()
+        loop.join(timeout=60)
+    assert failures == []
+    assert seen["1"] > 0 and seen[new] > 0
+    assert deployment.post(deployment.sample).json()["model_version"] == new
+
+    broken = deployment.client.create_model_version(
+        MODEL, str(deployment.home / "nowhere"), run_id=None
+    )
+    move_to_stage(deployment.client, MODEL, str(broken.version), Stage.PRODUCTION)
+    failed = deployment.deploy(raise_on_error=False)
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.is_step_failure]
+    assert f"models:/{MODEL}/{broken.version}" in str(failure.event_specific_data.error)
+    assert deployment.post(deployment.sample).json()["model_version"] == new
+    move_to_stage(deployment.client, MODEL, new, Stage.PRODUCTION)
+
+
+def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment):
+    result = dg.materialize([batch_predictions], partition_key=DAY, resources=deployment.resources)
+    [event] = result.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    scored = pl.read_parquet(metadata["path"].value)
+    flights = deployment.resources["storage"].read_warehouse("marts/flight_schedule")
+    day_flights = flights.filter(
+        pl.col("scheduled_departure_at").dt.convert_time_zone("America/New_York").dt.date()
+        == datetime.fromisoformat(DAY).date()
+    )
+    assert scored.height == day_flights.height == metadata["dagster/row_count"].value
+    version = metadata["model_version"].value
+    assert set(scored["model_version"]) == {version}
+    # Departed flights are in the training set with the same point-in-time features.
+    training = pl.read_parquet(deployment.home / "training" / "flight_delay_v1.parquet")
+    both = scored.join(training, on="flight_id")
+    assert both.height > 0.9 * scored.height
+    model = load(deployment.client, ModelRef(MODEL, version))
+    direct = model.predict(feature_matrix(both, model.input_names))
+    np.testing.assert_allclose(both[SCORE].to_numpy(), direct, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"weather_hourly__temperature_f": "temperature"}, "lacks column(s) temperature"),
+        ({"weather_hourly__temperature_f": "route"}, "route is String"),
+        ({"not_an_input": "route"}, "names not_an_input, which"),
+    ],
+)
+def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
+    deployment, mapping, message
+):
+    result = dg.materialize(
+        [batch_predictions],
+        partition_key=DAY,
+        resources=deployment.resources,
+        run_config={"ops": {"deployment__batch_predictions": {"config": {
+            "column_mapping": mapping, "version": "1"}}}},
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert message in str(failure.event_specific_data.error)
