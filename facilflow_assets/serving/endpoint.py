@@ -116,7 +116,8 @@ class PredictionEndpoint:
         except ValidationError as error:
             problem = {"error": "invalid request", "fields": validation_problems(error)}
             return self._answer(422, problem, request_id or body.get("request_id"), record, started)
-        request_id = request_id or keys.request_id or str(uuid.uuid4())
+        # The body's id first: Ray Serve gives every request an x-request-id of its own.
+        request_id = keys.request_id or request_id or str(uuid.uuid4())
         try:
             return self._predict(keys, request_id, record, started)
         except Exception as error:  # answered as 500 and logged with the request id
