@@ -360,3 +360,16 @@ def relay(context: click.Context) -> None:
     click.echo(f"published {report.published}, {report.waiting} waiting")
     if report.error:
         raise click.ClickException(f"{report.failed} not delivered: {report.error}")
+
+
+@events.command()
+@click.option("--since", required=True, help="Events stored from this time on (ISO 8601, UTC "
+              "if no zone).")  # fmt: skip
+@click.pass_context
+def republish(context: click.Context, since: str) -> None:
+    """Send published events again, after a broker lost messages it had acknowledged."""
+    from facilflow_assets.training.config import parse_utc
+
+    with _events_resource(context) as resource:
+        count = resource.outbox().republish(parse_utc(since, "--since"))
+    click.echo(f"{count} event(s) will be sent again by the relay; consumers drop repeats")

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -16,14 +16,14 @@ import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.registry.stages import Stage, move_to_stage
-from facilflow_assets.resource_map import build_resources
+from facilflow_assets.resource_map import FEATURE_REPO, build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
 from facilflow_assets.serving.models import ModelRef, load
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
-from resources import ServingResource
+from resources import FeastResource, ServingResource, TenantResource
 from tests.mlflow_server import free_port
 
 MODEL = "demo.flight_delay"
@@ -260,3 +260,36 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert message in str(failure.event_specific_data.error)
+
+
+def test_the_endpoint_reads_the_prod_online_store_on_redis(deployment):
+    """The same endpoint with Feast's Redis online store (the real Redis on 127.0.0.1:6379),
+    loaded with the data's last two days, in a Feast project of its own removed afterwards."""
+    feast = FeastResource(
+        repo_path=FEATURE_REPO,
+        storage=deployment.resources["storage"],
+        tenant=TenantResource(tenant=f"serving_{uuid.uuid4().hex[:8]}", use_case="flight_delay"),
+        online_store="redis",
+        redis_url="127.0.0.1:6379",
+    )
+    feast.apply()
+    store = feast.feature_store()
+    try:
+        end = datetime(2014, 1, 1, 6, tzinfo=UTC)
+        store.materialize(start_date=end - timedelta(days=2), end_date=end)
+        deployment.resources = {**deployment.resources, "feast": feast}
+        deployment.deploy()
+        answer = deployment.post(deployment.sample).json()
+        online = store.get_online_features(
+            features=store.get_feature_service("flight_delay_v1"),
+            entity_rows=[deployment.sample],
+            full_feature_names=True,
+        ).to_dict()
+        model = load(deployment.client, ModelRef(MODEL, answer["model_version"]))
+        row = pl.DataFrame({name: online[name] for name in model.input_names})
+        found = sum(value[0] is not None for name, value in online.items() if "__" in name)
+        assert answer["features_found"] == found >= 25  # older rows are not in the window
+        expected = model.predict(feature_matrix(row, model.input_names))[0]
+        assert answer["prediction"] == pytest.approx(expected, rel=1e-6)
+    finally:
+        store.teardown()

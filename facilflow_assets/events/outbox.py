@@ -2,7 +2,8 @@
 
 A step appends its events in one transaction (sqlite by default, PostgreSQL in prod); the
 relay publishes what waits and marks it. An event id is unique here, so a step or sensor
-tick that runs again appends nothing new.
+tick that runs again appends nothing new. Published events are kept: after a broker loses
+messages it had acknowledged, `republish` sends a time range again.
 """
 
 from collections.abc import Iterable, Sequence
@@ -111,6 +112,19 @@ class Outbox:
         statement = outbox_table.update().where(outbox_table.c.seq.in_(seqs)).values(**values)
         with self.engine.begin() as connection:
             connection.execute(statement)
+
+    def republish(self, since: datetime, tenant: str | None = None) -> int:
+        """Send again every event stored since `since` (of `tenant`, or all): for a broker
+        that lost messages it had acknowledged. Consumers drop the repeats by event id."""
+        statement = (
+            outbox_table.update()
+            .where(outbox_table.c.created_at >= since, outbox_table.c.published_at.is_not(None))
+            .values(published_at=None)
+        )
+        if tenant is not None:
+            statement = statement.where(outbox_table.c.tenant == tenant)
+        with self.engine.begin() as connection:
+            return connection.execute(statement).rowcount
 
     def waiting_count(self, tenant: str | None = None) -> int:
         query = sa.select(sa.func.count()).where(outbox_table.c.published_at.is_(None))
