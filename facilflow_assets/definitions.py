@@ -6,6 +6,7 @@ from facilflow_assets.environment import get_environment
 from facilflow_assets.evaluation.assets import clears_thresholds, evaluation_report
 from facilflow_assets.features.assets import feature_table_assets
 from facilflow_assets.features.feast_assets import feast_assets
+from facilflow_assets.monitoring.assets import feature_drift, prediction_drift
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.registry.assets import registered_model_version
 from facilflow_assets.resource_map import build_resources
@@ -26,6 +27,8 @@ all_assets = [
     registered_model_version,
     prediction_endpoint,
     batch_predictions,
+    feature_drift,
+    prediction_drift,
 ]
 all_asset_checks = [clears_thresholds]
 

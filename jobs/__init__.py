@@ -3,6 +3,8 @@
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from facilflow_assets.monitoring.assets import FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
+from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, FLIGHT_DAYS
 from facilflow_assets.serving.deployment import ENDPOINT_KEY
 from jobs.promotion import promotion_job
 
@@ -35,4 +37,21 @@ deployment_job = dg.define_asset_job(
     "endpoint; launched by redeploy_sensor when the Production version changes.",
 )
 
-all_jobs = [warehouse_job, training_job, candidate_job, promotion_job, deployment_job]
+monitoring_job = dg.define_asset_job(
+    "monitoring_job",
+    selection=dg.AssetSelection.assets(
+        BATCH_PREDICTIONS_KEY, FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
+    ),
+    partitions_def=FLIGHT_DAYS,
+    description="Score a day's flights with the Production version, then measure that day's "
+    "feature and prediction drift against the version's reference.",
+)
+
+all_jobs = [
+    warehouse_job,
+    training_job,
+    candidate_job,
+    promotion_job,
+    deployment_job,
+    monitoring_job,
+]

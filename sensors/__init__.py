@@ -1,9 +1,16 @@
 """Sensors and schedules that drive the lifecycle from MLflow tags and the clock."""
 
+import dagster as dg
+
+from jobs import monitoring_job
 from sensors.approval import approval_sensor
 from sensors.event_relay import event_relay_sensor
 from sensors.promote_tag import promote_tag_sensor
 from sensors.redeploy import redeploy_sensor
 
 all_sensors = [approval_sensor, promote_tag_sensor, event_relay_sensor, redeploy_sensor]
-all_schedules: list = []
+# Each day's partition once the day is over: batch scores, then feature and prediction drift.
+daily_monitoring = dg.build_schedule_from_partitioned_job(
+    monitoring_job, hour_of_day=6, description="Score and check drift for yesterday's flights."
+)
+all_schedules = [daily_monitoring]

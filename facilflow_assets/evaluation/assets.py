@@ -15,6 +15,7 @@ from facilflow_assets.evaluation.metrics import classification_metrics
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
 from facilflow_assets.features.feast_assets import LABEL
 from facilflow_assets.metadata import markdown_table
+from facilflow_assets.monitoring.reference import log_reference
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.training.config import parse_utc
@@ -82,6 +83,7 @@ def evaluation_report(
     figures = _figures(labels, scores, baseline, booster, threshold)
     with mlflow.fluent(), _reopened_run(candidate.run_id):
         _log_to_run(report, figures)
+        log_reference(train, candidate.feature_names, scores)
     report.write(storage.models_dir / REPORT_FILE)
     url = mlflow.run_url(candidate.experiment_id, candidate.run_id)
     return dg.MaterializeResult(

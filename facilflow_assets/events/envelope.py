@@ -30,6 +30,7 @@ class EventType(StrEnum):
     MODEL_TRANSITION_REJECTED = "MODEL_TRANSITION_REJECTED"
     MODEL_PROMOTED = "MODEL_PROMOTED"
     MODEL_DEPLOYED = "MODEL_DEPLOYED"
+    MODEL_DRIFT_DETECTED = "MODEL_DRIFT_DETECTED"
 
 
 class EventError(ValueError):
@@ -98,6 +99,14 @@ class Deployed(_Payload):
     challenger_share: float = Field(ge=0, le=1)
 
 
+class DriftDetected(_Payload):
+    kind: Literal["feature", "prediction"]
+    partition: str
+    drift_share: float = Field(ge=0, le=1)
+    drifted_columns: list[str]
+    report: str = Field(description="Where the Evidently report is.")
+
+
 PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -107,6 +116,7 @@ PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRANSITION_REJECTED: TransitionRejected,
     EventType.MODEL_PROMOTED: Promoted,
     EventType.MODEL_DEPLOYED: Deployed,
+    EventType.MODEL_DRIFT_DETECTED: DriftDetected,
 }
 
 

@@ -79,13 +79,16 @@ def batch_predictions(
         entity_frame(flights, config.prediction_lead_minutes, "scheduled_departure_at"),
     )
     scores = score(model, frame, mapping, f"the feature frame of {day}")
+    # The model's inputs are kept beside each score, under their input names: the drift
+    # assets compare them with the model's reference.
     predictions = frame.select(
-        "flight_id", "carrier_code", "origin_airport_code", "route", "scheduled_departure_at"
+        "flight_id", "carrier_code", "origin_airport_code", "route", "scheduled_departure_at",
+        *[pl.col(column).cast(pl.Float64).alias(name) for name, column in mapping.items()],
     ).with_columns(
         pl.Series(SCORE, scores),
         pl.lit(ref.name).alias("model"),
         pl.lit(ref.version).alias("model_version"),
-    )
+    )  # fmt: skip
     path = write_parquet_atomic(predictions, storage.predictions_path(tenant.use_case, day))
     context.log.info(f"{day}: {predictions.height:,} flights scored with {ref.uri}")
     histogram = plots.png(plots.score_histogram(scores, config.decision_threshold))

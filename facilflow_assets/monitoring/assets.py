@@ -1,0 +1,230 @@
+"""Drift assets: each day's scored flights against the serving model's own reference.
+
+Feature drift compares the day's model inputs with a sample of the rows the model was
+trained on; prediction drift compares the day's scores with the model's holdout scores.
+Each writes Evidently's HTML report and a JSON summary, logs both to a monitoring run in
+MLflow, fails its check on drift and then publishes MODEL_DRIFT_DETECTED.
+"""
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+from pydantic import Field
+
+from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.events.envelope import DriftDetected, EventType
+from facilflow_assets.metadata import markdown_table
+from facilflow_assets.monitoring.drift import DriftInputError, DriftResult, column_drift
+from facilflow_assets.monitoring.reference import (
+    FEATURES_FILE,
+    PREDICTION,
+    PREDICTIONS_FILE,
+    read_reference,
+)
+from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, FLIGHT_DAYS, SCORE
+from resources import EventsResource, MlflowResource, StorageResource, TenantResource
+
+MONITORING_GROUP = "monitoring"
+FEATURE_DRIFT_KEY = dg.AssetKey([MONITORING_GROUP, "feature_drift"])
+PREDICTION_DRIFT_KEY = dg.AssetKey([MONITORING_GROUP, "prediction_drift"])
+REPORT_SAMPLE_ROWS = 20_000  # rows of each side drawn in the HTML report; verdicts use all
+
+
+class FeatureDriftConfig(dg.Config):
+    drift_share: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that makes a drifted day."
+    )
+
+
+class PredictionDriftConfig(dg.Config):
+    max_mean_shift_std: float = Field(
+        default=2.0,
+        gt=0,
+        description="A day whose mean score moves further than this many reference standard "
+        "deviations has drifted, whatever the distribution test says.",
+    )
+
+
+def _scored_day(storage: StorageResource, tenant: TenantResource, day: str) -> pl.DataFrame:
+    path = storage.predictions_path(tenant.use_case, day)
+    if not path.exists():
+        raise DriftInputError(
+            f"no batch predictions for {day} at {path}; materialize "
+            f"{BATCH_PREDICTIONS_KEY.to_user_string()} for that day first"
+        )
+    frame = pl.read_parquet(path)
+    if frame.height == 0:
+        raise DriftInputError(f"the batch predictions of {day} have no rows to compare")
+    return frame
+
+
+def _evidently_report(reference: pl.DataFrame, current: pl.DataFrame, path: Path) -> None:
+    """Evidently's data drift preset, as HTML, on samples of both frames."""
+    sample = [
+        f.cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
+        for f in (reference, current)
+    ]
+    definition = DataDefinition(numerical_columns=reference.columns)
+    datasets = [Dataset.from_pandas(f.to_pandas(), data_definition=definition) for f in sample]
+    snapshot = Report([DataDriftPreset()]).run(current_data=datasets[1], reference_data=datasets[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+
+
+def _publish(
+    context: dg.AssetExecutionContext,
+    kind: str,
+    result: DriftResult,
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    extra: dict,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    events: EventsResource,
+    version: str,
+) -> dg.MaterializeResult:
+    """Reports on disk and in MLflow, the drift event, the check and the metadata."""
+    day = context.partition_key
+    folder = storage.root / "monitoring" / tenant.use_case / f"{kind}_drift"
+    html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
+    _evidently_report(reference, current, html)
+    summary = {
+        "partition": day,
+        "model_version": version,
+        "drifted": result.drifted,
+        "drift_share": result.drift_share,
+        "drifted_columns": result.drifted_columns,
+        "current_rows": result.current_rows,
+        "reference_rows": result.reference_rows,
+        "columns": [asdict(c) for c in result.columns],
+        **extra,
+    }
+    write_json_atomic(summary, summary_path)
+    client = mlflow.client()
+    experiment = mlflow.ensure_experiment()
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"{kind}-drift-{day}",
+        tags={"facilflow.monitoring": f"{kind}_drift", "facilflow.partition": day,
+              "facilflow.model_version": version, "dagster_run_id": context.run_id},
+    )  # fmt: skip
+    client.log_metric(run.info.run_id, "drift_share", result.drift_share)
+    for path in (html, summary_path):
+        client.log_artifact(run.info.run_id, str(path), "monitoring")
+    client.set_terminated(run.info.run_id)
+    if result.drifted:
+        payload = DriftDetected(
+            kind=kind,
+            partition=day,
+            drift_share=result.drift_share,
+            drifted_columns=result.drifted_columns,
+            report=str(html),
+        )
+        event = tenant.event(
+            EventType.MODEL_DRIFT_DETECTED,
+            payload,
+            version=version,
+            dagster_run_id=context.run_id,
+            once_per=f"{kind}:{day}",
+        )
+        events.record([event])
+    verdict = f"{len(result.drifted_columns)} of {len(result.columns)} column(s) drifted"
+    url = mlflow.run_url(experiment.experiment_id, run.info.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "drifted": result.drifted,
+            "drift_share": result.drift_share,
+            "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "scores": dg.MetadataValue.md(markdown_table(result.table())),
+            "model_version": version,
+            "current_rows": result.current_rows,
+            "report": dg.MetadataValue.path(str(html)),
+            "summary": dg.MetadataValue.path(str(summary_path)),
+            **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
+            **{k: v for k, v in extra.items() if isinstance(v, int | float | str)},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=f"no_{kind}_drift",
+                passed=not result.drifted,
+                description=verdict,
+                metadata={"drift_share": result.drift_share},
+            )
+        ],
+    )
+
+
+@dg.asset(
+    key=FEATURE_DRIFT_KEY,
+    group_name=MONITORING_GROUP,
+    partitions_def=FLIGHT_DAYS,
+    kinds={"evidently", "mlflow"},
+    deps=[BATCH_PREDICTIONS_KEY],
+    check_specs=[dg.AssetCheckSpec("no_feature_drift", asset=FEATURE_DRIFT_KEY)],
+    description="The day's model inputs against a sample of the rows the serving version was "
+    "trained on, column by column with Evidently's drift tests.",
+)
+def feature_drift(
+    context: dg.AssetExecutionContext,
+    config: FeatureDriftConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    events: EventsResource,
+) -> dg.MaterializeResult:
+    current = _scored_day(storage, tenant, context.partition_key)
+    version = current["model_version"][0]
+    client = mlflow.client()
+    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
+    reference = read_reference(client, source_run, FEATURES_FILE)
+    columns = reference.columns
+    result = column_drift(
+        reference, current, columns, config.drift_share, f"the features of {context.partition_key}"
+    )
+    context.log.info(f"feature drift: {result.drifted_columns or 'none'}")
+    return _publish(context, "feature", result, reference, current.select(columns), {},
+                    storage, mlflow, tenant, events, version)  # fmt: skip
+
+
+@dg.asset(
+    key=PREDICTION_DRIFT_KEY,
+    group_name=MONITORING_GROUP,
+    partitions_def=FLIGHT_DAYS,
+    kinds={"evidently", "mlflow"},
+    deps=[BATCH_PREDICTIONS_KEY],
+    check_specs=[dg.AssetCheckSpec("no_prediction_drift", asset=PREDICTION_DRIFT_KEY)],
+    description="The day's scores against the serving version's holdout scores: Evidently's "
+    "distribution test, and the shift of the mean in reference standard deviations.",
+)
+def prediction_drift(
+    context: dg.AssetExecutionContext,
+    config: PredictionDriftConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    events: EventsResource,
+) -> dg.MaterializeResult:
+    scored = _scored_day(storage, tenant, context.partition_key)
+    version = scored["model_version"][0]
+    client = mlflow.client()
+    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
+    reference = read_reference(client, source_run, PREDICTIONS_FILE)
+    current = scored.select(pl.col(SCORE).alias(PREDICTION))
+    reference_scores = reference[PREDICTION].to_numpy()
+    shift = abs(float(current[PREDICTION].mean()) - float(reference_scores.mean()))
+    shift_std = shift / max(float(np.std(reference_scores)), 1e-9)
+    result = column_drift(
+        reference, current, [PREDICTION], 1.0, f"the scores of {context.partition_key}"
+    )
+    if shift_std > config.max_mean_shift_std and not result.drifted:
+        result = replace(result, columns=[replace(c, drifted=True) for c in result.columns])
+    extra = {"mean_shift_std": shift_std, "max_mean_shift_std": config.max_mean_shift_std}
+    context.log.info(f"prediction drift: {result.drifted} (mean shift {shift_std:.2f} std)")
+    return _publish(context, "prediction", result, reference, current, extra,
+                    storage, mlflow, tenant, events, version)  # fmt: skip
