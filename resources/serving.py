@@ -28,6 +28,7 @@ from ray import serve
 HEAD_FILE = "ray-head.json"
 LOCAL_HEAD_CPUS = 2
 HEAD_START_TIMEOUT_S = 60
+STOP_GRACE_S = 5  # after SIGTERM, before SIGKILL
 # The local head is for this machine's own use: no usage reports, and no token
 # authentication (Ray's token file is shared by every Ray instance of the user).
 LOCAL_HEAD_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -137,33 +138,46 @@ class ServingResource(ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[None]:
-        """A driver connection to the serving cluster, with Serve's proxy started on it."""
-        if not self.ray_address:
-            os.environ.update(LOCAL_HEAD_ENV)
-        ray.init(
-            address=self.cluster_address(),
-            log_to_driver=False,
-            configure_logging=False,
-            namespace="facilflow-serve",
-        )
-        try:
-            serve.start(http_options={"host": self.http_host, "port": self.http_port})
-            yield
-        finally:
-            ray.shutdown()
+        """A driver connection to the serving cluster, with Serve's proxy started on it.
+
+        Ray leaves RAY_ADDRESS in the environment after connecting, which would send the
+        next `ray.init` of this process (a training step's, say) to this cluster: the
+        environment is put back as it was on leaving."""
+        address = self.cluster_address()
+        with _environment({} if self.ray_address else LOCAL_HEAD_ENV):
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                configure_logging=False,
+                namespace="facilflow-serve",
+            )
+            try:
+                serve.start(http_options={"host": self.http_host, "port": self.http_port})
+                yield
+            finally:
+                ray.shutdown()
 
     def stop_local_cluster(self) -> bool:
         """Stop the local head, if this resource started one; returns whether it did."""
         head = self._head_file()
         if self.ray_address or not head.exists():
             return False
-        started = json.loads(head.read_text())
-        if _listening(started["address"]):
-            with contextlib.suppress(Exception), self.connect():
-                serve.shutdown()  # Serve's actors, which outlive their raylet otherwise
-        _terminate_group(started["pgid"])
+        _terminate_group(json.loads(head.read_text())["pgid"])
         head.unlink()
         return True
+
+
+@contextlib.contextmanager
+def _environment(updates: dict[str, str]) -> Iterator[None]:
+    """`updates` applied to os.environ, and every RAY_* variable restored afterwards."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("RAY_")]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def _terminate_group(pgid: int) -> None:
@@ -176,7 +190,7 @@ def _terminate_group(pgid: int) -> None:
     for process in members:
         with contextlib.suppress(psutil.Error):
             process.terminate()
-    _, alive = psutil.wait_procs(members, timeout=HEAD_START_TIMEOUT_S / 4)
+    _, alive = psutil.wait_procs(members, timeout=STOP_GRACE_S)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()

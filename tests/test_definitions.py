@@ -33,8 +33,12 @@ def test_definitions_load_with_every_stage_asset_and_unique_keys():
         "training/trained_model",
         "evaluation/evaluation_report",
         "registry/registered_model_version",
+        "deployment/prediction_endpoint",
+        "deployment/batch_predictions",
+        "monitoring/feature_drift",
+        "monitoring/prediction_drift",
     } <= set(keys)
-    assert len(keys) == 25
+    assert len(keys) == 29
 
 
 def test_asset_keys_are_lowercase_and_grouped_by_stage():
@@ -50,6 +54,8 @@ def test_asset_keys_are_lowercase_and_grouped_by_stage():
             "training": "training",
             "evaluation": "evaluation",
             "registry": "registry",
+            "deployment": "deployment",
+            "monitoring": "monitoring",
         }
         assert group == expected[key.path[0]], key
 

@@ -33,7 +33,7 @@ from tests.mlflow_server import mlflow_server
 
 MODEL = "demo.flight_delay"
 APPROVERS = ["carol", "dave"]
-ROUNDS = 8  # of ten concurrent promotions on PostgreSQL
+ROUNDS = 5  # of ten concurrent promotions on PostgreSQL
 
 
 class Registry:
@@ -275,7 +275,7 @@ def test_two_approvals_landing_together_leave_one_version_in_production_sqlite(r
     assert _exactly_one_in_production(registry.client) in versions
 
 
-def test_ten_concurrent_promotions_eight_times_on_postgresql(tmp_path):
+def test_ten_concurrent_promotions_five_times_on_postgresql(tmp_path):
     with mlflow_server(tmp_path / "artifacts") as url:
         tracking = MlflowResource(
             tracking_uri=url,

@@ -142,33 +142,42 @@ def test_the_demo_takes_the_version_to_production_through_the_approval_workflow(
 def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once_later(
     built_home, training_run, broker
 ):
-    assert built_home.events == {"broker": None, "published": 0, "waiting": 6}
+    lifecycle = [
+        "MODEL_TRAINING_STARTED",
+        "MODEL_TRAINING_COMPLETED",
+        "MODEL_REGISTERED",
+    ]
+    expected = [
+        *lifecycle,  # version 1
+        "MODEL_TRANSITION_REQUESTED",
+        "MODEL_TRANSITION_APPROVED",
+        "MODEL_PROMOTED",
+        *lifecycle,  # the challenger, version 2
+        "MODEL_DEPLOYED",
+    ]
+    assert built_home.events == {"broker": None, "published": 0, "waiting": len(expected)}
     events = build_resources(Environment.LOCAL, home=built_home.home)["events"]
     online = EventsResource(
         outbox_url=events.outbox_url, bootstrap_servers=broker.bootstrap_servers
     )
-    assert online.relay().published == 6
+    assert online.relay().published == len(expected)
     assert online.relay().published == 0
     with EventReader(broker.bootstrap_servers, online.topic) as reader:
         received = list(reader.events(idle_s=1.5))
-    assert [e.type.value for e in received] == [
-        "MODEL_TRAINING_STARTED",
-        "MODEL_TRAINING_COMPLETED",
-        "MODEL_REGISTERED",
-        "MODEL_TRANSITION_REQUESTED",
-        "MODEL_TRANSITION_APPROVED",
-        "MODEL_PROMOTED",
-    ]
+    assert [e.type.value for e in received] == expected
     assert {e.model for e in received} == {MODEL_NAME}
     run_id = training_run.info.run_id
     assert [e.payload["mlflow_run_id"] for e in received[:3]] == [run_id] * 3
-    assert [e.version for e in received[2:]] == ["1"] * 4
-    assert received[-1].dagster_run_id == built_home.governance["promotion_run_id"]
+    assert [e.version for e in received[2:6]] == ["1"] * 4
+    assert received[5].dagster_run_id == built_home.governance["promotion_run_id"]
     assert (
         received[0].dagster_run_id
         == received[1].dagster_run_id
         == training_run.data.tags["dagster_run_id"]
     )
+    deployed = received[-1]
+    assert (deployed.version, deployed.payload["challenger_version"]) == ("1", "2")
+    assert deployed.payload["url"] == built_home.serving["endpoint"]
 
 
 def test_the_promoted_version_has_its_alias_tags_and_serves_predictions(

@@ -30,6 +30,7 @@ from tests.mlflow_server import free_port
 
 MODEL = "demo.flight_delay"
 DAY = "2013-06-15"
+CANARY_REQUESTS = 250
 
 
 class Deployment:
@@ -159,13 +160,13 @@ def test_the_challenger_gets_its_share_reproducibly_and_zero_removes_it(deployme
     challenger = deployment.add_staging_version()
     deployment.deploy(challenger_share=0.3)
     session = requests.Session()
-    ids = [f"canary-{n}" for n in range(400)]
+    ids = [f"canary-{n}" for n in range(CANARY_REQUESTS)]
     served = {
         i: deployment.post(deployment.sample, i, session).json()["model_version"] for i in ids
     }
     share = Counter(served.values())[challenger] / len(ids)
-    # Binomial(400, 0.3): the standard deviation of the share is 0.023; 4 of them is 0.09.
-    assert abs(share - 0.3) < 0.09
+    # Binomial(250, 0.3): the standard deviation of the share is 0.029; 4 of them is 0.116.
+    assert abs(share - 0.3) < 0.116
     assert all((served[i] == challenger) == (route(i, 0.3) == "challenger") for i in ids)
     again = deployment.post(deployment.sample, ids[0], session).json()["model_version"]
     assert again == served[ids[0]]
