@@ -1,6 +1,7 @@
 """The Ray cluster that trains and tunes models, and where its checkpoints are kept."""
 
 import contextlib
+import os
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -8,6 +9,12 @@ import pyarrow.fs
 import ray
 from dagster import ConfigurableResource
 from pydantic import Field
+
+# Ray instances FacilFlow starts on this machine (training's, the endpoint's head) run
+# without token authentication and usage reports. Ray reads the mode once per process, so
+# it is set for the whole process and never taken back: a driver and a cluster that
+# disagree on it cannot connect.
+LOCAL_RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 class RayResource(ConfigurableResource):
@@ -39,6 +46,8 @@ class RayResource(ConfigurableResource):
         """
         already_connected = ray.is_initialized()
         if not already_connected:
+            if not self.address:
+                os.environ.update(LOCAL_RAY_ENV)
             ray.init(
                 # "local" starts a new instance even when `ray start` runs one on this machine
                 # (such as the endpoint's head), which a bare ray.init() would join.

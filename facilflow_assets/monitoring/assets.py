@@ -63,6 +63,17 @@ def _scored_day(storage: StorageResource, tenant: TenantResource, day: str) -> p
     return frame
 
 
+def _day_and_reference(
+    storage: StorageResource, mlflow: MlflowResource, tenant: TenantResource, day: str, file: str
+) -> tuple[pl.DataFrame, str, pl.DataFrame]:
+    """The day's scored flights, the version that scored them, and that version's reference."""
+    scored = _scored_day(storage, tenant, day)
+    version = scored["model_version"][0]
+    client = mlflow.client()
+    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
+    return scored, version, read_reference(client, source_run, file)
+
+
 def _evidently_report(reference: pl.DataFrame, current: pl.DataFrame, path: Path) -> None:
     """Evidently's data drift preset, as HTML, on samples of both frames."""
     sample = [
@@ -178,11 +189,9 @@ def feature_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    current = _scored_day(storage, tenant, context.partition_key)
-    version = current["model_version"][0]
-    client = mlflow.client()
-    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
-    reference = read_reference(client, source_run, FEATURES_FILE)
+    current, version, reference = _day_and_reference(
+        storage, mlflow, tenant, context.partition_key, FEATURES_FILE
+    )
     columns = reference.columns
     result = column_drift(
         reference, current, columns, config.drift_share, f"the features of {context.partition_key}"
@@ -210,11 +219,9 @@ def prediction_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    scored = _scored_day(storage, tenant, context.partition_key)
-    version = scored["model_version"][0]
-    client = mlflow.client()
-    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
-    reference = read_reference(client, source_run, PREDICTIONS_FILE)
+    scored, version, reference = _day_and_reference(
+        storage, mlflow, tenant, context.partition_key, PREDICTIONS_FILE
+    )
     current = scored.select(pl.col(SCORE).alias(PREDICTION))
     reference_scores = reference[PREDICTION].to_numpy()
     shift = abs(float(current[PREDICTION].mean()) - float(reference_scores.mean()))
