@@ -29,6 +29,7 @@ from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
 from resources import EventsResource, MlflowResource, TenantResource
 from sensors.approval import approval_sensor
+from sensors.redeploy import redeploy_sensor
 from tests.mlflow_server import mlflow_server
 
 MODEL = "demo.flight_delay"
@@ -358,3 +359,25 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
         "MODEL_TRANSITION_APPROVED",
         "MODEL_PROMOTED",
     ]
+
+
+def test_redeploy_sensor_requests_one_deployment_per_move_of_the_production_alias(registry):
+    def tick(cursor):
+        with dg.build_sensor_context(
+            cursor=cursor, resources={k: registry.resources[k] for k in ("mlflow", "tenant")}
+        ) as context:
+            return redeploy_sensor(context)
+
+    assert "has no Production version" in tick(None).skip_message
+    first, second = registry.add_version(), registry.add_version()
+    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "v1")
+    deployed = tick(None)
+    [request] = deployed.run_requests
+    assert request.run_key == f"deploy:{MODEL}:v{first}:after:none"
+    assert "is the deployed Production version" in tick(deployed.cursor).skip_message
+    transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
+    [promoted] = tick(deployed.cursor).run_requests
+    assert promoted.run_key == f"deploy:{MODEL}:v{second}:after:{first}"
+    rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
+    [rolled_back] = tick(second).run_requests
+    assert rolled_back.run_key == f"deploy:{MODEL}:v{first}:after:{second}"
