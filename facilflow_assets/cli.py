@@ -89,6 +89,18 @@ def _demo_broker(resources: dict[str, object], home: Path):
         broker.stop()
 
 
+@contextlib.contextmanager
+def _resources(context: click.Context, *keys: str):
+    """The named resources of the current environment, resolved as a run would (EnvVar
+    settings included), outside any Dagster run."""
+    from facilflow_assets.environment import get_environment
+    from facilflow_assets.resource_map import build_resources
+
+    configured = build_resources(get_environment(), home=context.obj["home"])
+    with dg.build_resources({key: configured[key] for key in keys}) as resources:
+        yield resources
+
+
 @main.group()
 def serve() -> None:
     """The real-time endpoint's Ray cluster on this machine."""
@@ -98,11 +110,7 @@ def serve() -> None:
 @click.pass_context
 def stop(context: click.Context) -> None:
     """Stop the endpoint and the local Ray head that `make demo` or a deployment started."""
-    from facilflow_assets.environment import get_environment
-    from facilflow_assets.resource_map import build_resources
-
-    configured = build_resources(get_environment(), home=context.obj["home"])
-    with dg.build_resources({"serving": configured["serving"]}) as resources:
+    with _resources(context, "serving") as resources:
         stopped = resources.serving.stop_local_cluster()
     click.echo("stopped the local Ray head" if stopped else "no local Ray head to stop")
 
@@ -118,14 +126,10 @@ def runs() -> None:
 @click.pass_context
 def compare(context: click.Context, metric: str | None, top: int) -> None:
     """The experiment's top runs side by side: parameters and metrics in one table."""
-    from facilflow_assets.environment import get_environment
     from facilflow_assets.metadata import markdown_table
-    from facilflow_assets.resource_map import build_resources
     from facilflow_assets.training.runs import NoSuchMetricError, compare_runs
 
-    configured = build_resources(get_environment(), home=context.obj["home"])
-    # Resolves EnvVar settings outside a Dagster run, as a run would.
-    with dg.build_resources({"mlflow": configured["mlflow"]}) as resources:
+    with _resources(context, "mlflow") as resources:
         mlflow = resources.mlflow
         experiment = mlflow.ensure_experiment()
         try:
@@ -157,14 +161,10 @@ class _Registry(NamedTuple):
 @contextlib.contextmanager
 def _registry(context: click.Context) -> Iterator[_Registry]:
     """The registry of the use case's model; a GovernanceError becomes a CLI error."""
-    from facilflow_assets.environment import get_environment
     from facilflow_assets.governance.audit import AuditTrail
     from facilflow_assets.governance.transitions import GovernanceError
-    from facilflow_assets.resource_map import build_resources
 
-    configured = build_resources(get_environment(), home=context.obj["home"])
-    keys = ("mlflow", "tenant", "governance", "events")
-    with dg.build_resources({key: configured[key] for key in keys}) as resources:
+    with _resources(context, "mlflow", "tenant", "governance", "events") as resources:
         client = resources.mlflow.client()
         tenant = resources.tenant
         try:
@@ -302,11 +302,7 @@ def events() -> None:
 
 @contextlib.contextmanager
 def _events_resource(context: click.Context):
-    from facilflow_assets.environment import get_environment
-    from facilflow_assets.resource_map import build_resources
-
-    configured = build_resources(get_environment(), home=context.obj["home"])
-    with dg.build_resources({"events": configured["events"]}) as resources:
+    with _resources(context, "events") as resources:
         yield resources.events
 
 
