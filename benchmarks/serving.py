@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import requests
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.loopback import free_port
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
 from facilflow_assets.serving.models import PRODUCTION, ModelRef, load, resolve
@@ -38,12 +38,6 @@ WARM_UP = 100
 SEQUENTIAL = 1000
 CONCURRENCY = 8
 CONCURRENT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def latencies(url: str, body: dict, count: int, session: requests.Session) -> list[float]:

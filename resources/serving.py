@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from ray import serve
 
+from facilflow_assets.loopback import accepts_connections, free_port
 from resources.ray_cluster import LOCAL_RAY_ENV
 
 HEAD_FILE = "ray-head.json"
@@ -44,19 +44,6 @@ LOW_LATENCY_SERVE_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _listening(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 2):
-        return True
-    return False
 
 
 class ServingResource(ConfigurableResource):
@@ -88,7 +75,7 @@ class ServingResource(ConfigurableResource):
         head = self._head_file()
         if head.exists():
             address = json.loads(head.read_text())["address"]
-            if _listening(address):
+            if accepts_connections(address):
                 return address
         return self._start_local_head()
 
@@ -105,7 +92,7 @@ class ServingResource(ConfigurableResource):
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         }
 
     def _start_local_head(self) -> str:
@@ -113,7 +100,7 @@ class ServingResource(ConfigurableResource):
         group stops exactly this cluster and no other Ray on the machine."""
         state = Path(self.state_dir)
         state.mkdir(parents=True, exist_ok=True)
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         command = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
@@ -126,7 +113,7 @@ class ServingResource(ConfigurableResource):
                 env={**os.environ, **self._head_environment()},
             )  # fmt: skip
         deadline = time.monotonic() + HEAD_START_TIMEOUT_S
-        while not _listening(address):
+        while not accepts_connections(address):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the local Ray head did not start; see {state / 'ray-head.log'}"

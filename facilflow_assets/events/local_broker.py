@@ -5,18 +5,13 @@ with an `s3://bucket/` storage (and the AWS_* settings in `env`) the log survive
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from facilflow_assets.loopback import accepts_connections, free_port
+
 STARTUP_TIMEOUT_S = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def broker_binary() -> str:
@@ -40,7 +35,7 @@ class LocalBroker:
         storage: str = "memory://tansu/",
         env: dict[str, str] | None = None,
     ):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.log_file = log_file
         self.storage = storage
         self.env = env or {}
@@ -61,17 +56,12 @@ class LocalBroker:
                 env={**os.environ, **self.env},
             )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not self._accepts_connections():
+        while not accepts_connections(self.bootstrap_servers):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the local broker did not start; see {self.log_file}")
             time.sleep(0.05)
         return self
-
-    def _accepts_connections(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
-            return True
-        return False
 
     def stop(self, kill: bool = False) -> None:
         """Stop the broker; `kill` ends it at once, as a crash would."""
