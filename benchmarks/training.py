@@ -29,7 +29,7 @@ from mlflow.models import infer_signature
 from facilflow_assets.environment import LOCAL_HOME
 from facilflow_assets.features.feast_assets import LABEL
 from facilflow_assets.training.boosting import append_round, boost
-from facilflow_assets.training.config import parse_utc
+from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.dataset import read_training_set, split_training_data
 from facilflow_assets.training.distributed import fit_distributed
 from facilflow_assets.training.tracking import log_history
@@ -85,9 +85,8 @@ def main() -> None:
     path = LOCAL_HOME / "training" / "flight_delay_v1.parquet"
     if not path.exists():
         sys.exit(f"{path} is missing: run `make demo` first")
-    data = split_training_data(
-        read_training_set(path), str(path), LABEL, parse_utc("2013-10-01"), parse_utc("2013-11-01")
-    )
+    dates = TrainingConfig().split_dates()
+    data = split_training_data(read_training_set(path), str(path), LABEL, *dates)
     print(f"{data.train.rows:,} train rows, {len(data.feature_names)} features, {ROUNDS} rounds")
 
     plain_runs, tracked_runs = [], []

@@ -59,6 +59,9 @@ def demo(context: click.Context) -> None:
     click.echo(
         f"The endpoint keeps serving at {serving['endpoint']}; `facilflow serve stop` ends it."
     )
+    drift = [{"day": day, **facts} for day, facts in outcome.monitoring["drift"].items()]
+    click.echo("\n" + markdown_table(pl.DataFrame(drift)))
+    click.echo("\n" + facts_table(outcome.monitoring["serving_health"]))
     click.echo("\n" + facts_table(outcome.events))
     click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
 

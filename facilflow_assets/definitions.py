@@ -7,6 +7,7 @@ from facilflow_assets.evaluation.assets import clears_thresholds, evaluation_rep
 from facilflow_assets.features.assets import feature_table_assets
 from facilflow_assets.features.feast_assets import feast_assets
 from facilflow_assets.monitoring.assets import feature_drift, prediction_drift
+from facilflow_assets.monitoring.health_asset import serving_health
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.registry.assets import registered_model_version
 from facilflow_assets.resource_map import build_resources
@@ -29,6 +30,7 @@ all_assets = [
     batch_predictions,
     feature_drift,
     prediction_drift,
+    serving_health,
 ]
 all_asset_checks = [clears_thresholds]
 

@@ -13,6 +13,8 @@ from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.governance.walkthrough import promote_with_approval
 from facilflow_assets.metadata import markdown_table
+from facilflow_assets.monitoring.health_asset import SERVING_HEALTH_KEY
+from facilflow_assets.monitoring.walkthrough import monitor
 from facilflow_assets.serving.deployment import ENDPOINT_KEY
 from facilflow_assets.serving.walkthrough import serve_and_score
 from resources import EventsResource
@@ -43,6 +45,7 @@ class DemoOutcome(NamedTuple):
     model: dict[str, object]  # run id, holdout metrics against the baseline, the version
     governance: dict[str, object]  # the staged version's way to Production, and the history
     serving: dict[str, object]  # the endpoint, the requests sent, the split seen, a batch day
+    monitoring: dict[str, object]  # drift of a summer and a winter day, the endpoint's health
     events: dict[str, object]  # what was published to the lifecycle topic, what still waits
 
 
@@ -51,7 +54,8 @@ def run_demo(
 ) -> DemoOutcome:
     """Materialize `assets` (and checks) in one run on `instance`, take the registered
     version through the approval workflow to Production, serve it beside a challenger,
-    score a day in batch, and write the summary beside the data."""
+    score a day in batch, check a summer and a winter day for drift and the endpoint's
+    health, and write the summary beside the data."""
     started = time.perf_counter()
     result = dg.materialize(
         [a for a in assets if not _served_or_partitioned(a)],
@@ -71,6 +75,7 @@ def run_demo(
         model=(model := model_facts(result)),
         governance=promote_with_approval(resources, instance, model["version"]),
         serving=serve_and_score(resources, instance),
+        monitoring=monitor(resources, instance),
         events=publish_events(resources["events"]),
     )
     write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
@@ -78,11 +83,12 @@ def run_demo(
 
 
 def _served_or_partitioned(asset) -> bool:
-    """The endpoint needs a Production version, and partitions are materialized one by one:
-    both come after the lifecycle run."""
+    """The endpoint needs a Production version (and its health, requests), and partitions
+    are materialized one by one: these come after the lifecycle run."""
     if not isinstance(asset, dg.AssetsDefinition):
         return False
-    return asset.partitions_def is not None or ENDPOINT_KEY in asset.keys
+    served = {ENDPOINT_KEY, SERVING_HEALTH_KEY} & asset.keys
+    return asset.partitions_def is not None or bool(served)
 
 
 def publish_events(events: EventsResource) -> dict[str, object]:
@@ -147,6 +153,7 @@ def write_summary(outcome: DemoOutcome, path: Path, seconds: float) -> None:
         "model": outcome.model,
         "governance": outcome.governance,
         "serving": outcome.serving,
+        "monitoring": outcome.monitoring,
         "events": outcome.events,
         "assets": [asdict(s) for s in outcome.assets],
     }

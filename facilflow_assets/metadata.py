@@ -49,3 +49,12 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
+
+
+def materialized_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
+    """The metadata values `result` materialized for the asset `key` (a user string)."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == key:
+            return {name: value.value for name, value in materialization.metadata.items()}
+    return {}

@@ -78,6 +78,19 @@ def score_histogram(scores: np.ndarray, threshold: float) -> Figure:
     return figure
 
 
+def latency_by_minute(minutes: dict[str, tuple[list, list]], sla_ms: float) -> Figure:
+    """p95 latency per minute of each version: `minutes[version] = (times, p95s)`."""
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    for version, (times, p95s) in minutes.items():
+        axes.plot(times, p95s, marker=".", label=f"version {version}")
+    axes.axhline(sla_ms, linestyle=":", color="red", label=f"SLA {sla_ms:g} ms")
+    axes.set(xlabel="minute (UTC)", ylabel="p95 latency (ms)", title="Latency per minute")
+    axes.legend(loc="upper left")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    return figure
+
+
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()

@@ -19,6 +19,7 @@ from resources import (
     GovernanceResource,
     MlflowResource,
     RayResource,
+    RetrainingPolicyResource,
     ServingResource,
     StorageResource,
     TenantResource,
@@ -54,6 +55,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 tenant=tenant,
             ),
             "governance": GovernanceResource(approvers=dg.EnvVar("FACILFLOW_APPROVERS")),
+            "retraining": RetrainingPolicyResource(on=dg.EnvVar("FACILFLOW_RETRAIN_ON_DRIFT")),
             "serving": ServingResource(
                 ray_address=dg.EnvVar("FACILFLOW_SERVE_RAY_ADDRESS"),
                 http_host=dg.EnvVar("FACILFLOW_SERVE_HOST"),
@@ -89,6 +91,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
         ),
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
         "governance": GovernanceResource(approvers=LOCAL_APPROVERS),
+        "retraining": RetrainingPolicyResource(),
         "serving": ServingResource(
             http_port=local_serve_port(),
             state_dir=str(storage.root / "serve"),

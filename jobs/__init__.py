@@ -4,7 +4,8 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from facilflow_assets.monitoring.assets import FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
-from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, FLIGHT_DAYS
+from facilflow_assets.monitoring.health_asset import SERVING_HEALTH_KEY
+from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY
 from facilflow_assets.serving.deployment import ENDPOINT_KEY
 from jobs.promotion import promotion_job
 
@@ -42,9 +43,15 @@ monitoring_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         BATCH_PREDICTIONS_KEY, FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
     ),
-    partitions_def=FLIGHT_DAYS,
     description="Score a day's flights with the Production version, then measure that day's "
     "feature and prediction drift against the version's reference.",
+)
+
+serving_health_job = dg.define_asset_job(
+    "serving_health_job",
+    selection=dg.AssetSelection.assets(SERVING_HEALTH_KEY),
+    description="Judge the endpoint's recent requests per version against the SLA and the "
+    "error-rate threshold; alert on a breach.",
 )
 
 all_jobs = [
@@ -54,4 +61,5 @@ all_jobs = [
     promotion_job,
     deployment_job,
     monitoring_job,
+    serving_health_job,
 ]

@@ -5,6 +5,7 @@ from resources.feast import FeastResource
 from resources.governance import GovernanceResource
 from resources.mlflow import MlflowResource, TrackingUnavailableError
 from resources.ray_cluster import RayResource
+from resources.retraining import RetrainingPolicyResource
 from resources.serving import ServingResource
 from resources.storage import StorageResource
 from resources.tenancy import TenantResource
@@ -15,6 +16,7 @@ __all__ = [
     "GovernanceResource",
     "MlflowResource",
     "RayResource",
+    "RetrainingPolicyResource",
     "ServingResource",
     "StorageResource",
     "TenantResource",

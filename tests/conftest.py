@@ -37,6 +37,7 @@ class Built(NamedTuple):
     model: dict[str, object]
     governance: dict[str, object]
     serving: dict[str, object]
+    monitoring: dict[str, object]
     events: dict[str, object]
 
 

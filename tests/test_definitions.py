@@ -37,8 +37,9 @@ def test_definitions_load_with_every_stage_asset_and_unique_keys():
         "deployment/batch_predictions",
         "monitoring/feature_drift",
         "monitoring/prediction_drift",
+        "monitoring/serving_health",
     } <= set(keys)
-    assert len(keys) == 29
+    assert len(keys) == 30
 
 
 def test_asset_keys_are_lowercase_and_grouped_by_stage():

@@ -1,13 +1,16 @@
 """Drift verdicts: Evidently's own, on real-shaped frames; and the inputs that must not pass
 silently (an empty partition, a missing column, a column with no values)."""
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import polars as pl
 import pytest
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
-from facilflow_assets.monitoring.drift import NO_VALUES, DriftInputError, column_drift
+from facilflow_assets.monitoring.calibration import day_thresholds
+from facilflow_assets.monitoring.drift import NO_VALUES, DriftInputError, column_drift, mean_shift
 
 
 def frames(rows: int, shift: float, seed: int) -> pl.DataFrame:
@@ -61,3 +64,54 @@ def test_a_column_with_no_values_is_drift_not_a_silent_pass():
     wind = next(c for c in result.columns if c.column == "wind")
     assert (wind.test, wind.drifted, wind.current_values) == (NO_VALUES, True, 0)
     assert result.drifted_columns == ["wind"]
+
+
+def seasons(days: int, start: str, seed: int) -> pl.DataFrame:
+    """Flights of `days` days from `start`: a temperature that follows the season, a wind
+    that does not, 200 flights a day."""
+    rng = np.random.default_rng(seed)
+    first = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    times = [first + timedelta(days=d, minutes=int(m)) for d in range(days)
+             for m in rng.integers(0, 1440, 200)]  # fmt: skip
+    day_of_year = np.array([t.timetuple().tm_yday for t in times])
+    seasonal = 55 - 25 * np.cos(2 * np.pi * (day_of_year - 15) / 365)
+    return pl.DataFrame(
+        {
+            "event_timestamp": times,
+            "temperature": seasonal + rng.normal(0, 5, len(times)),
+            "wind": rng.normal(10, 3, len(times)),
+        }
+    )
+
+
+def test_thresholds_calibrated_on_training_days_call_an_unseen_season_drift():
+    spring_to_summer = seasons(180, "2013-03-01", 1)
+    thresholds = day_thresholds(spring_to_summer, ["temperature", "wind"], "event_timestamp")
+    # Days of one season differ in temperature far more than Evidently's default allows.
+    assert thresholds["temperature"] > 0.5 and thresholds["wind"] == pytest.approx(0.1, abs=0.1)
+    reference = spring_to_summer.drop("event_timestamp")
+    june_day = seasons(1, "2013-06-15", 2).drop("event_timestamp")
+    january_day = seasons(1, "2013-01-15", 3).drop("event_timestamp")
+    columns = ["temperature", "wind"]
+    uncalibrated = column_drift(reference, june_day, columns, 0.5, "2013-06-15")
+    assert uncalibrated.drifted_columns == ["temperature"]  # every single day would drift
+    calibrated = column_drift(reference, june_day, columns, 0.5, "2013-06-15", thresholds)
+    assert calibrated.drifted_columns == [] and not calibrated.drifted
+    winter = column_drift(reference, january_day, columns, 0.5, "2013-01-15", thresholds)
+    assert winter.drifted_columns == ["temperature"] and winter.drifted
+
+
+def test_prediction_drift_is_a_mean_shift_beyond_the_configured_standard_deviations():
+    rng = np.random.default_rng(0)
+    holdout = pl.DataFrame({"prediction": rng.beta(2, 8, 5_000)})  # mean 0.2, std 0.12
+    usual = pl.DataFrame({"prediction": rng.beta(2, 8, 800)})
+    shifted = pl.DataFrame({"prediction": rng.beta(8, 2, 800)})  # mean 0.8: 5 std away
+    assert not mean_shift(holdout, usual, "prediction", 2.0).drifted
+    result = mean_shift(holdout, shifted, "prediction", 2.0)
+    [column] = result.columns
+    assert result.drifted and column.score == pytest.approx(5, abs=0.5)
+    silent = mean_shift(holdout, pl.DataFrame({"prediction": [None, None]}, schema=holdout.schema),
+                        "prediction", 2.0)  # fmt: skip
+    assert silent.drifted and silent.columns[0].test == NO_VALUES
+    with pytest.raises(DriftInputError, match="the current prediction has no rows"):
+        mean_shift(holdout, holdout.head(0), "prediction", 2.0)

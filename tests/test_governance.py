@@ -27,8 +27,9 @@ from facilflow_assets.governance.transitions import GovernanceError, rollback, t
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
-from resources import EventsResource, MlflowResource, TenantResource
+from resources import EventsResource, MlflowResource, RetrainingPolicyResource, TenantResource
 from sensors.approval import approval_sensor
+from sensors.drift_retraining import DRIFT_KEYS, drift_retraining_sensor
 from sensors.redeploy import redeploy_sensor
 from tests.mlflow_server import mlflow_server
 
@@ -381,3 +382,50 @@ def test_redeploy_sensor_requests_one_deployment_per_move_of_the_production_alia
     rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
     [rolled_back] = tick(second).run_requests
     assert rolled_back.run_key == f"deploy:{MODEL}:v{first}:after:{second}"
+
+
+def _report_drift(instance, kind: str, day: str, version: str, drifted: bool) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=DRIFT_KEYS[kind],
+            partition=day,
+            metadata={"drifted": drifted, "model_version": version},
+        )
+    )
+
+
+def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(registry):
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(policy: RetrainingPolicyResource):
+        resources = {k: registry.resources[k] for k in ("mlflow", "tenant")}
+        with dg.build_sensor_context(
+            instance=instance, resources={**resources, "retraining": policy}
+        ) as context:
+            return drift_retraining_sensor(context)
+
+    policy = RetrainingPolicyResource(on="feature", drifted_days=2, within_days=3)
+    assert "has no Production version" in tick(policy).skip_message
+    first = registry.add_version()
+    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "v1")
+    _report_drift(instance, "feature", "2013-12-01", first, drifted=True)
+    _report_drift(instance, "feature", "2013-12-02", first, drifted=False)
+    _report_drift(instance, "prediction", "2013-12-02", first, drifted=True)  # not counted
+    _report_drift(instance, "feature", "2013-12-03", "99", drifted=True)  # another version
+    assert "feature: 1 of 2 day(s)" in tick(policy).skip_message
+    _report_drift(instance, "feature", "2013-12-03", first, drifted=True)
+    request = tick(policy)
+    assert request.run_key == f"retrain:{MODEL}:v{first}"
+    assert request.tags["facilflow/drifted_days"] == "2013-12-01,2013-12-03"
+    # Only the latest `within_days` days count: two clean days push 12-01 out of the window.
+    for day in ("2013-12-04", "2013-12-05"):
+        _report_drift(instance, "feature", day, first, drifted=False)
+    assert "feature: 1 of 3 day(s)" in tick(policy).skip_message
+    # A re-run of a day replaces its verdict: 12-05 drifted after all.
+    _report_drift(instance, "feature", "2013-12-05", first, drifted=True)
+    assert tick(policy).run_key == f"retrain:{MODEL}:v{first}"
+    assert "no kind of drift" in tick(RetrainingPolicyResource(on="")).skip_message
+    with pytest.raises(ValueError, match="unknown drift kind\\(s\\) labels"):
+        tick(RetrainingPolicyResource(on="feature,labels"))
+    with pytest.raises(ValueError, match="drifted_days \\(4\\) exceeds within_days \\(3\\)"):
+        RetrainingPolicyResource(drifted_days=4, within_days=3)

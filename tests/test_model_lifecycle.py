@@ -154,6 +154,7 @@ def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once
         "MODEL_PROMOTED",
         *lifecycle,  # the challenger, version 2
         "MODEL_DEPLOYED",
+        "MODEL_DRIFT_DETECTED",  # the winter day's features
     ]
     assert built_home.events == {"broker": None, "published": 0, "waiting": len(expected)}
     events = build_resources(Environment.LOCAL, home=built_home.home)["events"]
@@ -175,9 +176,22 @@ def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once
         == received[1].dagster_run_id
         == training_run.data.tags["dagster_run_id"]
     )
-    deployed = received[-1]
+    deployed, drift = received[-2:]
+    assert (drift.payload["kind"], drift.payload["partition"]) == ("feature", "2013-01-15")
     assert (deployed.version, deployed.payload["challenger_version"]) == ("1", "2")
     assert deployed.payload["url"] == built_home.serving["endpoint"]
+
+
+def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home):
+    drift = built_home.monitoring["drift"]
+    summer, winter = drift["2013-06-15"], drift["2013-01-15"]
+    assert not summer["feature_drift"] and summer["drift_share"] < 0.1
+    assert winter["feature_drift"] and winter["drift_share"] >= 0.1
+    assert "weather_hourly__temperature_f" in winter["drifted_features"]
+    assert not summer["prediction_drift"]
+    assert Path(winter["report"]).read_text().lstrip().startswith("<")
+    health = built_home.monitoring["serving_health"]
+    assert health["requests"] >= 200 and health["breached_versions"] == []
 
 
 def test_the_promoted_version_has_its_alias_tags_and_serves_predictions(

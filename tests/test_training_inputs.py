@@ -14,11 +14,11 @@ from resources import MlflowResource, TrackingUnavailableError
 from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
-VALIDATION, HOLDOUT = parse_utc("2013-10-01"), parse_utc("2013-11-01")
+START, VALIDATION, HOLDOUT = (parse_utc(d) for d in ("2013-01-01", "2013-10-01", "2013-11-01"))
 
 
 def _split(frame: pl.DataFrame):
-    return split_training_data(frame, "flights.parquet", "is_delayed", VALIDATION, HOLDOUT)
+    return split_training_data(frame, "flights.parquet", "is_delayed", START, VALIDATION, HOLDOUT)
 
 
 def test_a_good_set_splits_in_time_without_overlap():
@@ -69,6 +69,7 @@ def test_a_split_date_past_the_data_names_the_empty_slice():
             synthetic_training_set(),
             "flights.parquet",
             "is_delayed",
+            START,
             VALIDATION,
             parse_utc("2014-06-01"),
         )

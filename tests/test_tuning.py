@@ -32,6 +32,7 @@ def _data(rows: int = 6000):
         synthetic_training_set(rows),
         "synthetic",
         "is_delayed",
+        parse_utc("2013-01-01"),
         parse_utc("2013-10-01"),
         parse_utc("2013-11-01"),
     )

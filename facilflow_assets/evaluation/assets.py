@@ -19,7 +19,12 @@ from facilflow_assets.monitoring.reference import log_reference
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.training.config import parse_utc
-from facilflow_assets.training.dataset import TIME_COLUMN, feature_matrix, read_training_set
+from facilflow_assets.training.dataset import (
+    TIME_COLUMN,
+    feature_matrix,
+    read_training_set,
+    train_slice,
+)
 from facilflow_assets.training.tracking import log_png
 from resources import MlflowResource, StorageResource, TenantResource
 
@@ -52,7 +57,9 @@ def evaluation_report(
     candidate = Candidate.read(candidate_path)
     frame = read_training_set(storage.training_set_path(candidate.feature_service))
     holdout = frame.filter(pl.col(TIME_COLUMN) >= parse_utc(candidate.holdout_start))
-    train = frame.filter(pl.col(TIME_COLUMN) < parse_utc(candidate.validation_start))
+    train = train_slice(
+        frame, parse_utc(candidate.train_start), parse_utc(candidate.validation_start)
+    )
     labels = holdout[LABEL].cast(pl.Int8).to_numpy()
     with mlflow.fluent():
         booster = _load_booster(candidate.model_uri)

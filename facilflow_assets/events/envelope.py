@@ -31,6 +31,7 @@ class EventType(StrEnum):
     MODEL_PROMOTED = "MODEL_PROMOTED"
     MODEL_DEPLOYED = "MODEL_DEPLOYED"
     MODEL_DRIFT_DETECTED = "MODEL_DRIFT_DETECTED"
+    SERVING_SLA_BREACHED = "SERVING_SLA_BREACHED"
 
 
 class EventError(ValueError):
@@ -107,6 +108,17 @@ class DriftDetected(_Payload):
     report: str = Field(description="Where the Evidently report is.")
 
 
+class SlaBreached(_Payload):
+    window_start: str
+    window_end: str
+    requests: int = Field(ge=1)
+    error_rate: float = Field(ge=0, le=1)
+    max_error_rate: float = Field(ge=0, le=1)
+    p95_ms: float = Field(ge=0)
+    p95_sla_ms: float = Field(gt=0)
+    breaches: list[str] = Field(description="What was breached: latency, errors or both.")
+
+
 PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -117,6 +129,7 @@ PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_PROMOTED: Promoted,
     EventType.MODEL_DEPLOYED: Deployed,
     EventType.MODEL_DRIFT_DETECTED: DriftDetected,
+    EventType.SERVING_SLA_BREACHED: SlaBreached,
 }
 
 

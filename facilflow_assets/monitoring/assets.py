@@ -6,25 +6,32 @@ Each writes Evidently's HTML report and a JSON summary, logs both to a monitorin
 MLflow, fails its check on drift and then publishes MODEL_DRIFT_DETECTED.
 """
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
+from mlflow.tracking import MlflowClient
 from pydantic import Field
 
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.events.envelope import DriftDetected, EventType
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.monitoring.drift import DriftInputError, DriftResult, column_drift
+from facilflow_assets.monitoring.drift import (
+    DriftInputError,
+    DriftResult,
+    column_drift,
+    mean_shift,
+)
 from facilflow_assets.monitoring.reference import (
     FEATURES_FILE,
     PREDICTION,
     PREDICTIONS_FILE,
     read_reference,
+    read_thresholds,
 )
 from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, FLIGHT_DAYS, SCORE
 from resources import EventsResource, MlflowResource, StorageResource, TenantResource
@@ -37,7 +44,11 @@ REPORT_SAMPLE_ROWS = 20_000  # rows of each side drawn in the HTML report; verdi
 
 class FeatureDriftConfig(dg.Config):
     drift_share: float = Field(
-        default=0.3, gt=0, le=1, description="Share of drifted features that makes a drifted day."
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of drifted features that makes a drifted day; a feature drifts "
+        "when the day is further from the reference than its calibrated threshold.",
     )
 
 
@@ -45,8 +56,8 @@ class PredictionDriftConfig(dg.Config):
     max_mean_shift_std: float = Field(
         default=2.0,
         gt=0,
-        description="A day whose mean score moves further than this many reference standard "
-        "deviations has drifted, whatever the distribution test says.",
+        description="A day whose mean score moves further than this many standard deviations "
+        "of the holdout scores has drifted (Evidently's distribution test is in the report).",
     )
 
 
@@ -63,18 +74,29 @@ def _scored_day(storage: StorageResource, tenant: TenantResource, day: str) -> p
     return frame
 
 
-def _day_and_reference(
-    storage: StorageResource, mlflow: MlflowResource, tenant: TenantResource, day: str, file: str
-) -> tuple[pl.DataFrame, str, pl.DataFrame]:
-    """The day's scored flights, the version that scored them, and that version's reference."""
+class ScoredDay(NamedTuple):
+    scored: pl.DataFrame  # the day's flights with their model inputs and scores
+    version: str  # the version that scored them
+    client: MlflowClient
+    source_run: str  # that version's training run, which holds its reference
+
+
+def _scored_day_of(
+    storage: StorageResource, mlflow: MlflowResource, tenant: TenantResource, day: str
+) -> ScoredDay:
     scored = _scored_day(storage, tenant, day)
     version = scored["model_version"][0]
     client = mlflow.client()
     source_run = client.get_model_version(tenant.registered_model_name, version).run_id
-    return scored, version, read_reference(client, source_run, file)
+    return ScoredDay(scored, version, client, source_run)
 
 
-def _evidently_report(reference: pl.DataFrame, current: pl.DataFrame, path: Path) -> None:
+def _evidently_report(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    path: Path,
+    thresholds: dict[str, float] | None = None,
+) -> None:
     """Evidently's data drift preset, as HTML, on samples of both frames."""
     sample = [
         f.cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
@@ -82,7 +104,8 @@ def _evidently_report(reference: pl.DataFrame, current: pl.DataFrame, path: Path
     ]
     definition = DataDefinition(numerical_columns=reference.columns)
     datasets = [Dataset.from_pandas(f.to_pandas(), data_definition=definition) for f in sample]
-    snapshot = Report([DataDriftPreset()]).run(current_data=datasets[1], reference_data=datasets[0])
+    preset = DataDriftPreset(per_column_threshold=thresholds)
+    snapshot = Report([preset]).run(current_data=datasets[1], reference_data=datasets[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
 
@@ -94,6 +117,7 @@ def _publish(
     reference: pl.DataFrame,
     current: pl.DataFrame,
     extra: dict,
+    thresholds: dict[str, float] | None,
     storage: StorageResource,
     mlflow: MlflowResource,
     tenant: TenantResource,
@@ -104,7 +128,7 @@ def _publish(
     day = context.partition_key
     folder = storage.root / "monitoring" / tenant.use_case / f"{kind}_drift"
     html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
-    _evidently_report(reference, current, html)
+    _evidently_report(reference, current, html, thresholds)
     summary = {
         "partition": day,
         "model_version": version,
@@ -189,16 +213,15 @@ def feature_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    current, version, reference = _day_and_reference(
-        storage, mlflow, tenant, context.partition_key, FEATURES_FILE
-    )
+    day = _scored_day_of(storage, mlflow, tenant, context.partition_key)
+    reference = read_reference(day.client, day.source_run, FEATURES_FILE)
+    thresholds = read_thresholds(day.client, day.source_run)
     columns = reference.columns
-    result = column_drift(
-        reference, current, columns, config.drift_share, f"the features of {context.partition_key}"
-    )
+    where = f"the features of {context.partition_key}"
+    result = column_drift(reference, day.scored, columns, config.drift_share, where, thresholds)
     context.log.info(f"feature drift: {result.drifted_columns or 'none'}")
-    return _publish(context, "feature", result, reference, current.select(columns), {},
-                    storage, mlflow, tenant, events, version)  # fmt: skip
+    return _publish(context, "feature", result, reference, day.scored.select(columns), {},
+                    thresholds, storage, mlflow, tenant, events, day.version)  # fmt: skip
 
 
 @dg.asset(
@@ -219,19 +242,12 @@ def prediction_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    scored, version, reference = _day_and_reference(
-        storage, mlflow, tenant, context.partition_key, PREDICTIONS_FILE
-    )
-    current = scored.select(pl.col(SCORE).alias(PREDICTION))
-    reference_scores = reference[PREDICTION].to_numpy()
-    shift = abs(float(current[PREDICTION].mean()) - float(reference_scores.mean()))
-    shift_std = shift / max(float(np.std(reference_scores)), 1e-9)
-    result = column_drift(
-        reference, current, [PREDICTION], 1.0, f"the scores of {context.partition_key}"
-    )
-    if shift_std > config.max_mean_shift_std and not result.drifted:
-        result = replace(result, columns=[replace(c, drifted=True) for c in result.columns])
+    day = _scored_day_of(storage, mlflow, tenant, context.partition_key)
+    reference = read_reference(day.client, day.source_run, PREDICTIONS_FILE)
+    current = day.scored.select(pl.col(SCORE).alias(PREDICTION))
+    result = mean_shift(reference, current, PREDICTION, config.max_mean_shift_std)
+    shift_std = result.columns[0].score
     extra = {"mean_shift_std": shift_std, "max_mean_shift_std": config.max_mean_shift_std}
     context.log.info(f"prediction drift: {result.drifted} (mean shift {shift_std:.2f} std)")
-    return _publish(context, "prediction", result, reference, current, extra,
-                    storage, mlflow, tenant, events, version)  # fmt: skip
+    return _publish(context, "prediction", result, reference, current, extra, None,
+                    storage, mlflow, tenant, events, day.version)  # fmt: skip

@@ -66,8 +66,10 @@ def column_drift(
     columns: list[str],
     drift_share_threshold: float,
     where: str,
+    thresholds: dict[str, float] | None = None,
 ) -> DriftResult:
-    """Drift of each of `columns`; `where` names the current data in errors."""
+    """Drift of each of `columns`; `where` names the current data in errors. `thresholds`
+    replace the tests' default thresholds of the columns they name."""
     if current.height == 0:
         raise DriftInputError(f"{where} has no rows to compare")
     for frame, name in ((reference, "the reference"), (current, where)):
@@ -85,7 +87,7 @@ def column_drift(
             continue
         ref, cur = pd.Series(reference_values), pd.Series(current_values)
         test = get_stattest(ref, cur, ColumnType.Numerical, None)
-        outcome = test(ref, cur, ColumnType.Numerical, None)
+        outcome = test(ref, cur, ColumnType.Numerical, (thresholds or {}).get(column))
         results.append(
             ColumnDrift(
                 column,
@@ -97,3 +99,28 @@ def column_drift(
             )
         )
     return DriftResult(results, drift_share_threshold, current.height, reference.height)
+
+
+MEAN_SHIFT = "mean shift (reference std)"
+
+
+def mean_shift(
+    reference: pl.DataFrame, current: pl.DataFrame, column: str, max_shift_std: float
+) -> DriftResult:
+    """Drift as the seeds define it for predictions: the current mean further from the
+    reference mean than `max_shift_std` reference standard deviations."""
+    if current.height == 0:
+        raise DriftInputError(f"the current {column} has no rows to compare")
+    reference_values, current_values = _values(reference, column), _values(current, column)
+    if reference_values.size == 0:
+        raise DriftInputError(f"the reference has no values in column {column}")
+    if current_values.size == 0:
+        drift = ColumnDrift(column, NO_VALUES, float("nan"), max_shift_std, True, 0)
+    else:
+        shift = abs(current_values.mean() - reference_values.mean())
+        shift_std = float(shift / max(reference_values.std(), 1e-9))
+        drift = ColumnDrift(
+            column, MEAN_SHIFT, shift_std, max_shift_std, shift_std > max_shift_std,
+            int(current_values.size),
+        )  # fmt: skip
+    return DriftResult([drift], 1.0, current.height, reference.height)

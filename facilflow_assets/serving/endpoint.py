@@ -131,6 +131,7 @@ class PredictionEndpoint:
             route(request_id, routing.challenger_share) if routing.challenger else PRODUCTION_ROLE
         )
         ref = routing.challenger if role == CHALLENGER_ROLE else routing.production
+        record.update(model=ref.name, model_version=ref.version, role=role)  # errors too
         model = self.models[ref.uri]
         row = {key: getattr(keys, key) for key in self.spec.entity_keys}
         online = self.store.get_online_features(
@@ -139,7 +140,7 @@ class PredictionEndpoint:
         values = [online[name][0] for name in model.input_names]
         features = np.array([[np.nan if v is None else float(v) for v in values]], np.float32)
         probability = float(model.predict(features)[0])
-        record.update(model=ref.name, model_version=ref.version, role=role, prediction=probability)
+        record["prediction"] = probability
         record.update(zip(model.input_names, features[0].tolist(), strict=True))
         answer = {
             "request_id": request_id,

@@ -8,6 +8,7 @@ import dagster as dg
 import requests
 
 from facilflow_assets.evaluation.assets import clears_thresholds, evaluation_report
+from facilflow_assets.metadata import materialized_metadata
 from facilflow_assets.registry.assets import registered_model_version
 from facilflow_assets.serving.batch import batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint
@@ -32,14 +33,6 @@ def _materialize(assets, resources, instance, **kwargs) -> dg.ExecuteInProcessRe
     return dg.materialize(assets, resources=resources, instance=instance, **kwargs)
 
 
-def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key.to_user_string() == key:
-            return {name: value.value for name, value in materialization.metadata.items()}
-    return {}
-
-
 def serve_and_score(resources: dict, instance: dg.DagsterInstance) -> dict[str, object]:
     challenger = _materialize(
         [trained_model, evaluation_report, clears_thresholds, registered_model_version],
@@ -48,9 +41,9 @@ def serve_and_score(resources: dict, instance: dg.DagsterInstance) -> dict[str, 
         run_config=CHALLENGER_RUN,
         raise_on_error=False,
     )
-    staged = _metadata(challenger, "registry/registered_model_version")
+    staged = materialized_metadata(challenger, "registry/registered_model_version")
     share = CHALLENGER_SHARE if staged.get("stage") == "Staging" else 0.0
-    deployed = _metadata(
+    deployed = materialized_metadata(
         _materialize(
             [prediction_endpoint],
             resources,
@@ -72,7 +65,7 @@ def serve_and_score(resources: dict, instance: dg.DagsterInstance) -> dict[str, 
     for _ in range(BURST):
         body = {**sample, "request_id": str(uuid.uuid4())}
         served[session.post(url, json=body, timeout=30).json()["role"]] += 1
-    batch = _metadata(
+    batch = materialized_metadata(
         _materialize([batch_predictions], resources, instance, partition_key=BATCH_DAY),
         "deployment/batch_predictions",
     )

@@ -18,7 +18,7 @@ from facilflow_assets.events.envelope import EventType, TrainingCompleted, Train
 from facilflow_assets.features.feast_assets import LABEL, TRAINING_SET_KEY, data_version
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.training.candidate import MODEL_URI_TAG, Candidate
-from facilflow_assets.training.config import TrainingConfig, parse_utc
+from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.dataset import (
     TrainingData,
     read_training_set,
@@ -64,9 +64,7 @@ def trained_model(
     path = storage.training_set_path(config.feature_service)
     frame = read_training_set(path)
     version = data_version(frame)
-    data = split_training_data(
-        frame, str(path), LABEL, parse_utc(config.validation_start), parse_utc(config.holdout_start)
-    )
+    data = split_training_data(frame, str(path), LABEL, *config.split_dates())
 
     def progress(message: str) -> None:
         context.log.info(message)
@@ -141,6 +139,7 @@ def trained_model(
         feature_service=config.feature_service,
         data_version=version,
         feature_names=data.feature_names,
+        train_start=config.train_start,
         validation_start=config.validation_start,
         holdout_start=config.holdout_start,
         best_valid_auc=fitted.history["valid_auc"][-1],
@@ -216,6 +215,7 @@ def _record_training(client, run_id, config, data: TrainingData, tuning: TuningO
             "num_trials": config.num_trials,
             "max_rounds": config.max_rounds,
             "seed": config.seed,
+            "train_start": config.train_start,
             "validation_start": config.validation_start,
             "holdout_start": config.holdout_start,
             "features": len(data.feature_names),

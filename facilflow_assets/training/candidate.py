@@ -18,6 +18,9 @@ class CandidateError(ValueError):
     """The run named as a candidate holds no model FacilFlow trained."""
 
 
+SPLIT_PARAMS = ("train_start", "validation_start", "holdout_start")
+
+
 @dataclass(frozen=True)
 class Candidate:
     run_id: str
@@ -26,6 +29,7 @@ class Candidate:
     feature_service: str
     data_version: str
     feature_names: list[str]
+    train_start: str
     validation_start: str
     holdout_start: str
     best_valid_auc: float
@@ -48,7 +52,7 @@ class Candidate:
             key
             for key in (MODEL_URI_TAG, "facilflow.feature_service", "facilflow.data_version")
             if key not in tags
-        ] + [key for key in ("validation_start", "holdout_start") if key not in params]
+        ] + [key for key in SPLIT_PARAMS if key not in params]
         if missing:
             raise CandidateError(
                 f"run {run_id} is not a FacilFlow training run: it lacks {', '.join(missing)}"
@@ -61,6 +65,7 @@ class Candidate:
             feature_service=tags["facilflow.feature_service"],
             data_version=tags["facilflow.data_version"],
             feature_names=signature.inputs.input_names(),
+            train_start=params["train_start"],
             validation_start=params["validation_start"],
             holdout_start=params["holdout_start"],
             best_valid_auc=run.data.metrics.get("final_valid_auc", float("nan")),

@@ -51,10 +51,11 @@ def split_training_data(
     frame: pl.DataFrame,
     source: str,
     label: str,
+    train_start: datetime,
     validation_start: datetime,
     holdout_start: datetime,
 ) -> TrainingData:
-    """Check the training set read from `source` and split it at the two dates.
+    """Check the training set read from `source` and split it at the three dates.
 
     Raises TrainingDataError for an empty set, missing label values, a label that is not
     0/1 or has one class in the training slice, or an empty slice.
@@ -68,7 +69,7 @@ def split_training_data(
     features = feature_columns(frame)
     if not features:
         raise TrainingDataError(f"{where} has no feature columns (named <view>__<feature>)")
-    train = frame.filter(pl.col(TIME_COLUMN) < validation_start)
+    train = train_slice(frame, train_start, validation_start)
     validation = frame.filter(
         pl.col(TIME_COLUMN).is_between(validation_start, holdout_start, closed="left")
     )
@@ -77,8 +78,8 @@ def split_training_data(
     for name, rows in slices.items():
         if rows.height == 0:
             raise TrainingDataError(
-                f"{where}: the {name} slice is empty (validation from "
-                f"{validation_start.date()}, holdout from {holdout_start.date()}; rows span "
+                f"{where}: the {name} slice is empty (train from {train_start.date()}, validation "
+                f"from {validation_start.date()}, holdout from {holdout_start.date()}; rows span "
                 f"{frame[TIME_COLUMN].min()} to {frame[TIME_COLUMN].max()})"
             )
     if train[label].n_unique() < 2:
@@ -90,6 +91,12 @@ def split_training_data(
         feature_names=features,
         label=label,
         **{name: to_split(rows, features, label) for name, rows in slices.items()},
+    )
+
+
+def train_slice(frame: pl.DataFrame, train_start: datetime, validation_start: datetime):
+    return frame.filter(
+        pl.col(TIME_COLUMN).is_between(train_start, validation_start, closed="left")
     )
 
 

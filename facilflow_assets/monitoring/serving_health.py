@@ -1,0 +1,102 @@
+"""Serving health: latency and failures per model version over a recent window of requests.
+
+Read from the endpoint's request log. A version breaches when its p95 latency exceeds the
+SLA or its share of failed predictions (answers 500) exceeds the error-rate threshold;
+invalid requests (answers 4xx) are the caller's mistake and are counted apart. A version
+with fewer requests than `min_requests` in the window is reported but not judged.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from facilflow_assets.serving.request_log import read_requests
+
+LATENCY = "latency"
+ERRORS = "errors"
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    p95_sla_ms: float
+    max_error_rate: float
+    min_requests: int
+
+
+@dataclass(frozen=True)
+class VersionHealth:
+    model_version: str
+    role: str  # the role of its latest request: production or challenger
+    requests: int  # predictions attempted: answered 200 or 500
+    errors: int
+    invalid: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    judged: bool  # enough requests to judge
+    breaches: tuple[str, ...]
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def requests_between(root, start: datetime, end: datetime) -> pl.DataFrame:
+    """Every logged request with `start` <= time < `end` (aware datetimes)."""
+    days = [(start + timedelta(days=n)).date() for n in range((end.date() - start.date()).days + 1)]
+    frames = [read_requests(root, day.isoformat()) for day in days]
+    every = pl.concat(frames, how="diagonal_relaxed")
+    return every.filter(pl.col("time").is_between(start, end, closed="left"))
+
+
+def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list[VersionHealth]:
+    """One verdict per model version seen in `requests`, in version order."""
+    attributed = requests.filter(pl.col("model_version").is_not_null())
+    health = []
+    for (version,), rows in sorted(attributed.group_by("model_version"), key=lambda g: g[0]):
+        served = rows.filter(pl.col("outcome") != "invalid")
+        errors = served.filter(pl.col("outcome") == "error").height
+        latency = served["latency_ms"]
+        quantiles = [float(latency.quantile(q) or 0.0) for q in (0.5, 0.95, 0.99)]
+        judged = served.height >= thresholds.min_requests
+        breaches = []
+        if judged and quantiles[1] > thresholds.p95_sla_ms:
+            breaches.append(LATENCY)
+        if judged and errors / served.height > thresholds.max_error_rate:
+            breaches.append(ERRORS)
+        health.append(
+            VersionHealth(
+                model_version=version,
+                role=rows.sort("time")["role"][-1],
+                requests=served.height,
+                errors=errors,
+                invalid=rows.height - served.height,
+                p50_ms=quantiles[0],
+                p95_ms=quantiles[1],
+                p99_ms=quantiles[2],
+                judged=judged,
+                breaches=tuple(breaches),
+            )
+        )
+    return health
+
+
+def health_table(health: list[VersionHealth]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "version": h.model_version,
+                "role": h.role,
+                "requests": h.requests,
+                "errors": h.errors,
+                "error_rate": round(h.error_rate, 4),
+                "invalid": h.invalid,
+                "p50_ms": round(h.p50_ms, 2),
+                "p95_ms": round(h.p95_ms, 2),
+                "p99_ms": round(h.p99_ms, 2),
+                "verdict": ", ".join(h.breaches) or ("ok" if h.judged else "too few requests"),
+            }
+            for h in health
+        ]
+    )

@@ -1,0 +1,72 @@
+"""drift_retraining_sensor: drift on enough recent days of the Production version retrains it."""
+
+import dagster as dg
+
+from facilflow_assets.monitoring.assets import FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
+from facilflow_assets.serving.models import PRODUCTION, ModelLoadError, resolve
+from jobs import training_job
+from resources import MlflowResource, RetrainingPolicyResource, TenantResource
+
+DRIFT_KEYS = {"feature": FEATURE_DRIFT_KEY, "prediction": PREDICTION_DRIFT_KEY}
+MATERIALIZATIONS_READ = 200  # per drift asset: far more than any policy's window of days
+
+
+def drifted_days(
+    instance: dg.DagsterInstance, key: dg.AssetKey, version: str, within_days: int
+) -> tuple[list[str], int]:
+    """Of `version`'s latest `within_days` monitored days of `key` (the newest
+    materialization of each day counts), the drifted ones, and how many days were looked at."""
+    verdicts: dict[str, bool] = {}
+    for record in instance.fetch_materializations(key, limit=MATERIALIZATIONS_READ).records:
+        materialization = record.asset_materialization
+        metadata = materialization.metadata
+        if materialization.partition is None or "drifted" not in metadata:
+            continue
+        if metadata["model_version"].value != version:
+            continue
+        verdicts.setdefault(materialization.partition, bool(metadata["drifted"].value))
+    latest = sorted(verdicts, reverse=True)[:within_days]
+    return sorted(day for day in latest if verdicts[day]), len(latest)
+
+
+@dg.sensor(
+    job=training_job,
+    minimum_interval_seconds=60,
+    description="Starts training_job once the Production version has drifted on enough of its "
+    "latest monitored days (the retraining policy); once per version.",
+)
+def drift_retraining_sensor(
+    context: dg.SensorEvaluationContext,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    retraining: RetrainingPolicyResource,
+):
+    if not retraining.kinds:
+        return dg.SkipReason("the retraining policy counts no kind of drift")
+    name = tenant.registered_model_name
+    try:
+        version = resolve(mlflow.client(), name, PRODUCTION).version
+    except ModelLoadError:
+        return dg.SkipReason(f"{name} has no Production version")
+    findings = {
+        kind: drifted_days(context.instance, DRIFT_KEYS[kind], version, retraining.within_days)
+        for kind in retraining.kinds
+    }
+    for kind, (days, _) in findings.items():
+        if len(days) >= retraining.drifted_days:
+            return dg.RunRequest(
+                # One retraining per Production version, however long its drift lasts.
+                run_key=f"retrain:{name}:v{version}",
+                tags={
+                    "facilflow/trigger": f"{kind}_drift",
+                    "facilflow/drifted_version": version,
+                    "facilflow/drifted_days": ",".join(days),
+                },
+            )
+    seen = "; ".join(
+        f"{kind}: {len(days)} of {looked_at} day(s)" for kind, (days, looked_at) in findings.items()
+    )
+    return dg.SkipReason(
+        f"version {version} drifted on fewer than {retraining.drifted_days} of its latest "
+        f"{retraining.within_days} monitored days ({seen})"
+    )

@@ -1,0 +1,113 @@
+"""Serving health from the request log, as the endpoint writes it: per-version latency and
+failures against the SLA, the check, and SERVING_SLA_BREACHED in the outbox. The records
+are written through the endpoint's own RequestLog; no endpoint runs here (the endpoint's
+logging itself is tested on a real deployment in test_serving)."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from facilflow_assets.environment import Environment
+from facilflow_assets.monitoring.health_asset import WITHIN_SLA_CHECK, serving_health
+from facilflow_assets.monitoring.serving_health import (
+    ERRORS,
+    LATENCY,
+    HealthThresholds,
+    requests_between,
+    version_health,
+)
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.serving.request_log import RequestLog
+
+THRESHOLDS = HealthThresholds(p95_sla_ms=50.0, max_error_rate=0.01, min_requests=20)
+
+
+def _record(version: str | None, outcome: str, latency_ms: float, at: datetime) -> dict:
+    status = {"ok": 200, "invalid": 422, "error": 500}[outcome]
+    return {
+        "time": at,
+        "request_id": f"{version}-{outcome}-{at.timestamp()}",
+        "model": "demo.flight_delay",
+        "model_version": version,
+        "role": "production" if version == "1" else "challenger",
+        "outcome": outcome,
+        "status": status,
+        "latency_ms": latency_ms,
+        "prediction": 0.2 if outcome == "ok" else None,
+        "error": None if outcome == "ok" else "failed",
+    }
+
+
+def _traffic(now: datetime) -> list[dict]:
+    """Version 1 healthy, 2 failing 2 of 100, 3 slow, 4 barely used; invalid calls apart."""
+    at = [now - timedelta(seconds=s) for s in range(200)]
+    records = [_record("1", "ok", 5.0 + i % 10, at[i]) for i in range(100)]
+    records += [_record("1", "invalid", 1.0, at[i]) for i in range(30)]  # the callers' mistake
+    records += [_record("2", "error" if i < 2 else "ok", 6.0, at[i]) for i in range(100)]
+    records += [_record("3", "ok", 80.0 if i % 10 < 2 else 10.0, at[i]) for i in range(40)]
+    records += [_record("4", "error", 500.0, at[i]) for i in range(5)]
+    records += [_record(None, "invalid", 0.5, at[i]) for i in range(7)]  # refused before routing
+    records.append(_record("1", "error", 900.0, now - timedelta(hours=3)))  # out of the window
+    return records
+
+
+@pytest.fixture
+def logged(tmp_path):
+    """The traffic, written through the endpoint's request log into a local home."""
+    home = tmp_path / "home"
+    resources = build_resources(Environment.LOCAL, home=home)
+    log = RequestLog(
+        resources["serving"].request_log_path("flight_delay"),
+        ["weather_hourly__temperature_f"],
+        flush_seconds=0.1,
+    )
+    now = datetime.now(UTC)
+    for record in _traffic(now):
+        log.append(record)
+    log.close()
+    return resources, now
+
+
+def test_each_version_is_judged_on_its_own_requests(logged):
+    resources, now = logged
+    root = resources["serving"].request_log_path("flight_delay")
+    window = requests_between(root, now - timedelta(hours=1), now + timedelta(seconds=1))
+    health = {h.model_version: h for h in version_health(window, THRESHOLDS)}
+    assert list(health) == ["1", "2", "3", "4"]
+    healthy, failing, slow, barely_used = (health[v] for v in "1234")
+    assert (healthy.requests, healthy.invalid, healthy.errors) == (100, 30, 0)
+    assert healthy.breaches == () and healthy.p95_ms < 50
+    assert failing.error_rate == pytest.approx(0.02) and failing.breaches == (ERRORS,)
+    assert slow.p95_ms == pytest.approx(80.0) and slow.breaches == (LATENCY,)
+    assert not barely_used.judged and barely_used.breaches == ()
+
+
+def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
+    resources, _ = logged
+    result = dg.materialize([serving_health], resources=resources)
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == WITHIN_SLA_CHECK and not check.passed
+    assert check.description == "version 2: errors; version 3: latency"
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["requests"].value == 100 + 30 + 100 + 40 + 5 + 7
+    assert metadata["invalid_requests"].value == 37
+    assert "too few requests" in metadata["versions"].value
+    assert metadata["latency"].value.startswith("![p95 latency per minute](data:image/png")
+    waiting = resources["events"].outbox().waiting(100)
+    assert [e.event_type for e in waiting] == ["SERVING_SLA_BREACHED"] * 2
+    alerts = {event["version"]: event for event in (json.loads(e.body) for e in waiting)}
+    assert set(alerts) == {"2", "3"}
+    assert alerts["2"]["payload"]["breaches"] == ["errors"]
+    assert alerts["3"]["payload"]["p95_ms"] == pytest.approx(80.0)
+    assert alerts["3"]["payload"]["p95_sla_ms"] == 50.0
+
+
+def test_a_window_without_traffic_warns_that_there_is_nothing_to_judge(tmp_path):
+    resources = build_resources(Environment.LOCAL, home=tmp_path / "home")
+    result = dg.materialize([serving_health], resources=resources)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "nothing to judge" in check.description
+    assert resources["events"].outbox().waiting(100) == []
