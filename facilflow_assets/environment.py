@@ -57,3 +57,12 @@ def local_bootstrap_servers() -> str:
 def local_serve_port() -> int:
     """The port of the local endpoint's HTTP proxy: FACILFLOW_SERVE_PORT, else 8000."""
     return int(os.environ.get("FACILFLOW_SERVE_PORT") or 8000)
+
+
+def steps_in_own_pods() -> bool:
+    """Whether the jobs that fan out run each step in a Kubernetes pod of its own
+    (FACILFLOW_STEP_EXECUTOR=k8s, set in deploy/); otherwise steps run in the run's process."""
+    value = os.environ.get("FACILFLOW_STEP_EXECUTOR", "").strip().lower()
+    if value not in ("", "k8s"):
+        raise ValueError(f"FACILFLOW_STEP_EXECUTOR={value!r}: use 'k8s' or leave it unset")
+    return value == "k8s"

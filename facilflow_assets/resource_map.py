@@ -66,8 +66,8 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
                 outbox_url=dg.EnvVar("FACILFLOW_OUTBOX_URL"),
                 bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"),
             ),
-            # Ray itself joins the cluster named by RAY_ADDRESS when it is set.
             "ray_cluster": RayResource(
+                address=dg.EnvVar("FACILFLOW_RAY_ADDRESS"),
                 storage_path=dg.EnvVar("FACILFLOW_CHECKPOINT_ROOT"),
                 s3_endpoint_url=dg.EnvVar("MLFLOW_S3_ENDPOINT_URL"),
             ),
