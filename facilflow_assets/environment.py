@@ -44,9 +44,24 @@ def acting_user() -> str:
     )
 
 
-def server_approvers() -> list[str]:
-    """The designated approvers the governance server app enforces (FACILFLOW_APPROVERS)."""
-    return [name.strip() for name in os.environ.get("FACILFLOW_APPROVERS", "").split(",") if name]
+def server_approvers(model: str) -> list[str]:
+    """The designated approvers of the registered model `model` (`<tenant>.<use case>`) that
+    the governance server app enforces. FACILFLOW_APPROVERS is either one list for every
+    model ("carol,dave") or a list per tenant ("acme=carol,dave;globex=erin"), where a
+    tenant's approvers decide for that tenant's models only."""
+    setting = os.environ.get("FACILFLOW_APPROVERS", "")
+    if "=" not in setting:
+        return _names(setting)
+    tenant = model.split(".", 1)[0]
+    for entry in setting.split(";"):
+        name, _, approvers = entry.partition("=")
+        if name.strip() == tenant:
+            return _names(approvers)
+    return []
+
+
+def _names(comma_separated: str) -> list[str]:
+    return [name.strip() for name in comma_separated.split(",") if name.strip()]
 
 
 def local_bootstrap_servers() -> str:

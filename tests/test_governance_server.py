@@ -18,7 +18,8 @@ from tests.mlflow_server import mlflow_server
 
 MODEL = "demo.flight_delay"
 APPROVERS = ["carol", "dave"]
-USERS = ["alice", "carol", "dave", "mallory"]
+OTHER_TENANT_MODEL, OTHER_APPROVER = "globex.flight_delay", "erin"
+USERS = ["alice", "carol", "dave", "mallory", OTHER_APPROVER]
 ADMIN_PASSWORD = "admin-password-1234"
 AUTH_INI = """[mlflow]
 default_permission = EDIT
@@ -36,7 +37,8 @@ def governed_server(tmp_path_factory):
     ini.write_text(AUTH_INI.format(db=root / "auth.db", password=ADMIN_PASSWORD))
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "FACILFLOW_APPROVERS": ",".join(APPROVERS),
+        # Approvers per tenant: demo's decide for demo's models, globex's for globex's.
+        "FACILFLOW_APPROVERS": f"demo={','.join(APPROVERS)};globex={OTHER_APPROVER}",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "facilflow-test-secret",
     }
     with mlflow_server(root / "artifacts", app_name="facilflow-governance", env=env) as url:
@@ -124,3 +126,32 @@ def test_a_requester_who_is_an_approver_cannot_decide_their_own_request(
     client, _ = _client_as(monkeypatch, url, "dave")
     decide(client, MODEL, version, "dave", Decision.REJECTED, "not yet", APPROVERS)
     assert client.get_model_version(MODEL, version).tags[DECISION_BY] == "dave"
+
+
+def test_an_approver_of_one_tenant_cannot_decide_for_another(
+    governed_server, staged_version, monkeypatch
+):
+    url = governed_server
+    _as(monkeypatch, "admin", ADMIN_PASSWORD)
+    admin = MlflowClient(url, url)
+    experiment_id = admin.create_experiment("/globex/flight_delay")
+    run = admin.create_run(experiment_id, tags={"facilflow.evaluation": "passed"})
+    admin.create_registered_model(OTHER_TENANT_MODEL)
+    source = f"{run.info.artifact_uri}/m"
+    other = str(admin.create_model_version(OTHER_TENANT_MODEL, source, run.info.run_id).version)
+    move_to_stage(admin, OTHER_TENANT_MODEL, other, Stage.STAGING)
+    client, audit = _client_as(monkeypatch, url, "alice")
+    request_production(client, audit, OTHER_TENANT_MODEL, other, "alice", "globex's turn")
+    for approver in APPROVERS:  # demo's approvers, on globex's model
+        client, _ = _client_as(monkeypatch, url, approver)
+        with pytest.raises(MlflowException, match=f"{approver} is not a designated approver "
+                                                  f"of {OTHER_TENANT_MODEL}"):  # fmt: skip
+            client.set_model_version_tag(OTHER_TENANT_MODEL, other, DECISION, "approved")
+    assert DECISION not in client.get_model_version(OTHER_TENANT_MODEL, other).tags
+    client, _ = _client_as(monkeypatch, url, OTHER_APPROVER)  # globex's, on demo's model
+    with pytest.raises(MlflowException, match=f"{OTHER_APPROVER} is not a designated approver "
+                                              f"of {MODEL}"):  # fmt: skip
+        client.set_model_version_tag(MODEL, staged_version, DECISION, "rejected")
+    client.set_model_version_tag(OTHER_TENANT_MODEL, other, DECISION, "approved")
+    tags = client.get_model_version(OTHER_TENANT_MODEL, other).tags
+    assert (tags[DECISION], tags[DECISION_BY]) == ("approved", OTHER_APPROVER)

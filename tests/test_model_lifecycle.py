@@ -182,14 +182,24 @@ def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once
     assert deployed.payload["url"] == built_home.serving["endpoint"]
 
 
-def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home):
+def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home, tracking):
     drift = built_home.monitoring["drift"]
     summer, winter = drift["2013-06-15"], drift["2013-01-15"]
     assert not summer["feature_drift"] and summer["drift_share"] < 0.1
     assert winter["feature_drift"] and winter["drift_share"] >= 0.1
     assert "weather_hourly__temperature_f" in winter["drifted_features"]
     assert not summer["prediction_drift"]
+    assert summer["checks"] == {"no_feature_drift": True, "no_prediction_drift": True}
+    assert winter["checks"] == {"no_feature_drift": False, "no_prediction_drift": True}
     assert Path(winter["report"]).read_text().lstrip().startswith("<")
+    runs = tracking.client().search_runs(
+        [tracking.ensure_experiment().experiment_id],
+        filter_string="tags.`facilflow.partition` = '2013-01-15'",
+    )
+    assert {r.info.run_name for r in runs} == {
+        "feature-drift-2013-01-15",
+        "prediction-drift-2013-01-15",
+    }
     health = built_home.monitoring["serving_health"]
     assert health["requests"] >= 200 and health["breached_versions"] == []
 

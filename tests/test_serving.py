@@ -7,7 +7,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.monitoring.assets import feature_drift, prediction_drift
+from facilflow_assets.monitoring.assets import feature_drift
 from facilflow_assets.registry.stages import Stage, move_to_stage
 from facilflow_assets.resource_map import FEATURE_REPO, build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
@@ -263,36 +262,6 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert message in str(failure.event_specific_data.error)
-
-
-def test_winter_flights_drift_from_the_reference_and_the_drift_is_published(deployment):
-    winter = "2013-01-15"
-    result = dg.materialize(
-        [batch_predictions, feature_drift, prediction_drift],
-        partition_key=winter,
-        resources=deployment.resources,
-    )
-    metadata = {
-        event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
-        for event in result.get_asset_materialization_events()
-    }
-    features = metadata["monitoring/feature_drift"]
-    drifted = features["drifted_columns"].value
-    assert features["drifted"].value and "weather_hourly__temperature_f" in drifted
-    assert Path(features["report"].value).read_text().lstrip().startswith("<")
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["no_feature_drift"] is False
-    events = deployment.resources["events"].outbox().waiting(10_000)
-    drift_events = [e for e in events if e.event_type == "MODEL_DRIFT_DETECTED"]
-    assert any(f'"partition":"{winter}"' in e.body for e in drift_events)
-    runs = deployment.client.search_runs(
-        [deployment.resources["mlflow"].ensure_experiment().experiment_id],
-        filter_string=f"tags.`facilflow.partition` = '{winter}'",
-    )
-    assert {r.info.run_name for r in runs} == {
-        f"feature-drift-{winter}",
-        f"prediction-drift-{winter}",
-    }
 
 
 def test_drift_of_a_day_never_scored_is_an_error_naming_the_missing_input(deployment):

@@ -2,8 +2,10 @@
 rules on the decision tags of model versions.
 
 Started as `mlflow server --app-name facilflow-governance` (auth settings as for
-basic-auth, through MLFLOW_AUTH_CONFIG_PATH; approvers in FACILFLOW_APPROVERS):
-- only a designated approver may set `facilflow.decision*`, and not on their own request;
+basic-auth, through MLFLOW_AUTH_CONFIG_PATH; approvers in FACILFLOW_APPROVERS, one list or
+one per tenant):
+- only a designated approver of the model (of its tenant) may set `facilflow.decision*`,
+  and not on their own request;
 - `facilflow.decision.by` and `facilflow.request.by` may only name the authenticated user,
   and setting `facilflow.decision` stamps that user into `facilflow.decision.by`.
 """
@@ -49,11 +51,12 @@ def _govern_version_tags() -> Response | None:
         return None
     if key == DECISION_BY and value != user:
         return _deny(f"{DECISION_BY} must name the authenticated user {user}, not '{value}'")
-    if user not in server_approvers():
-        return _deny(f"{user} is not a designated approver; only approvers decide requests")
+    model = body.get("name", "")
+    if user not in server_approvers(model):
+        return _deny(f"{user} is not a designated approver of {model}; only its approvers decide")
     store = _get_model_registry_store()
     try:
-        version = store.get_model_version(body.get("name", ""), str(body.get("version", "")))
+        version = store.get_model_version(model, str(body.get("version", "")))
     except MlflowException as error:
         return _deny(error.message, status=404)
     if version.tags.get(REQUEST_BY) == user:

@@ -23,7 +23,9 @@ def _drift_of(day: str, resources: dict, instance: dg.DagsterInstance) -> dict[s
     )
     features = materialized_metadata(result, "monitoring/feature_drift")
     predictions = materialized_metadata(result, "monitoring/prediction_drift")
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     return {
+        "checks": checks,
         "feature_drift": features["drifted"],
         "drift_share": round(features["drift_share"], 3),
         "drifted_features": features["drifted_columns"],

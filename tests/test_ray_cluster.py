@@ -1,0 +1,133 @@
+"""Cluster mode: a real two-node Ray cluster on loopback (`ray start --head` and a second
+`ray start --address`, separate processes with CPUs of their own). The training asset and
+the endpoint get its address from their resources' config, as in prod, and their work is
+found on both nodes in Ray's own record of actors."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import ray
+import requests
+
+from facilflow_assets.environment import Environment
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.serving.deployment import prediction_endpoint
+from facilflow_assets.training.assets import trained_model
+from resources import RayResource, ServingResource
+from resources.ray_cluster import LOCAL_RAY_ENV
+from resources.serving import LOCAL_HEAD_CPUS
+from tests.mlflow_server import free_port, stop_process_group
+
+WORKER_CPUS = 1
+JOIN_TIMEOUT_S = 60
+QUICK_SEARCH = {"num_trials": 4, "max_rounds": 20, "grace_rounds": 20, "num_workers": 2}
+
+
+class TwoNodes:
+    """The demo's home served from a head of its own, joined by a second node."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.resources = build_resources(Environment.LOCAL, home=home)
+        self.serving = ServingResource(
+            http_port=free_port(),
+            state_dir=str(home / "serve"),
+            request_log_dir=str(home / "serving" / "requests"),
+        )
+        self.address = self.serving.cluster_address()  # starts the head
+        self.worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--block",
+             "--address", self.address, "--node-ip-address", "127.0.0.1",
+             "--num-cpus", str(WORKER_CPUS), "--disable-usage-stats"],
+            stdout=(home / "ray-worker.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, **LOCAL_RAY_ENV},
+        )  # fmt: skip
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while len(self.alive_nodes()) < 2:
+            assert self.worker.poll() is None and time.monotonic() < deadline, (
+                home / "ray-worker.log"
+            ).read_text()[-2000:]
+            time.sleep(1)
+
+    def alive_nodes(self) -> dict[str, float]:
+        """Node id -> CPUs of the live nodes."""
+        with self._connected():
+            return {n["NodeID"]: n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]}
+
+    def nodes_of(self, class_fragment: str) -> set[str]:
+        """Nodes that ran an actor whose class name contains `class_fragment` (Ray keeps
+        finished actors in its table)."""
+        with self._connected():
+            actors = ray._private.state.actors().values()
+            return {a["Address"]["NodeID"] for a in actors if class_fragment in a["ActorClassName"]}
+
+    @contextlib.contextmanager
+    def _connected(self):
+        ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            os.environ.pop("RAY_ADDRESS", None)  # set by ray.init; the next init is local
+
+    def stop(self) -> None:
+        stop_process_group(self.worker)
+        self.serving.stop_local_cluster()
+
+
+@pytest.fixture(scope="module")
+def cluster(built_home, tmp_path_factory):
+    os.environ.update(LOCAL_RAY_ENV)  # the local cluster runs without token authentication
+    home = tmp_path_factory.mktemp("two-nodes") / "facilflow"
+    shutil.copytree(built_home.home, home)
+    nodes = TwoNodes(home)
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def test_the_cluster_has_two_nodes_with_their_own_cpus(cluster):
+    assert sorted(cluster.alive_nodes().values()) == [WORKER_CPUS, LOCAL_HEAD_CPUS]
+
+
+def test_tuning_and_training_run_on_both_nodes_given_only_the_clusters_address(cluster):
+    resources = {
+        **cluster.resources,
+        "ray_cluster": RayResource(
+            address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints")
+        ),
+    }
+    result = dg.materialize(
+        [trained_model],
+        resources=resources,
+        run_config={"ops": {"training__trained_model": {"config": QUICK_SEARCH}}},
+    )
+    [event] = result.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    assert metadata["trials"].value == QUICK_SEARCH["num_trials"]
+    nodes = set(cluster.alive_nodes())
+    assert cluster.nodes_of("ImplicitFunc") == nodes  # Tune's trials (function trainables)
+    assert cluster.nodes_of("RayTrainWorker") == nodes  # the data-parallel fit
+
+
+def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
+    resources = {**cluster.resources, "serving": cluster.serving}
+    result = dg.materialize(
+        [prediction_endpoint],
+        resources=resources,
+        run_config={"ops": {"deployment__prediction_endpoint": {"config": {"num_replicas": 2}}}},
+    )
+    [event] = result.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    url, sample = metadata["url"].value, metadata["sample_request"].value
+    assert cluster.nodes_of("prediction_endpoint") == set(cluster.alive_nodes())
+    answers = [requests.post(url, json=sample, timeout=30) for _ in range(20)]
+    assert {a.status_code for a in answers} == {200}

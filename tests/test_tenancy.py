@@ -1,0 +1,149 @@
+"""Two tenants side by side on shared stores (one MLflow store, one event outbox), each with
+its own experiment, registered model and approvers: one tenant's sensors and jobs never
+read or change the other's models, and every event says whose it is."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from facilflow_assets.environment import Environment
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.requests import (
+    DECISION,
+    DECISION_BY,
+    Decision,
+    decide,
+    request_production,
+)
+from facilflow_assets.governance.transitions import GovernanceError, transition
+from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.resource_map import build_resources
+from jobs.promotion import promotion_job
+from resources import GovernanceResource, TenantResource
+from sensors.approval import approval_sensor
+from sensors.redeploy import redeploy_sensor
+
+APPROVERS = {"acme": "carol,dave", "globex": "erin"}
+
+
+class Tenant:
+    """A tenant's resources over the shared stores, and its model's versions."""
+
+    def __init__(self, name: str, home):
+        self.resources = build_resources(Environment.LOCAL, home=home)  # the shared stores
+        self.resources["tenant"] = TenantResource(tenant=name, use_case="flight_delay")
+        self.resources["governance"] = GovernanceResource(approvers=APPROVERS[name])
+        self.tenant = self.resources["tenant"]
+        self.model = self.tenant.registered_model_name
+        self.client = self.resources["mlflow"].client()
+        self.audit = AuditTrail(self.client, self.tenant.audit_experiment_name)
+        self.client.create_registered_model(self.model)
+        self.approvers = self.resources["governance"].approver_list
+
+    def add_version(self, stage: Stage = Stage.STAGING) -> str:
+        experiment = self.resources["mlflow"].ensure_experiment()
+        run = self.client.create_run(
+            experiment.experiment_id, tags={"facilflow.evaluation": "passed"}
+        )
+        version = self.client.create_model_version(
+            self.model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        )
+        move_to_stage(self.client, self.model, str(version.version), stage)
+        return str(version.version)
+
+    def versions(self) -> dict[str, dict[str, str]]:
+        """Every version's tags: what any change to the model would show."""
+        found = self.client.search_model_versions(f"name = '{self.model}'")
+        return {str(v.version): dict(v.tags) for v in found}
+
+    def _with(self, *names: str) -> dict:
+        return {name: self.resources[name] for name in names}
+
+    def approval_tick(self) -> dg.SensorResult:
+        resources = self._with("mlflow", "tenant", "governance", "events")
+        with dg.build_sensor_context(resources=resources) as context:
+            return approval_sensor(context)
+
+    def redeploy_tick(self) -> dg.SensorResult | dg.SkipReason:
+        with dg.build_sensor_context(resources=self._with("mlflow", "tenant")) as context:
+            return redeploy_sensor(context)
+
+    def promote(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return promotion_job.execute_in_process(
+            run_config=run_request.run_config,
+            resources=self._with("mlflow", "tenant", "governance", "events"),
+            tags=run_request.tags,
+        )
+
+
+@pytest.fixture
+def tenants(tmp_path):
+    home = tmp_path / "shared"
+    return Tenant("acme", home), Tenant("globex", home)
+
+
+def test_each_tenant_has_its_own_experiment_model_and_feast_project(tenants):
+    acme, globex = tenants
+    assert (acme.model, globex.model) == ("acme.flight_delay", "globex.flight_delay")
+    assert acme.tenant.experiment_name != globex.tenant.experiment_name
+    assert acme.tenant.feast_project != globex.tenant.feast_project
+    assert acme.resources["mlflow"].client().tracking_uri == globex.client.tracking_uri
+
+
+def test_one_tenants_sensors_and_jobs_never_touch_the_others_models(tenants):
+    acme, globex = tenants
+    for tenant in (acme, globex):
+        first = tenant.add_version()
+        transition(tenant.client, tenant.audit, tenant.model, first, Stage.PRODUCTION, "ops", "")
+        pending = tenant.add_version()
+        request_production(tenant.client, tenant.audit, tenant.model, pending, "alice", "next")
+        decide(tenant.client, tenant.model, pending, tenant.approvers[0], Decision.APPROVED, "",
+               tenant.approvers)  # fmt: skip
+    before = globex.versions()
+
+    [order] = acme.approval_tick().run_requests
+    assert order.tags["facilflow/model"] == acme.model
+    assert acme.promote(order).success
+    assert acme.versions()["2"][STAGE_TAG] == "Production"
+    [deploy] = acme.redeploy_tick().run_requests
+    assert deploy.run_key.startswith(f"deploy:{acme.model}:v2")
+    # globex's approved request is still waiting for globex's own sensor.
+    assert globex.versions() == before
+    assert {r.model for r in globex.audit.history(globex.model)} == {globex.model}
+    assert {r.model for r in acme.audit.history(acme.model)} == {acme.model}
+    [globex_order] = globex.approval_tick().run_requests
+    assert globex_order.tags["facilflow/model"] == globex.model
+
+
+def test_an_approver_of_one_tenant_is_refused_by_the_others_workflow(tenants):
+    acme, globex = tenants
+    pending = acme.add_version()
+    request_production(acme.client, acme.audit, acme.model, pending, "alice", "review please")
+    with pytest.raises(GovernanceError, match="erin is not a designated approver"):
+        decide(acme.client, acme.model, pending, "erin", Decision.APPROVED, "", acme.approvers)
+    # Set by hand in the MLflow UI instead: acme's sensor refuses it and launches nothing.
+    acme.client.set_model_version_tag(acme.model, pending, DECISION, "approved")
+    acme.client.set_model_version_tag(acme.model, pending, DECISION_BY, "erin")
+    tick = acme.approval_tick()
+    assert tick.run_requests == []
+    assert acme.versions()[pending][STAGE_TAG] == "Staging"
+    events = [json.loads(e.body) for e in acme.resources["events"].outbox().waiting(100)]
+    [refusal] = [e for e in events if e["type"] == "MODEL_TRANSITION_REJECTED"]
+    assert "erin is not a designated approver" in refusal["payload"]["reason"]
+
+
+def test_every_event_in_the_shared_outbox_names_its_tenant_and_model(tenants):
+    acme, globex = tenants
+    for tenant in tenants:
+        version = tenant.add_version()
+        request_production(tenant.client, tenant.audit, tenant.model, version, "alice", "go")
+        tenant.approval_tick()  # announces the request made outside the CLI
+    outbox = acme.resources["events"].outbox()
+    events = [json.loads(e.body) for e in outbox.waiting(100)]
+    assert {(e["tenant"], e["model"]) for e in events} == {
+        ("acme", acme.model),
+        ("globex", globex.model),
+    }
+    assert outbox.waiting_count("acme") == outbox.waiting_count("globex") == 1
+    assert all(e["use_case"] == "flight_delay" for e in events)
