@@ -23,9 +23,8 @@ def day_thresholds(rows: pl.DataFrame, columns: list[str], time_column: str) -> 
     """Thresholds per column from the days of `rows` (the training slice)."""
     with_day = rows.with_columns(pl.col(time_column).dt.date().alias("_day"))
     days = with_day["_day"].unique().sort()
-    picked = days.gather(
-        np.unique(np.linspace(0, days.len() - 1, min(CALIBRATION_DAYS, days.len())).round())
-    )
+    spread = np.linspace(0, days.len() - 1, min(CALIBRATION_DAYS, days.len()))
+    picked = days.gather(np.unique(spread.round().astype(int)))
     reference = rows.select(columns)
     reference = reference.sample(min(reference.height, CALIBRATION_REFERENCE_ROWS), seed=0)
     scores: dict[str, list[float]] = {column: [] for column in columns}

@@ -8,6 +8,7 @@ with fewer requests than `min_requests` in the window is reported but not judged
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -42,7 +43,7 @@ class VersionHealth:
         return self.errors / self.requests if self.requests else 0.0
 
 
-def requests_between(root, start: datetime, end: datetime) -> pl.DataFrame:
+def requests_between(root: Path, start: datetime, end: datetime) -> pl.DataFrame:
     """Every logged request with `start` <= time < `end` (aware datetimes)."""
     days = [(start + timedelta(days=n)).date() for n in range((end.date() - start.date()).days + 1)]
     frames = [read_requests(root, day.isoformat()) for day in days]
@@ -54,7 +55,8 @@ def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list
     """One verdict per model version seen in `requests`, in version order."""
     attributed = requests.filter(pl.col("model_version").is_not_null())
     health = []
-    for (version,), rows in sorted(attributed.group_by("model_version"), key=lambda g: g[0]):
+    by_version = sorted(attributed.group_by("model_version"), key=lambda group: int(group[0][0]))
+    for (version,), rows in by_version:
         served = rows.filter(pl.col("outcome") != "invalid")
         errors = served.filter(pl.col("outcome") == "error").height
         latency = served["latency_ms"]
