@@ -175,7 +175,7 @@ def _registry(context: click.Context) -> Iterator[_Registry]:
                 client,
                 AuditTrail(client, tenant.audit_experiment_name),
                 tenant.registered_model_name,
-                resources.governance.approver_list,
+                resources.governance.approvers_of(tenant.registered_model_name),
                 tenant,
                 resources.events,
             )

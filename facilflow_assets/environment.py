@@ -10,6 +10,8 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
+from facilflow_assets.governance.approvers import approvers_of
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The local working directory; FACILFLOW_HOME moves it (dbt's profile reads the same).
 LOCAL_HOME = Path(os.environ.get("FACILFLOW_HOME") or PROJECT_ROOT / ".facilflow").resolve()
@@ -45,23 +47,9 @@ def acting_user() -> str:
 
 
 def server_approvers(model: str) -> list[str]:
-    """The designated approvers of the registered model `model` (`<tenant>.<use case>`) that
-    the governance server app enforces. FACILFLOW_APPROVERS is either one list for every
-    model ("carol,dave") or a list per tenant ("acme=carol,dave;globex=erin"), where a
-    tenant's approvers decide for that tenant's models only."""
-    setting = os.environ.get("FACILFLOW_APPROVERS", "")
-    if "=" not in setting:
-        return _names(setting)
-    tenant = model.split(".", 1)[0]
-    for entry in setting.split(";"):
-        name, _, approvers = entry.partition("=")
-        if name.strip() == tenant:
-            return _names(approvers)
-    return []
-
-
-def _names(comma_separated: str) -> list[str]:
-    return [name.strip() for name in comma_separated.split(",") if name.strip()]
+    """The designated approvers of `model` that the governance server app enforces, from
+    FACILFLOW_APPROVERS (one list, or one per tenant: see `approvers_of`)."""
+    return approvers_of(os.environ.get("FACILFLOW_APPROVERS", ""), model)
 
 
 def local_bootstrap_servers() -> str:

@@ -11,23 +11,27 @@ from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY
 from facilflow_assets.serving.deployment import ENDPOINT_KEY
 from jobs.promotion import promotion_job
 
-# On Kubernetes, jobs whose steps differ in size or can run side by side give each step a
-# pod of its own (dagster-k8s' k8s_job_executor); the others run in their run's pod.
-FAN_OUT = {"executor_def": k8s_job_executor} if steps_in_own_pods() else {}
 
-
-def _pod(cpu: str, memory: str) -> dict[str, dict]:
-    """A run's (or step's) container resources on Kubernetes (dagster-k8s/config)."""
+def _sized(cpu: str, memory: str, tags: dict[str, str] | None = None) -> dict:
+    """Job arguments that give its steps `cpu` and `memory` on Kubernetes. With
+    FACILFLOW_STEP_EXECUTOR=k8s each step runs in a pod of its own of that size (dagster-k8s'
+    k8s_job_executor: these jobs' steps differ in size or can run side by side); otherwise
+    the steps share the run's pod, sized by its dagster-k8s/config tag. `tags` are the job's
+    other tags."""
     size = {"cpu": cpu, "memory": memory}
-    return {"dagster-k8s/config": {"container_config": {"resources": {
-        "requests": size, "limits": size}}}}  # fmt: skip
+    container = {"container_config": {"resources": {"requests": size, "limits": size}}}
+    if steps_in_own_pods():
+        executor = k8s_job_executor.configured(
+            {"step_k8s_config": container}, name=f"k8s_{cpu}cpu_{memory}"
+        )
+        return {"executor_def": executor, "tags": tags or {}}
+    return {"tags": {**(tags or {}), "dagster-k8s/config": container}}
 
 
 warehouse_job = dg.define_asset_job(
     "warehouse_job",
     selection=dg.AssetSelection.groups("raw", "dbt"),
-    tags=_pod("2", "8Gi"),
-    **FAN_OUT,
+    **_sized("2", "8Gi"),
     description="Reload the raw flight data and rebuild the dbt warehouse with its tests.",
 )
 
@@ -36,9 +40,8 @@ training_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("training", "evaluation", "registry"),
     # dagster-mlflow's hook ends the MLflow runs a failed step leaves open, as FAILED.
     hooks={end_mlflow_on_run_finished},
-    # One training at a time per tenant (the Helm values' run queue limits this tag).
-    tags={**_pod("2", "16Gi"), "facilflow/stage": "training"},
-    **FAN_OUT,
+    # The Helm values' run queue runs one job with this tag at a time (per release).
+    **_sized("2", "16Gi", tags={"facilflow/stage": "training"}),
     description="Tune and train on the current training set, evaluate against the baseline, "
     "and register and stage the candidate if it clears the thresholds.",
 )
@@ -62,8 +65,7 @@ monitoring_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         BATCH_PREDICTIONS_KEY, FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
     ),
-    tags=_pod("1", "4Gi"),
-    **FAN_OUT,
+    **_sized("1", "4Gi"),
     description="Score a day's flights with the Production version, then measure that day's "
     "feature and prediction drift against the version's reference.",
 )

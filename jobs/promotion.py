@@ -34,7 +34,7 @@ def promote_approved_version(
         client,
         AuditTrail(client, tenant.audit_experiment_name),
         order,
-        governance.approver_list,
+        governance.approvers_of(order.model),
         context.run_id,
     )
     events.record([promotion_event(tenant, order, displaced, context.run_id)])

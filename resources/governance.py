@@ -3,12 +3,16 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from facilflow_assets.governance.approvers import approvers_of
+
 
 class GovernanceResource(ConfigurableResource):
     """The designated approvers of the tenant's registered model."""
 
-    approvers: str = Field(description="Comma-separated user names of the approvers.")
+    approvers: str = Field(
+        description="Comma-separated user names of the approvers, or one such list per "
+        "tenant ('acme=carol,dave;globex=erin'), the form the governance server app reads."
+    )
 
-    @property
-    def approver_list(self) -> list[str]:
-        return [name.strip() for name in self.approvers.split(",") if name.strip()]
+    def approvers_of(self, model: str) -> list[str]:
+        return approvers_of(self.approvers, model)

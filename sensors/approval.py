@@ -24,7 +24,7 @@ def approval_sensor(
     events: EventsResource,
 ) -> dg.SensorResult:
     client = mlflow.client()
-    approvers = governance.approver_list
+    approvers = governance.approvers_of(tenant.registered_model_name)
     review = review_decisions(client, tenant.registered_model_name, approvers)
     # Events first: a tick that fails after this point is repeated, and records nothing twice.
     events.record(review_events(tenant, review, approvers))

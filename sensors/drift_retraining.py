@@ -1,4 +1,12 @@
-"""drift_retraining_sensor: drift on enough recent days of the Production version retrains it."""
+"""drift_retraining_sensor: drift on enough recent days of the Production version retrains it.
+
+The retraining learns from what drifted: when drifted days fall before the version's
+training window (a season it never saw), the window starts at the month of the earliest
+of them. Otherwise the window stays as configured, over the training set as the feature
+pipeline has refreshed it.
+"""
+
+from datetime import date
 
 import dagster as dg
 
@@ -44,8 +52,9 @@ def drift_retraining_sensor(
     if not retraining.kinds:
         return dg.SkipReason("the retraining policy counts no kind of drift")
     name = tenant.registered_model_name
+    client = mlflow.client()
     try:
-        version = resolve(mlflow.client(), name, PRODUCTION).version
+        version = resolve(client, name, PRODUCTION).version
     except ModelLoadError:
         return dg.SkipReason(f"{name} has no Production version")
     findings = {
@@ -54,9 +63,12 @@ def drift_retraining_sensor(
     }
     for kind, (days, _) in findings.items():
         if len(days) >= retraining.drifted_days:
+            trained = client.get_run(client.get_model_version(name, version).run_id)
+            window = _window_covering(days, trained.data.params.get("train_start"))
             return dg.RunRequest(
                 # One retraining per Production version, however long its drift lasts.
                 run_key=f"retrain:{name}:v{version}",
+                run_config={"ops": {"training__trained_model": {"config": window}}},
                 tags={
                     "facilflow/trigger": f"{kind}_drift",
                     "facilflow/drifted_version": version,
@@ -70,3 +82,11 @@ def drift_retraining_sensor(
         f"version {version} drifted on fewer than {retraining.drifted_days} of its latest "
         f"{retraining.within_days} monitored days ({seen})"
     )
+
+
+def _window_covering(days: list[str], train_start: str | None) -> dict[str, str]:
+    """Training config whose window reaches back to the earliest drifted day's month."""
+    earliest = date.fromisoformat(min(days)).replace(day=1).isoformat()
+    if train_start is None or earliest >= train_start:
+        return {}
+    return {"train_start": earliest}

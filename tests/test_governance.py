@@ -408,6 +408,8 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     assert "has no Production version" in tick(policy).skip_message
     first = registry.add_version()
     transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "v1")
+    trained_by = registry.client.get_model_version(MODEL, first).run_id
+    registry.client.log_param(trained_by, "train_start", "2013-03-01")
     _report_drift(instance, "feature", "2013-12-01", first, drifted=True)
     _report_drift(instance, "feature", "2013-12-02", first, drifted=False)
     _report_drift(instance, "prediction", "2013-12-02", first, drifted=True)  # not counted
@@ -417,6 +419,8 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     request = tick(policy)
     assert request.run_key == f"retrain:{MODEL}:v{first}"
     assert request.tags["facilflow/drifted_days"] == "2013-12-01,2013-12-03"
+    # Drift after the training window: the same window, over the refreshed training set.
+    assert request.run_config == {"ops": {"training__trained_model": {"config": {}}}}
     # Only the latest `within_days` days count: two clean days push 12-01 out of the window.
     for day in ("2013-12-04", "2013-12-05"):
         _report_drift(instance, "feature", day, first, drifted=False)
@@ -424,6 +428,13 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     # A re-run of a day replaces its verdict: 12-05 drifted after all.
     _report_drift(instance, "feature", "2013-12-05", first, drifted=True)
     assert tick(policy).run_key == f"retrain:{MODEL}:v{first}"
+    # Drifted winter days before the window: the retraining's window reaches back to them.
+    for day in ("2013-01-20", "2013-01-22"):
+        _report_drift(instance, "feature", day, first, drifted=True)
+    widened = tick(RetrainingPolicyResource(on="feature", drifted_days=2, within_days=7))
+    assert widened.run_config["ops"]["training__trained_model"]["config"] == {
+        "train_start": "2013-01-01"
+    }
     assert "no kind of drift" in tick(RetrainingPolicyResource(on="")).skip_message
     with pytest.raises(ValueError, match="unknown drift kind\\(s\\) labels"):
         tick(RetrainingPolicyResource(on="feature,labels"))

@@ -31,7 +31,7 @@ def _record(version: str | None, outcome: str, latency_ms: float, at: datetime) 
         "request_id": f"{version}-{outcome}-{at.timestamp()}",
         "model": "demo.flight_delay",
         "model_version": version,
-        "role": "production" if version == "1" else "challenger",
+        "role": None if version is None else "production" if version == "1" else "challenger",
         "outcome": outcome,
         "status": status,
         "latency_ms": latency_ms,
@@ -41,14 +41,14 @@ def _record(version: str | None, outcome: str, latency_ms: float, at: datetime) 
 
 
 def _traffic(now: datetime) -> list[dict]:
-    """Version 1 healthy, 2 failing 2 of 100, 3 slow, 4 barely used; invalid calls apart."""
+    """Version 1 healthy, 2 failing 2 of 100, 3 slow, 4 barely used; invalid calls, refused
+    before a version is chosen, apart."""
     at = [now - timedelta(seconds=s) for s in range(200)]
     records = [_record("1", "ok", 5.0 + i % 10, at[i]) for i in range(100)]
-    records += [_record("1", "invalid", 1.0, at[i]) for i in range(30)]  # the callers' mistake
     records += [_record("2", "error" if i < 2 else "ok", 6.0, at[i]) for i in range(100)]
     records += [_record("3", "ok", 80.0 if i % 10 < 2 else 10.0, at[i]) for i in range(40)]
     records += [_record("4", "error", 500.0, at[i]) for i in range(5)]
-    records += [_record(None, "invalid", 0.5, at[i]) for i in range(7)]  # refused before routing
+    records += [_record(None, "invalid", 0.5, at[i]) for i in range(37)]  # the callers' mistake
     records.append(_record("1", "error", 900.0, now - timedelta(hours=3)))  # out of the window
     return records
 
@@ -77,7 +77,7 @@ def test_each_version_is_judged_on_its_own_requests(logged):
     health = {h.model_version: h for h in version_health(window, THRESHOLDS)}
     assert list(health) == ["1", "2", "3", "4"]
     healthy, failing, slow, barely_used = (health[v] for v in "1234")
-    assert (healthy.requests, healthy.invalid, healthy.errors) == (100, 30, 0)
+    assert (healthy.requests, healthy.errors) == (100, 0)
     assert healthy.breaches == () and healthy.p95_ms < 50
     assert failing.error_rate == pytest.approx(0.02) and failing.breaches == (ERRORS,)
     assert slow.p95_ms == pytest.approx(80.0) and slow.breaches == (LATENCY,)
@@ -91,7 +91,7 @@ def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
     assert check.check_name == WITHIN_SLA_CHECK and not check.passed
     assert check.description == "version 2: errors; version 3: latency"
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
-    assert metadata["requests"].value == 100 + 30 + 100 + 40 + 5 + 7
+    assert metadata["requests"].value == 100 + 100 + 40 + 5 + 37
     assert metadata["invalid_requests"].value == 37
     assert "too few requests" in metadata["versions"].value
     assert metadata["latency"].value.startswith("![p95 latency per minute](data:image/png")

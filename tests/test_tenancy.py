@@ -24,7 +24,8 @@ from resources import GovernanceResource, TenantResource
 from sensors.approval import approval_sensor
 from sensors.redeploy import redeploy_sensor
 
-APPROVERS = {"acme": "carol,dave", "globex": "erin"}
+# One setting for both tenants, as prod's FACILFLOW_APPROVERS and the server app read it.
+APPROVERS = "acme=carol,dave;globex=erin"
 
 
 class Tenant:
@@ -33,13 +34,13 @@ class Tenant:
     def __init__(self, name: str, home):
         self.resources = build_resources(Environment.LOCAL, home=home)  # the shared stores
         self.resources["tenant"] = TenantResource(tenant=name, use_case="flight_delay")
-        self.resources["governance"] = GovernanceResource(approvers=APPROVERS[name])
+        self.resources["governance"] = GovernanceResource(approvers=APPROVERS)
         self.tenant = self.resources["tenant"]
         self.model = self.tenant.registered_model_name
         self.client = self.resources["mlflow"].client()
         self.audit = AuditTrail(self.client, self.tenant.audit_experiment_name)
         self.client.create_registered_model(self.model)
-        self.approvers = self.resources["governance"].approver_list
+        self.approvers = self.resources["governance"].approvers_of(self.model)
 
     def add_version(self, stage: Stage = Stage.STAGING) -> str:
         experiment = self.resources["mlflow"].ensure_experiment()
@@ -86,6 +87,7 @@ def tenants(tmp_path):
 def test_each_tenant_has_its_own_experiment_model_and_feast_project(tenants):
     acme, globex = tenants
     assert (acme.model, globex.model) == ("acme.flight_delay", "globex.flight_delay")
+    assert (acme.approvers, globex.approvers) == (["carol", "dave"], ["erin"])
     assert acme.tenant.experiment_name != globex.tenant.experiment_name
     assert acme.tenant.feast_project != globex.tenant.feast_project
     assert acme.resources["mlflow"].client().tracking_uri == globex.client.tracking_uri

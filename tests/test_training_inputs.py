@@ -63,6 +63,16 @@ def test_a_label_other_than_zero_or_one_names_the_row():
         _split(frame)
 
 
+def test_rows_before_train_start_are_in_no_slice():
+    frame = synthetic_training_set()
+    later = parse_utc("2013-03-01")
+    data = split_training_data(frame, "flights.parquet", "is_delayed", later, VALIDATION, HOLDOUT)
+    assert data.train.frame["event_timestamp"].min() >= later
+    earlier = frame.filter(frame["event_timestamp"] < later).height
+    assert earlier > 0
+    assert data.train.rows + data.validation.rows + data.holdout.rows == 6000 - earlier
+
+
 def test_a_split_date_past_the_data_names_the_empty_slice():
     with pytest.raises(TrainingDataError, match="the holdout slice is empty"):
         split_training_data(
@@ -104,6 +114,8 @@ def test_a_grace_period_longer_than_the_rounds_is_refused():
 def test_split_dates_out_of_order_are_refused():
     with pytest.raises(ValueError, match="validation_start .* must come before holdout_start"):
         TrainingConfig(validation_start="2013-12-01", holdout_start="2013-11-01")
+    with pytest.raises(ValueError, match="train_start .* must come before validation_start"):
+        TrainingConfig(train_start="2013-10-15")
 
 
 def test_an_unknown_hyperparameter_in_run_config_fails_the_step_before_any_work(

@@ -25,7 +25,7 @@ def promote_with_approval(
         client = built.mlflow.client()
         name = built.tenant.registered_model_name
         audit = AuditTrail(client, built.tenant.audit_experiment_name)
-        approvers = built.governance.approver_list
+        approvers = built.governance.approvers_of(name)
         made = request_production(
             client, audit, name, version, REQUESTER, "holdout AUC beats baseline"
         )

@@ -81,7 +81,7 @@ class ScoredDay(NamedTuple):
     source_run: str  # that version's training run, which holds its reference
 
 
-def _scored_day_of(
+def _scored_day_with_source(
     storage: StorageResource, mlflow: MlflowResource, tenant: TenantResource, day: str
 ) -> ScoredDay:
     scored = _scored_day(storage, tenant, day)
@@ -95,16 +95,18 @@ def _evidently_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,
     path: Path,
+    drift_share: float,
     thresholds: dict[str, float] | None = None,
 ) -> None:
-    """Evidently's data drift preset, as HTML, on samples of both frames."""
+    """Evidently's data drift preset, as HTML, on samples of both frames, judging with the
+    asset's own thresholds."""
     sample = [
         f.cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
         for f in (reference, current)
     ]
     definition = DataDefinition(numerical_columns=reference.columns)
     datasets = [Dataset.from_pandas(f.to_pandas(), data_definition=definition) for f in sample]
-    preset = DataDriftPreset(per_column_threshold=thresholds)
+    preset = DataDriftPreset(drift_share=drift_share, per_column_threshold=thresholds)
     snapshot = Report([preset]).run(current_data=datasets[1], reference_data=datasets[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
@@ -128,7 +130,7 @@ def _publish(
     day = context.partition_key
     folder = storage.root / "monitoring" / tenant.use_case / f"{kind}_drift"
     html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
-    _evidently_report(reference, current, html, thresholds)
+    _evidently_report(reference, current, html, result.drift_share_threshold, thresholds)
     summary = {
         "partition": day,
         "model_version": version,
@@ -213,7 +215,7 @@ def feature_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    day = _scored_day_of(storage, mlflow, tenant, context.partition_key)
+    day = _scored_day_with_source(storage, mlflow, tenant, context.partition_key)
     reference = read_reference(day.client, day.source_run, FEATURES_FILE)
     thresholds = read_thresholds(day.client, day.source_run)
     columns = reference.columns
@@ -242,7 +244,7 @@ def prediction_drift(
     tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    day = _scored_day_of(storage, mlflow, tenant, context.partition_key)
+    day = _scored_day_with_source(storage, mlflow, tenant, context.partition_key)
     reference = read_reference(day.client, day.source_run, PREDICTIONS_FILE)
     current = day.scored.select(pl.col(SCORE).alias(PREDICTION))
     result = mean_shift(reference, current, PREDICTION, config.max_mean_shift_std)

@@ -12,7 +12,7 @@ from, as winter days are from a model trained on spring and summer.
 import numpy as np
 import polars as pl
 
-from facilflow_assets.monitoring.drift import column_drift
+from facilflow_assets.monitoring.drift import NO_VALUES, column_drift
 
 CALIBRATION_DAYS = 24  # days of the training period scored, evenly spread
 CALIBRATION_REFERENCE_ROWS = 10_000
@@ -20,7 +20,8 @@ QUANTILE = 0.95
 
 
 def day_thresholds(rows: pl.DataFrame, columns: list[str], time_column: str) -> dict[str, float]:
-    """Thresholds per column from the days of `rows` (the training slice)."""
+    """Thresholds per column from the days of `rows` (the training slice); a column left
+    out is judged by its test's default threshold."""
     with_day = rows.with_columns(pl.col(time_column).dt.date().alias("_day"))
     days = with_day["_day"].unique().sort()
     spread = np.linspace(0, days.len() - 1, min(CALIBRATION_DAYS, days.len()))
@@ -31,14 +32,15 @@ def day_thresholds(rows: pl.DataFrame, columns: list[str], time_column: str) -> 
     defaults: dict[str, float] = {}
     for day, day_rows in with_day.filter(pl.col("_day").is_in(picked.implode())).group_by("_day"):
         for drift in column_drift(reference, day_rows, columns, 1.0, f"training day {day}").columns:
-            scores[drift.column].append(drift.score)
+            if drift.test == NO_VALUES:  # a day without values has no score and no test
+                continue
             defaults[drift.column] = drift.threshold
+            if np.isfinite(drift.score):
+                scores[drift.column].append(drift.score)
+    # A column no picked day had values in keeps its test's default threshold.
     return {
-        column: max(defaults[column], _quantile(scores[column], defaults[column]))
-        for column in columns
+        column: max(default, float(np.quantile(scores[column], QUANTILE)))
+        if scores[column]
+        else default
+        for column, default in defaults.items()
     }
-
-
-def _quantile(scores: list[float], default: float) -> float:
-    finite = [s for s in scores if np.isfinite(s)]  # a day without values has no score
-    return float(np.quantile(finite, QUANTILE)) if finite else default

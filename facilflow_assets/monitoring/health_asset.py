@@ -83,7 +83,7 @@ def _breach_event(
 @dg.asset(
     key=SERVING_HEALTH_KEY,
     group_name=MONITORING_GROUP,
-    kinds={"ray"},
+    kinds={"polars"},
     deps=[ENDPOINT_KEY],
     check_specs=[dg.AssetCheckSpec(WITHIN_SLA_CHECK, asset=SERVING_HEALTH_KEY)],
     description="p95 latency and error rate of each served version over the last window of "

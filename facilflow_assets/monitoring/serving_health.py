@@ -1,9 +1,10 @@
 """Serving health: latency and failures per model version over a recent window of requests.
 
 Read from the endpoint's request log. A version breaches when its p95 latency exceeds the
-SLA or its share of failed predictions (answers 500) exceeds the error-rate threshold;
-invalid requests (answers 4xx) are the caller's mistake and are counted apart. A version
-with fewer requests than `min_requests` in the window is reported but not judged.
+SLA or its share of failed predictions (answers 500) exceeds the error-rate threshold.
+Invalid requests (answers 4xx) are refused before any version is chosen: they are the
+caller's mistake, counted for the endpoint as a whole. A version with fewer requests than
+`min_requests` in the window is reported but not judged.
 """
 
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ class VersionHealth:
     role: str  # the role of its latest request: production or challenger
     requests: int  # predictions attempted: answered 200 or 500
     errors: int
-    invalid: int
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -53,27 +53,27 @@ def requests_between(root: Path, start: datetime, end: datetime) -> pl.DataFrame
 
 def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list[VersionHealth]:
     """One verdict per model version seen in `requests`, in version order."""
-    attributed = requests.filter(pl.col("model_version").is_not_null())
+    attributed = requests.filter(
+        pl.col("model_version").is_not_null() & (pl.col("outcome") != "invalid")
+    )
     health = []
     by_version = sorted(attributed.group_by("model_version"), key=lambda group: int(group[0][0]))
     for (version,), rows in by_version:
-        served = rows.filter(pl.col("outcome") != "invalid")
-        errors = served.filter(pl.col("outcome") == "error").height
-        latency = served["latency_ms"]
+        errors = rows.filter(pl.col("outcome") == "error").height
+        latency = rows["latency_ms"]
         quantiles = [float(latency.quantile(q) or 0.0) for q in (0.5, 0.95, 0.99)]
-        judged = served.height >= thresholds.min_requests
+        judged = rows.height >= thresholds.min_requests
         breaches = []
         if judged and quantiles[1] > thresholds.p95_sla_ms:
             breaches.append(LATENCY)
-        if judged and errors / served.height > thresholds.max_error_rate:
+        if judged and errors / rows.height > thresholds.max_error_rate:
             breaches.append(ERRORS)
         health.append(
             VersionHealth(
                 model_version=version,
                 role=rows.sort("time")["role"][-1],
-                requests=served.height,
+                requests=rows.height,
                 errors=errors,
-                invalid=rows.height - served.height,
                 p50_ms=quantiles[0],
                 p95_ms=quantiles[1],
                 p99_ms=quantiles[2],
@@ -93,7 +93,6 @@ def health_table(health: list[VersionHealth]) -> pl.DataFrame:
                 "requests": h.requests,
                 "errors": h.errors,
                 "error_rate": round(h.error_rate, 4),
-                "invalid": h.invalid,
                 "p50_ms": round(h.p50_ms, 2),
                 "p95_ms": round(h.p95_ms, 2),
                 "p99_ms": round(h.p99_ms, 2),
