@@ -1,6 +1,7 @@
 """Drift verdicts: Evidently's own, on real-shaped frames; and the inputs that must not pass
 silently (an empty partition, a missing column, a column with no values)."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -8,9 +9,11 @@ import polars as pl
 import pytest
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
+from mlflow.tracking import MlflowClient
 
 from facilflow_assets.monitoring.calibration import day_thresholds
 from facilflow_assets.monitoring.drift import NO_VALUES, DriftInputError, column_drift, mean_shift
+from facilflow_assets.monitoring.reference import REFERENCE_FOLDER, THRESHOLDS_FILE, read_thresholds
 
 
 def frames(rows: int, shift: float, seed: int) -> pl.DataFrame:
@@ -115,3 +118,14 @@ def test_prediction_drift_is_a_mean_shift_beyond_the_configured_standard_deviati
     assert silent.drifted and silent.columns[0].test == NO_VALUES
     with pytest.raises(DriftInputError, match="the current prediction has no rows"):
         mean_shift(holdout, holdout.head(0), "prediction", 2.0)
+
+
+def test_a_version_evaluated_before_calibration_has_no_thresholds_to_read(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("drift", artifact_location=(tmp_path / "a").as_uri())
+    older, newer = (client.create_run(experiment).info.run_id for _ in range(2))
+    thresholds = tmp_path / THRESHOLDS_FILE
+    thresholds.write_text(json.dumps({"temperature": 0.8}))
+    client.log_artifact(newer, str(thresholds), REFERENCE_FOLDER)
+    assert read_thresholds(client, older) is None
+    assert read_thresholds(client, newer) == {"temperature": 0.8}

@@ -218,6 +218,11 @@ def feature_drift(
     day = _scored_day_with_source(storage, mlflow, tenant, context.partition_key)
     reference = read_reference(day.client, day.source_run, FEATURES_FILE)
     thresholds = read_thresholds(day.client, day.source_run)
+    if thresholds is None:
+        context.log.warning(
+            f"version {day.version} has no calibrated thresholds (evaluated before they were "
+            "recorded): Evidently's default thresholds apply"
+        )
     columns = reference.columns
     where = f"the features of {context.partition_key}"
     result = column_drift(reference, day.scored, columns, config.drift_share, where, thresholds)

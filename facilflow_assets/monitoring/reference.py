@@ -53,8 +53,12 @@ def read_reference(client: MlflowClient, run_id: str, file: str) -> pl.DataFrame
         return pl.read_parquet(path)
 
 
-def read_thresholds(client: MlflowClient, run_id: str) -> dict[str, float]:
-    """The calibrated drift threshold of each feature of a training run."""
+def read_thresholds(client: MlflowClient, run_id: str) -> dict[str, float] | None:
+    """The calibrated drift threshold of each feature of a training run; None for a run
+    evaluated before thresholds were calibrated."""
+    listed = {Path(f.path).name for f in client.list_artifacts(run_id, REFERENCE_FOLDER)}
+    if THRESHOLDS_FILE not in listed:
+        return None
     with _downloaded(client, run_id, THRESHOLDS_FILE) as path:
         return json.loads(Path(path).read_text())
 
