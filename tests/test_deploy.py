@@ -3,11 +3,9 @@ image and settings FacilFlow reads, and what dagster-k8s submits for a run of ea
 rendered from the Helm values and checked. No cluster runs here: the Kubernetes API that
 would receive the Jobs is the one stand-in, a recorder of what the run launcher sends."""
 
+import importlib
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test
 from dagster_k8s import K8sRunLauncher
 
+import jobs
 from facilflow_assets.environment import PROJECT_ROOT, steps_in_own_pods
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -259,16 +258,21 @@ def test_each_job_becomes_a_kubernetes_job_in_facilflows_image_with_its_settings
     assert training["resources"]["limits"]["memory"] == "16Gi"  # its own dagster-k8s/config
 
 
+def _executors() -> dict[str, str]:
+    """The jobs' executors as `jobs` builds them in this process's environment now."""
+    return {
+        job.name: job.executor_def.name if job.executor_def else "default"
+        for job in importlib.reload(jobs).all_jobs
+    }
+
+
 def test_on_kubernetes_the_jobs_that_fan_out_run_a_pod_per_step(monkeypatch):
-    script = (
-        "import json; from facilflow_assets.definitions import defs; "
-        "print(json.dumps({j.name: j.executor_def.name "
-        "for j in defs.get_repository_def().get_all_jobs() if not j.name.startswith('__')}))"
-    )
-    on_kubernetes = json.loads(subprocess.run(
-        [sys.executable, "-c", script], env={**os.environ, "FACILFLOW_STEP_EXECUTOR": "k8s"},
-        capture_output=True, text=True, check=True,
-    ).stdout)  # fmt: skip
+    monkeypatch.setenv("FACILFLOW_STEP_EXECUTOR", "k8s")
+    try:
+        on_kubernetes = _executors()
+    finally:
+        monkeypatch.delenv("FACILFLOW_STEP_EXECUTOR")
+        locally = _executors()  # and the module is as the rest of the suite knows it
     # Each step in a pod of its own, of the job's size.
     fan_out = {name: executor for name, executor in on_kubernetes.items() if "k8s" in executor}
     assert fan_out == {
@@ -276,10 +280,8 @@ def test_on_kubernetes_the_jobs_that_fan_out_run_a_pod_per_step(monkeypatch):
         "training_job": "k8s_2cpu_16Gi",
         "monitoring_job": "k8s_1cpu_4Gi",
     }
-    from facilflow_assets.definitions import defs  # loaded here without the variable
-
-    locally = {job: defs.resolve_job_def(job).executor_def.name for job in on_kubernetes}
     assert not any("k8s" in executor for executor in locally.values())
+    assert set(locally) == set(on_kubernetes)
     monkeypatch.setenv("FACILFLOW_STEP_EXECUTOR", "celery")
     with pytest.raises(ValueError, match="FACILFLOW_STEP_EXECUTOR='celery': use 'k8s' or"):
         steps_in_own_pods()

@@ -15,9 +15,9 @@ from facilflow_assets.events.reader import EventReader
 from facilflow_assets.registry.stages import STAGE_TAG
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.candidate import Candidate
-from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.runs import compare_runs
 from resources import EventsResource
+from tests.conftest import DEMO_TRAINING
 
 MODEL_NAME = "demo.flight_delay"
 
@@ -92,7 +92,8 @@ def test_the_training_run_keeps_model_plots_log_and_evaluation_report(training_r
         "evaluation/feature_importance.png",
     } <= artifacts
     log = Path(client.download_artifacts(training_run.info.run_id, "training.log")).read_text()
-    assert "best of 6 trials" in log and "Ray Train fit: 2 workers" in log
+    trials = DEMO_TRAINING["num_trials"]
+    assert f"best of {trials} trials" in log and "Ray Train fit: 2 workers" in log
 
 
 def test_the_model_is_logged_in_lightgbm_text_format_with_signature_and_example(
@@ -118,7 +119,7 @@ def test_trials_are_nested_runs_compared_side_by_side(training_run, tracking):
         top=50,
         parent_run_id=training_run.info.run_id,
     )
-    assert trials.height == TrainingConfig().num_trials
+    assert trials.height == DEMO_TRAINING["num_trials"]
     assert trials["status"].to_list() == ["FINISHED"] * trials.height
     assert {"param.learning_rate", "metric.best_valid_auc", "metric.rounds"} <= set(trials.columns)
     best = trials["metric.best_valid_auc"].to_list()

@@ -27,7 +27,8 @@ from tests.mlflow_server import free_port, stop_process_group
 
 WORKER_CPUS = 1
 JOIN_TIMEOUT_S = 60
-QUICK_SEARCH = {"num_trials": 4, "max_rounds": 20, "grace_rounds": 20, "num_workers": 2}
+# Three trials at once fill the head's two CPUs and the worker's one.
+QUICK_SEARCH = {"num_trials": 3, "max_rounds": 10, "grace_rounds": 10, "num_workers": 2}
 
 
 class TwoNodes:

@@ -97,7 +97,11 @@ def fit_distributed(
             "checkpoint_every": checkpoint_every,
             "feature_names": data.feature_names,
         },
-        scaling_config=ray.train.ScalingConfig(num_workers=num_workers),
+        # One worker per node where the cluster has several: each brings its node's cores
+        # and memory to the data-parallel fit (on one machine they share it).
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=num_workers, placement_strategy="SPREAD"
+        ),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,
