@@ -124,7 +124,13 @@ def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
     result = dg.materialize(
         [prediction_endpoint],
         resources=resources,
-        run_config={"ops": {"deployment__prediction_endpoint": {"config": {"num_replicas": 2}}}},
+        run_config={
+            "ops": {
+                "deployment__prediction_endpoint": {
+                    "config": {"num_replicas": 2, "max_replicas_per_node": 1}
+                }
+            }
+        },
     )
     [event] = result.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata

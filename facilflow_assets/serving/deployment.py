@@ -39,6 +39,12 @@ class DeploymentConfig(dg.Config):
         description="Share of requests answered by the Staging version; 0 serves Production only.",
     )
     num_replicas: int = Field(default=1, ge=1)
+    max_replicas_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many replicas on one node: 1 keeps them on different nodes, "
+        "so a node lost takes one replica with it; unset, Ray Serve places them.",
+    )
     feature_service: str = Field(default=FEATURE_SERVICE)
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
 
@@ -93,8 +99,11 @@ def prediction_endpoint(
         request_log_root=serving.request_log_path(tenant.use_case),
         decision_threshold=config.decision_threshold,
     )
+    placement = {"max_replicas_per_node": config.max_replicas_per_node}
     application = PredictionEndpoint.options(
-        num_replicas=config.num_replicas, user_config=routing.model_dump(mode="json")
+        num_replicas=config.num_replicas,
+        user_config=routing.model_dump(mode="json"),
+        **(placement if config.max_replicas_per_node else {}),
     ).bind(spec)
     url = serving.endpoint_url(route_prefix(tenant))
     with serving.connect():
