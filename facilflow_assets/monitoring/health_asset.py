@@ -14,6 +14,7 @@ from facilflow_assets.monitoring.serving_health import (
     VersionHealth,
     health_table,
     requests_between,
+    served,
     version_health,
 )
 from facilflow_assets.plots import latency_by_minute, markdown_image, png
@@ -42,7 +43,7 @@ class ServingHealthConfig(dg.Config):
 
 def _latency_plot(requests: pl.DataFrame, sla_ms: float) -> str:
     per_minute = (
-        requests.filter(pl.col("model_version").is_not_null() & (pl.col("outcome") != "invalid"))
+        served(requests)
         .group_by("model_version", pl.col("time").dt.truncate("1m"))
         .agg(pl.col("latency_ms").quantile(0.95))
         .sort("time")

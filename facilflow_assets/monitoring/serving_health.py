@@ -51,11 +51,14 @@ def requests_between(root: Path, start: datetime, end: datetime) -> pl.DataFrame
     return every.filter(pl.col("time").is_between(start, end, closed="left"))
 
 
+def served(requests: pl.DataFrame) -> pl.DataFrame:
+    """The requests a version answered (200 or 500), without the refused ones."""
+    return requests.filter(pl.col("model_version").is_not_null() & (pl.col("outcome") != "invalid"))
+
+
 def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list[VersionHealth]:
     """One verdict per model version seen in `requests`, in version order."""
-    attributed = requests.filter(
-        pl.col("model_version").is_not_null() & (pl.col("outcome") != "invalid")
-    )
+    attributed = served(requests)
     health = []
     by_version = sorted(attributed.group_by("model_version"), key=lambda group: int(group[0][0]))
     for (version,), rows in by_version:
