@@ -84,7 +84,7 @@ def run_demo(
         governance=promote_with_approval(resources, instance, model["version"]),
         serving=serve_and_score(resources, instance),
         monitoring=monitor(resources, instance),
-        events=publish_events(resources["events"]),
+        events=publish_events(resources),
     )
     write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
     return outcome
@@ -99,8 +99,10 @@ def _served_or_partitioned(asset) -> bool:
     return asset.partitions_def is not None or bool(served)
 
 
-def publish_events(events: EventsResource) -> dict[str, object]:
+def publish_events(resources: dict[str, object]) -> dict[str, object]:
     """Relay the outbox to the broker, if one is configured, and count what is on the topic."""
+    with dg.build_resources({"events": resources["events"]}) as built:  # resolves EnvVars
+        events: EventsResource = built.events
     report = events.relay()
     if report is None:
         return {"broker": None, "published": 0, "waiting": events.outbox().waiting_count()}

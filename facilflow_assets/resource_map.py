@@ -59,6 +59,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
             "serving": ServingResource(
                 ray_address=dg.EnvVar("FACILFLOW_SERVE_RAY_ADDRESS"),
                 http_host=dg.EnvVar("FACILFLOW_SERVE_HOST"),
+                http_port=dg.EnvVar.int("FACILFLOW_SERVE_PORT"),
                 state_dir=dg.EnvVar("FACILFLOW_HOME"),
                 request_log_dir=dg.EnvVar("FACILFLOW_REQUEST_LOG_DIR"),
             ),

@@ -37,11 +37,16 @@ def postgres_database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def mlflow_server(
-    artifacts: Path, app_name: str | None = None, env: dict[str, str] | None = None
+    artifacts: Path,
+    app_name: str | None = None,
+    env: dict[str, str] | None = None,
+    backend: str | None = None,
 ) -> Iterator[str]:
     """An `mlflow server` process on a free loopback port (running the app `app_name`,
-    with `env` added to its environment); yields its URL."""
-    with postgres_database() as backend:
+    with `env` added to its environment) over the PostgreSQL database `backend`, or one of
+    its own; yields its URL."""
+    with contextlib.ExitStack() as stack:
+        backend = backend or stack.enter_context(postgres_database())
         port = free_port()
         log = (artifacts.parent / "mlflow-server.log").open("w")
         # Its own session, so stopping it stops every worker it started.

@@ -1,0 +1,219 @@
+"""The whole lifecycle on the production profile: `build_resources(Environment.PROD)` with
+every setting from the environment, as deploy/ sets them, pointed at real services here.
+
+Dagster's instance storage and the event outbox are PostgreSQL databases of their own, the
+MLflow server keeps its store in another, Feast's online store is the real Redis, artifacts
+and checkpoints go to an S3-compatible endpoint (moto's server on loopback), events to the
+Kafka-compatible broker, and training, tuning and serving run on a Ray cluster joined by
+address. The MLflow server runs without the governance app here (its rules are tested on
+their own in test_governance_server.py)."""
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import dagster as dg
+import psycopg2
+import pytest
+import redis
+from moto.server import ThreadedMotoServer
+
+from facilflow_assets.definitions import all_asset_checks, all_assets
+from facilflow_assets.demo import run_demo
+from facilflow_assets.environment import Environment
+from facilflow_assets.events.local_broker import LocalBroker
+from facilflow_assets.events.reader import EventReader
+from facilflow_assets.resource_map import build_resources
+from resources import ServingResource
+from resources.ray_cluster import LOCAL_RAY_ENV
+from tests.conftest import DEMO_TRAINING
+from tests.mlflow_server import free_port, mlflow_server, postgres_database
+
+ARTIFACTS, CHECKPOINTS = "ml-artifacts", "ml-checkpoints"
+AWS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+LIFECYCLE_EVENTS = 11  # two trainings, the promotion, the deployment and the winter drift
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """The demo's lifecycle on the production profile; yields what the checks need."""
+    root = tmp_path_factory.mktemp("production")
+    home = root / "facilflow"
+    tenant = f"e2e_{uuid.uuid4().hex[:8]}"
+    s3_port = free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
+    s3.start()
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    bucket_client = boto3.client("s3", endpoint_url=s3_url, **_boto_credentials())
+    for bucket in (ARTIFACTS, CHECKPOINTS):
+        bucket_client.create_bucket(Bucket=bucket)
+    with pytest.MonkeyPatch.context() as env, _services(root, s3_url) as services:
+        settings = {
+            **AWS,
+            **LOCAL_RAY_ENV,
+            "FACILFLOW_ENV": "prod",
+            "FACILFLOW_HOME": str(home),
+            "FACILFLOW_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
+            "FACILFLOW_TENANT": tenant,
+            "FACILFLOW_USE_CASE": "flight_delay",
+            "FACILFLOW_APPROVERS": f"{tenant}=carol,dave",
+            "FACILFLOW_RETRAIN_ON_DRIFT": "feature,prediction",
+            "FACILFLOW_REDIS_URL": "127.0.0.1:6379",
+            "FACILFLOW_OUTBOX_URL": services["outbox"],
+            "KAFKA_BOOTSTRAP_SERVERS": services["kafka"],
+            "MLFLOW_TRACKING_URI": services["mlflow"],
+            "FACILFLOW_ARTIFACT_ROOT": f"s3://{ARTIFACTS}/facilflow",
+            "FACILFLOW_CHECKPOINT_ROOT": f"s3://{CHECKPOINTS}/facilflow",
+            "MLFLOW_S3_ENDPOINT_URL": s3_url,
+            "FACILFLOW_SERVE_HOST": "127.0.0.1",
+            "FACILFLOW_SERVE_PORT": str(free_port()),
+            "FACILFLOW_REQUEST_LOG_DIR": str(home / "requests"),
+        }
+        for name, value in settings.items():
+            env.setenv(name, value)
+        # The cluster's processes start with these settings, as the RayCluster's pods do.
+        head = ServingResource(state_dir=str(root / "ray-head"), request_log_dir=str(root))
+        address = head.cluster_address()
+        env.setenv("FACILFLOW_RAY_ADDRESS", address)
+        env.setenv("FACILFLOW_SERVE_RAY_ADDRESS", address)
+        resources = build_resources(Environment.PROD)
+        try:
+            with dg.instance_for_test(
+                overrides={"storage": {"postgres": {"postgres_url": services["dagster"]}}}
+            ) as instance:
+                outcome = run_demo(
+                    [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
+                )
+                yield {
+                    "outcome": outcome,
+                    "instance": instance,
+                    "resources": resources,
+                    "services": services,
+                    "s3": bucket_client,
+                    "tenant": tenant,
+                }
+        finally:
+            head.stop_local_cluster()
+            with dg.build_resources({"feast": resources["feast"]}) as built:
+                built.feast.feature_store().teardown()  # the tenant's keys in the shared Redis
+            s3.stop()
+
+
+@contextlib.contextmanager
+def _services(root, s3_url: str) -> Iterator[dict[str, str]]:
+    """PostgreSQL databases for Dagster, MLflow and the outbox, the MLflow server, and the
+    broker, all stopped (and dropped) on leaving."""
+    with (
+        postgres_database() as dagster_store,
+        postgres_database() as outbox,
+        postgres_database() as mlflow_store,
+        mlflow_server(
+            root / "served-artifacts",
+            backend=mlflow_store,
+            env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url},
+        ) as mlflow_url,
+        LocalBroker(root / "broker.log") as broker,
+    ):
+        yield {
+            "dagster": dagster_store,
+            "outbox": outbox,
+            "mlflow_store": mlflow_store,
+            "mlflow": mlflow_url,
+            "kafka": broker.bootstrap_servers,
+        }
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "region_name": AWS["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def _rows(database_url: str, query: str, *params) -> list[tuple]:
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
+
+
+def _keys(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def test_the_lifecycle_reaches_production_serves_and_monitors_on_the_production_profile(
+    production,
+):
+    outcome = production["outcome"]
+    assert all(s.checks_failed == 0 for s in outcome.assets), outcome.assets
+    assert outcome.model["passed"] and outcome.model["version"] == "1"
+    assert outcome.governance["stage"] == "Production"
+    serving = outcome.serving
+    assert [r["status"] for r in serving["requests"]] == [200, 200, 422]
+    assert serving["challenger_version"] == "2" and serving["batch_rows"] > 0
+    drift = outcome.monitoring["drift"]
+    assert not drift["2013-06-15"]["feature_drift"] and drift["2013-01-15"]["feature_drift"]
+    assert outcome.monitoring["serving_health"]["requests"] >= serving["burst"]
+
+
+def test_dagster_keeps_its_runs_and_events_in_postgresql(production):
+    instance = production["instance"]
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    jobs = dict(_rows(production["services"]["dagster"], "SELECT run_id, pipeline_name FROM runs"))
+    assert {r.run_id for r in instance.get_runs()} == set(jobs)
+    assert "promotion_job" in jobs.values() and len(jobs) >= 8
+    [(materializations,)] = _rows(
+        production["services"]["dagster"],
+        "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'",
+    )
+    assert materializations >= len(production["outcome"].assets)
+
+
+def test_mlflow_keeps_runs_and_versions_in_postgresql_and_artifacts_in_s3(production):
+    tenant, store = production["tenant"], production["services"]["mlflow_store"]
+    model = f"{tenant}.flight_delay"
+    versions = _rows(
+        store,
+        "SELECT v.version, v.source, t.value FROM model_versions v JOIN model_version_tags t "
+        "ON t.name = v.name AND t.version = v.version AND t.key = 'facilflow.stage' "
+        "WHERE v.name = %s ORDER BY v.version",
+        model,
+    )
+    assert [(v, stage) for v, _, stage in versions] == [(1, "Production"), (2, "Staging")]
+    prefix = f"facilflow/{tenant}/flight_delay/"
+    assert all(source.startswith(f"s3://{ARTIFACTS}/{prefix}") for _, source, _ in versions)
+    artifacts = _keys(production["s3"], ARTIFACTS, prefix)
+    run_id = production["outcome"].model["mlflow_run_id"]
+    assert any(f"/{run_id}/artifacts/" in key for key in artifacts)
+    assert any(key.endswith("MLmodel") for key in artifacts)
+
+
+def test_tuning_and_training_checkpoints_are_written_to_s3(production):
+    assert _keys(production["s3"], CHECKPOINTS, "facilflow/")
+
+
+def test_the_tenants_features_are_served_from_redis(production):
+    project = f"{production['tenant']}_flight_delay".encode()
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    assert any(True for _ in client.scan_iter(b"*" + project, count=10_000))
+
+
+def test_every_event_went_through_the_postgresql_outbox_to_the_broker(production):
+    events = production["outcome"].events
+    assert events["published"] == LIFECYCLE_EVENTS and events["waiting"] == 0
+    assert sum(events["on_topic"].values()) == LIFECYCLE_EVENTS
+    rows = _rows(
+        production["services"]["outbox"],
+        "SELECT tenant, published_at IS NOT NULL FROM lifecycle_outbox",
+    )
+    assert rows == [(production["tenant"], True)] * LIFECYCLE_EVENTS
+    with EventReader(events["broker"], events["topic"]) as reader:
+        received = list(reader.events(idle_s=1.5))
+    assert {e.tenant for e in received} == {production["tenant"]}
