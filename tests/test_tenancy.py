@@ -3,9 +3,14 @@ its own experiment, registered model and approvers: one tenant's sensors and job
 read or change the other's models, and every event says whose it is."""
 
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import polars as pl
 import pytest
+import redis
+from feast import FeatureStore
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.governance.audit import AuditTrail
@@ -18,9 +23,9 @@ from facilflow_assets.governance.requests import (
 )
 from facilflow_assets.governance.transitions import GovernanceError, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
-from facilflow_assets.resource_map import build_resources
+from facilflow_assets.resource_map import FEATURE_REPO, build_resources
 from jobs.promotion import promotion_job
-from resources import GovernanceResource, TenantResource
+from resources import FeastResource, GovernanceResource, StorageResource, TenantResource
 from sensors.approval import approval_sensor
 from sensors.redeploy import redeploy_sensor
 
@@ -149,3 +154,60 @@ def test_every_event_in_the_shared_outbox_names_its_tenant_and_model(tenants):
     }
     assert outbox.waiting_count("acme") == outbox.waiting_count("globex") == 1
     assert all(e["use_case"] == "flight_delay" for e in events)
+
+
+def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_redis(built_home):
+    """Two tenants' Feast projects over the same feature files and the real Redis: each
+    reads the values it loaded, and removing one leaves the other's keys and values."""
+    suffix = uuid.uuid4().hex[:8]
+    ends = {f"acme_{suffix}": datetime(2013, 7, 1, tzinfo=UTC),
+            f"globex_{suffix}": datetime(2013, 3, 1, tzinfo=UTC)}  # fmt: skip
+    stores = {name: _online_store(name, built_home.home) for name in ends}
+    client = redis.Redis(host="127.0.0.1", port=6379)
+
+    def keys(tenant: str) -> int:
+        return sum(1 for _ in client.scan_iter(f"*{tenant}_flight_delay".encode(), count=10_000))
+
+    weather = pl.read_parquet(built_home.home / "features" / "weather_hourly.parquet")
+    try:
+        for name, store in stores.items():
+            store.materialize(
+                start_date=ends[name] - timedelta(days=1), end_date=ends[name],
+                feature_views=["weather_hourly"],
+            )  # fmt: skip
+        for name, store in stores.items():
+            assert store.project == f"{name}_flight_delay"
+            assert _pressure_at_ewr(store) == _latest_pressure_at_ewr(weather, ends[name])
+        acme, globex = stores
+        acme_keys = keys(acme)
+        assert acme_keys > 0 and keys(globex) > 0
+        stores.pop(globex).teardown()
+        assert keys(globex) == 0 and keys(acme) == acme_keys
+        assert _pressure_at_ewr(stores[acme]) == _latest_pressure_at_ewr(weather, ends[acme])
+    finally:
+        for store in stores.values():
+            store.teardown()
+
+
+def _online_store(tenant: str, home) -> FeatureStore:
+    feast = FeastResource(
+        repo_path=FEATURE_REPO,
+        storage=StorageResource(home=str(home)),
+        tenant=TenantResource(tenant=tenant, use_case="flight_delay"),
+        online_store="redis",
+        redis_url="127.0.0.1:6379",
+    )
+    feast.apply()
+    return feast.feature_store()
+
+
+def _pressure_at_ewr(store: FeatureStore) -> float | None:
+    online = store.get_online_features(
+        features=["weather_hourly:pressure_mb"], entity_rows=[{"origin_airport_code": "EWR"}]
+    ).to_dict()
+    return online["pressure_mb"][0]
+
+
+def _latest_pressure_at_ewr(weather: pl.DataFrame, end: datetime) -> float | None:
+    at_ewr = weather.filter((pl.col("airport_code") == "EWR") & (pl.col("observed_hour_at") <= end))
+    return at_ewr.sort("observed_hour_at")["pressure_mb"][-1]
