@@ -7,6 +7,7 @@ An alias names one version: the version it leaves is archived.
 """
 
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 from mlflow.entities.model_registry import ModelVersion
@@ -14,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 STAGE_TAG = "facilflow.stage"
-ALIAS_ATTEMPTS = 5
+WRITE_ATTEMPTS = 5
 
 
 class Stage(StrEnum):
@@ -44,14 +45,14 @@ def move_to_stage(client: MlflowClient, name: str, version: str, stage: Stage) -
         previous = version_in_stage(client, name, stage)
         _set_alias(client, name, stage.alias, version)
         if previous is not None and str(previous.version) != str(version):
-            client.set_model_version_tag(name, previous.version, STAGE_TAG, Stage.ARCHIVED)
+            _set_stage_tag(client, name, previous.version, Stage.ARCHIVED)
             displaced = str(previous.version)
     for other in Stage:
         if other.alias and other != stage:
             holder = version_in_stage(client, name, other)
             if holder is not None and str(holder.version) == str(version):
                 client.delete_registered_model_alias(name, other.alias)
-    client.set_model_version_tag(name, version, STAGE_TAG, stage)
+    _set_stage_tag(client, name, version, stage)
     return displaced
 
 
@@ -68,19 +69,28 @@ def reconcile_stages(client: MlflowClient, name: str) -> list[str]:
         tagged = client.search_model_versions(f"name = '{name}' and tags.`{STAGE_TAG}` = '{stage}'")
         for version in tagged:
             if holder is None or str(version.version) != str(holder.version):
-                client.set_model_version_tag(name, version.version, STAGE_TAG, Stage.ARCHIVED)
+                _set_stage_tag(client, name, version.version, Stage.ARCHIVED)
                 archived.append(str(version.version))
     return archived
 
 
 def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
-    """Point `alias` at `version`. The store inserts or updates without a lock, so two
-    writers racing may see a uniqueness conflict; the loser retries and wins last."""
-    for attempt in range(ALIAS_ATTEMPTS):
+    """Point `alias` at `version`."""
+    _racing_write(lambda: client.set_registered_model_alias(name, alias, version))
+
+
+def _set_stage_tag(client: MlflowClient, name: str, version: str, stage: Stage) -> None:
+    _racing_write(lambda: client.set_model_version_tag(name, version, STAGE_TAG, stage))
+
+
+def _racing_write(write: Callable[[], None]) -> None:
+    """The store inserts or updates aliases and tags without a lock, so two writers racing
+    may see a uniqueness conflict; the loser retries and wins last."""
+    for attempt in range(WRITE_ATTEMPTS):
         try:
-            client.set_registered_model_alias(name, alias, version)
+            write()
             return
         except MlflowException:
-            if attempt == ALIAS_ATTEMPTS - 1:
+            if attempt == WRITE_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
