@@ -30,7 +30,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/facilflow demo
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses 2
 
 MLFLOW_DIR := $(CURDIR)/.facilflow/mlflow
 

@@ -1,10 +1,12 @@
-"""Shared fixtures: a temporary FacilFlow working directory and one real warehouse build."""
+"""Shared fixtures (a temporary FacilFlow working directory, one real demo build, a broker)
+and how `make test` spreads the suite over its pytest-xdist workers."""
 
 from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from facilflow_assets.definitions import all_asset_checks, all_assets
 from facilflow_assets.demo import AssetSummary, run_demo
@@ -12,6 +14,46 @@ from facilflow_assets.environment import Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.resource_map import build_resources
 from tests.mlflow_server import free_port
+
+# The modules with tests over `built_home`. `make test` spreads the suite over two
+# pytest-xdist workers a module at a time, and these modules all on one worker, so the
+# demo is built once.
+SHARED_BUILD_MODULES = {
+    "test_feature_pipeline.py",
+    "test_model_lifecycle.py",
+    "test_ray_cluster.py",
+    "test_serving.py",
+    "test_tenancy.py",
+    "test_training_on_server.py",
+    "test_warehouse.py",
+}
+
+
+class SharedBuildScheduling(LoadScopeScheduling):
+    """Whole modules per worker (their module fixtures start once), and the modules over
+    the shared demo build in one unit of work."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return "built_home" if Path(module).name in SHARED_BUILD_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> SharedBuildScheduling:
+    return SharedBuildScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unlisted = {
+        item.path.name
+        for item in items
+        if "built_home" in getattr(item, "fixturenames", ())
+        and item.path.name not in SHARED_BUILD_MODULES
+    }
+    if unlisted:
+        raise pytest.UsageError(
+            f"{', '.join(sorted(unlisted))} use built_home: add them to SHARED_BUILD_MODULES "
+            "in tests/conftest.py"
+        )
 
 
 @pytest.fixture

@@ -40,7 +40,8 @@ def _data(rows: int = 6000):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a Ray of its own, not a cluster `ray start` runs on this machine meanwhile.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -94,7 +95,7 @@ import sys
 import ray
 from tests.test_tuning import RESUMABLE, _data
 from facilflow_assets.training.tuning import tune_hyperparameters
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 tune_hyperparameters(_data(40000), RESUMABLE, sys.argv[1])
 """
 RESUMABLE = TrainingConfig(
