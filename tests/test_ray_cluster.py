@@ -1,7 +1,8 @@
 """Cluster mode: a real two-node Ray cluster on loopback (`ray start --head` and a second
-`ray start --address`, separate processes with CPUs of their own). The training asset and
-the endpoint get its address from their resources' config, as in prod, and their work is
-found on both nodes in Ray's own record of actors."""
+`ray start --address`, separate processes with CPUs of their own). The training, batch
+scoring and endpoint assets get its address from their resources' config, as in prod, and
+their work is found on both nodes (Ray's own record of actors; the nodes of the scoring
+tasks)."""
 
 import contextlib
 import os
@@ -12,13 +13,16 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import ray
 import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.serving.batch import SCORE, batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint
+from facilflow_assets.serving.walkthrough import BATCH_DAY
 from facilflow_assets.training.assets import trained_model
 from resources import RayResource, ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
@@ -138,3 +142,23 @@ def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
     assert cluster.nodes_of("prediction_endpoint") == set(cluster.alive_nodes())
     answers = [requests.post(url, json=sample, timeout=30) for _ in range(20)]
     assert {a.status_code for a in answers} == {200}
+
+
+def test_a_days_batch_scores_are_computed_on_both_nodes_and_equal_the_in_process_ones(cluster):
+    def scores_of_the_day(ray_cluster: RayResource) -> tuple[pl.Series, dict]:
+        result = dg.materialize(
+            [batch_predictions],
+            partition_key=BATCH_DAY,
+            resources={**cluster.resources, "ray_cluster": ray_cluster},
+        )
+        [event] = result.get_asset_materialization_events()
+        metadata = event.event_specific_data.materialization.metadata
+        return pl.read_parquet(metadata["path"].value)[SCORE], metadata
+
+    in_process, local = scores_of_the_day(cluster.resources["ray_cluster"])
+    on_cluster, spread = scores_of_the_day(
+        RayResource(address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints"))
+    )
+    assert (local["ray_nodes"].value, spread["ray_nodes"].value) == (0, 2)
+    assert in_process.len() > 500
+    assert on_cluster.to_list() == in_process.to_list()

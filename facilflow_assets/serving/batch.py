@@ -17,8 +17,8 @@ from facilflow_assets.features.flight_delay import FEATURE_SERVICE
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
 from facilflow_assets.serving.models import PRODUCTION, load, resolve
-from facilflow_assets.serving.scoring import resolve_mapping, score
-from resources import FeastResource, MlflowResource, StorageResource, TenantResource
+from facilflow_assets.serving.scoring import resolve_mapping, score, score_on_cluster
+from resources import FeastResource, MlflowResource, RayResource, StorageResource, TenantResource
 
 DEPLOYMENT_GROUP = "deployment"
 BATCH_PREDICTIONS_KEY = dg.AssetKey([DEPLOYMENT_GROUP, "batch_predictions"])
@@ -56,7 +56,8 @@ class BatchScoringConfig(dg.Config):
     kinds={"lightgbm", "feast", "parquet"},
     deps=[REGISTRY_KEY, REGISTERED_VERSION_KEY],
     description="Every flight scheduled that day (New York time), scored with the chosen model "
-    "version on its point-in-time features.",
+    "version on its point-in-time features: in the step's process, or spread over the Ray "
+    "cluster when the ray_cluster resource names one.",
 )
 def batch_predictions(
     context: dg.AssetExecutionContext,
@@ -65,6 +66,7 @@ def batch_predictions(
     feast: FeastResource,
     mlflow: MlflowResource,
     tenant: TenantResource,
+    ray_cluster: RayResource,
 ) -> dg.MaterializeResult:
     day = context.partition_key
     client = mlflow.client()
@@ -78,7 +80,12 @@ def batch_predictions(
         store.get_feature_service(config.feature_service),
         entity_frame(flights, config.prediction_lead_minutes, "scheduled_departure_at"),
     )
-    scores = score(model, frame, mapping, f"the feature frame of {day}")
+    where = f"the feature frame of {day}"
+    if ray_cluster.address:
+        scores, nodes = score_on_cluster(ray_cluster, model, frame, mapping, where)
+        context.log.info(f"{day}: scored on {nodes} node(s) of {ray_cluster.address}")
+    else:
+        scores, nodes = score(model, frame, mapping, where), 0
     # The model's inputs are kept beside each score, under their input names: the drift
     # assets compare them with the model's reference.
     predictions = frame.select(
@@ -97,6 +104,7 @@ def batch_predictions(
             **table_metadata(predictions, path),
             "model_uri": ref.uri,
             "model_version": ref.version,
+            "ray_nodes": nodes,
             **_distribution(scores, config.decision_threshold),
             "score_histogram": dg.MetadataValue.md(
                 plots.markdown_image(histogram, "score distribution")

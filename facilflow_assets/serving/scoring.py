@@ -2,9 +2,11 @@
 
 import numpy as np
 import polars as pl
+import ray
 
 from facilflow_assets.serving.models import LoadedModel
 from facilflow_assets.training.dataset import feature_matrix
+from resources import RayResource
 
 NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
            pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Boolean)  # fmt: skip
@@ -44,3 +46,27 @@ def score(
     (float32, nulls as missing values, exactly as in training)."""
     check_columns(frame, mapping, where)
     return model.predict(feature_matrix(frame, list(mapping.values())))
+
+
+def score_on_cluster(
+    ray_cluster: RayResource,
+    model: LoadedModel,
+    frame: pl.DataFrame,
+    mapping: dict[str, str],
+    where: str,
+) -> tuple[np.ndarray, int]:
+    """`score`, in one Ray task per CPU of the cluster, spread over its nodes; returns the
+    probabilities in row order and how many nodes computed them."""
+    check_columns(frame, mapping, where)
+    rows = feature_matrix(frame, list(mapping.values()))
+    with ray_cluster.session() as resources:
+        shared = ray.put(model)
+        chunks = np.array_split(rows, max(1, min(int(resources.get("CPU", 1)), len(rows))))
+        scored = ray.get([_predict_chunk.remote(shared, chunk) for chunk in chunks])
+    nodes = {node for node, _ in scored}
+    return np.concatenate([scores for _, scores in scored]), len(nodes)
+
+
+@ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+def _predict_chunk(model: LoadedModel, rows: np.ndarray) -> tuple[str, np.ndarray]:
+    return ray.get_runtime_context().get_node_id(), model.predict(rows)
