@@ -137,9 +137,10 @@ def _boto_credentials() -> dict[str, str]:
 
 
 def _rows(database_url: str, query: str, *params) -> list[tuple]:
-    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall()
+    with contextlib.closing(psycopg2.connect(database_url)) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall()
 
 
 def _keys(client, bucket: str, prefix: str) -> list[str]:
