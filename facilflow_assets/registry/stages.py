@@ -85,12 +85,13 @@ def _set_stage_tag(client: MlflowClient, name: str, version: str, stage: Stage) 
 
 def _racing_write(write: Callable[[], None]) -> None:
     """The store inserts or updates aliases and tags without a lock, so two writers racing
-    may see a uniqueness conflict; the loser retries and wins last."""
+    may see a uniqueness conflict (which MLflow's SQL store reports as BAD_REQUEST); the
+    loser retries and wins last. Any other error is raised at once."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
             write()
             return
-        except MlflowException:
-            if attempt == WRITE_ATTEMPTS - 1:
+        except MlflowException as error:
+            if error.error_code != "BAD_REQUEST" or attempt == WRITE_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
