@@ -103,19 +103,19 @@ def publish_events(resources: dict[str, object]) -> dict[str, object]:
     """Relay the outbox to the broker, if one is configured, and count what is on the topic."""
     with dg.build_resources({"events": resources["events"]}) as built:  # resolves EnvVars
         events: EventsResource = built.events
-    report = events.relay()
-    if report is None:
-        return {"broker": None, "published": 0, "waiting": events.outbox().waiting_count()}
-    with EventReader(events.bootstrap_servers, events.topic) as reader:
-        on_topic = Counter(event.type.value for event in reader.events(idle_s=1.5))
-    return {
-        "broker": events.bootstrap_servers,
-        "topic": events.topic,
-        "published": report.published,
-        "waiting": report.waiting,
-        **({"error": report.error} if report.error else {}),
-        "on_topic": dict(on_topic),
-    }
+        report = events.relay()
+        if report is None:
+            return {"broker": None, "published": 0, "waiting": events.outbox().waiting_count()}
+        with EventReader(events.bootstrap_servers, events.topic) as reader:
+            on_topic = Counter(event.type.value for event in reader.events(idle_s=1.5))
+        return {
+            "broker": events.bootstrap_servers,
+            "topic": events.topic,
+            "published": report.published,
+            "waiting": report.waiting,
+            **({"error": report.error} if report.error else {}),
+            "on_topic": dict(on_topic),
+        }
 
 
 def summarize(
