@@ -145,20 +145,26 @@ def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
 
 
 def test_a_days_batch_scores_are_computed_on_both_nodes_and_equal_the_in_process_ones(cluster):
-    def scores_of_the_day(ray_cluster: RayResource) -> tuple[pl.Series, dict]:
+    def scores_of_the_day(on_ray_cluster: bool) -> tuple[pl.Series, dict]:
         result = dg.materialize(
             [batch_predictions],
             partition_key=BATCH_DAY,
-            resources={**cluster.resources, "ray_cluster": ray_cluster},
+            resources={**cluster.resources, "ray_cluster": on_the_cluster},
+            run_config={
+                "ops": {
+                    "deployment__batch_predictions": {"config": {"on_ray_cluster": on_ray_cluster}}
+                }
+            },
         )
         [event] = result.get_asset_materialization_events()
         metadata = event.event_specific_data.materialization.metadata
         return pl.read_parquet(metadata["path"].value)[SCORE], metadata
 
-    in_process, local = scores_of_the_day(cluster.resources["ray_cluster"])
-    on_cluster, spread = scores_of_the_day(
-        RayResource(address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints"))
+    on_the_cluster = RayResource(
+        address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints")
     )
+    in_process, local = scores_of_the_day(False)
+    on_cluster, spread = scores_of_the_day(True)
     assert (local["ray_nodes"].value, spread["ray_nodes"].value) == (0, 2)
     assert in_process.len() > 500
     assert on_cluster.to_list() == in_process.to_list()

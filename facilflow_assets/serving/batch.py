@@ -47,6 +47,11 @@ class BatchScoringConfig(dg.Config):
         default=60, gt=0, description="Features as of this long before scheduled departure."
     )
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    on_ray_cluster: bool = Field(
+        default=False,
+        description="Score on the ray_cluster resource's cluster, one task per CPU spread over "
+        "its nodes, for partitions too large for the step's process (a day of flights is not).",
+    )
 
 
 @dg.asset(
@@ -56,8 +61,8 @@ class BatchScoringConfig(dg.Config):
     kinds={"lightgbm", "feast", "parquet"},
     deps=[REGISTRY_KEY, REGISTERED_VERSION_KEY],
     description="Every flight scheduled that day (New York time), scored with the chosen model "
-    "version on its point-in-time features: in the step's process, or spread over the Ray "
-    "cluster when the ray_cluster resource names one.",
+    "version on its point-in-time features, in the step's process or (on_ray_cluster) spread "
+    "over the Ray cluster's nodes.",
 )
 def batch_predictions(
     context: dg.AssetExecutionContext,
@@ -81,9 +86,9 @@ def batch_predictions(
         entity_frame(flights, config.prediction_lead_minutes, "scheduled_departure_at"),
     )
     where = f"the feature frame of {day}"
-    if ray_cluster.address:
+    if config.on_ray_cluster:
         scores, nodes = score_on_cluster(ray_cluster, model, frame, mapping, where)
-        context.log.info(f"{day}: scored on {nodes} node(s) of {ray_cluster.address}")
+        context.log.info(f"{day}: scored on {nodes} Ray node(s)")
     else:
         scores, nodes = score(model, frame, mapping, where), 0
     # The model's inputs are kept beside each score, under their input names: the drift

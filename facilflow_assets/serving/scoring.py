@@ -12,6 +12,10 @@ NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
            pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Boolean)  # fmt: skip
 
 
+# A cluster whose CPUs stay taken (by a long tuning run, say) fails the step, not hangs it.
+CLUSTER_SCORING_TIMEOUT_S = 600
+
+
 class MappingError(ValueError):
     """The column mapping does not fit the model's inputs or the frame; names the column."""
 
@@ -44,8 +48,7 @@ def score(
 ) -> np.ndarray:
     """Probabilities for each row of `frame`, its columns fed to the model as `mapping` says
     (float32, nulls as missing values, exactly as in training)."""
-    check_columns(frame, mapping, where)
-    return model.predict(feature_matrix(frame, list(mapping.values())))
+    return model.predict(_inputs(frame, mapping, where))
 
 
 def score_on_cluster(
@@ -57,14 +60,19 @@ def score_on_cluster(
 ) -> tuple[np.ndarray, int]:
     """`score`, in one Ray task per CPU of the cluster, spread over its nodes; returns the
     probabilities in row order and how many nodes computed them."""
-    check_columns(frame, mapping, where)
-    rows = feature_matrix(frame, list(mapping.values()))
+    rows = _inputs(frame, mapping, where)
     with ray_cluster.session() as resources:
         shared = ray.put(model)
         chunks = np.array_split(rows, max(1, min(int(resources.get("CPU", 1)), len(rows))))
-        scored = ray.get([_predict_chunk.remote(shared, chunk) for chunk in chunks])
+        tasks = [_predict_chunk.remote(shared, chunk) for chunk in chunks]
+        scored = ray.get(tasks, timeout=CLUSTER_SCORING_TIMEOUT_S)
     nodes = {node for node, _ in scored}
     return np.concatenate([scores for _, scores in scored]), len(nodes)
+
+
+def _inputs(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> np.ndarray:
+    check_columns(frame, mapping, where)
+    return feature_matrix(frame, list(mapping.values()))
 
 
 @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
