@@ -38,7 +38,11 @@ class SharedBuildScheduling(LoadScopeScheduling):
         return "built_home" if Path(module).name in SHARED_BUILD_MODULES else module
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log) -> SharedBuildScheduling:
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> SharedBuildScheduling | None:
+    """The default distribution (`--numprocesses` alone) and loadscope; any other `--dist`
+    asked for is pytest-xdist's own."""
+    if config.getvalue("dist") not in ("load", "loadscope"):
+        return None
     return SharedBuildScheduling(config, log)
 
 

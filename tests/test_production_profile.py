@@ -45,14 +45,17 @@ def production(tmp_path_factory):
     root = tmp_path_factory.mktemp("production")
     home = root / "facilflow"
     tenant = f"e2e_{uuid.uuid4().hex[:8]}"
-    s3_port = free_port()
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
-    s3.start()
-    s3_url = f"http://127.0.0.1:{s3_port}"
-    bucket_client = boto3.client("s3", endpoint_url=s3_url, **_boto_credentials())
-    for bucket in (ARTIFACTS, CHECKPOINTS):
-        bucket_client.create_bucket(Bucket=bucket)
-    with pytest.MonkeyPatch.context() as env, _services(root, s3_url) as services:
+    with contextlib.ExitStack() as cleanup:  # each stop registered as its start succeeds
+        s3_port = free_port()
+        s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
+        s3.start()
+        cleanup.callback(s3.stop)
+        s3_url = f"http://127.0.0.1:{s3_port}"
+        bucket_client = boto3.client("s3", endpoint_url=s3_url, **_boto_credentials())
+        for bucket in (ARTIFACTS, CHECKPOINTS):
+            bucket_client.create_bucket(Bucket=bucket)
+        env = cleanup.enter_context(pytest.MonkeyPatch.context())
+        services = cleanup.enter_context(_services(root, s3_url))
         settings = {
             **AWS,
             **LOCAL_RAY_ENV,
@@ -78,30 +81,33 @@ def production(tmp_path_factory):
             env.setenv(name, value)
         # The cluster's processes start with these settings, as the RayCluster's pods do.
         head = ServingResource(state_dir=str(root / "ray-head"), request_log_dir=str(root))
+        cleanup.callback(head.stop_local_cluster)
         address = head.cluster_address()
         env.setenv("FACILFLOW_RAY_ADDRESS", address)
         env.setenv("FACILFLOW_SERVE_RAY_ADDRESS", address)
         resources = build_resources(Environment.PROD)
-        try:
-            with dg.instance_for_test(
+        cleanup.callback(_remove_online_keys, resources["feast"])
+        instance = cleanup.enter_context(
+            dg.instance_for_test(
                 overrides={"storage": {"postgres": {"postgres_url": services["dagster"]}}}
-            ) as instance:
-                outcome = run_demo(
-                    [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
-                )
-                yield {
-                    "outcome": outcome,
-                    "instance": instance,
-                    "resources": resources,
-                    "services": services,
-                    "s3": bucket_client,
-                    "tenant": tenant,
-                }
-        finally:
-            head.stop_local_cluster()
-            with dg.build_resources({"feast": resources["feast"]}) as built:
-                built.feast.feature_store().teardown()  # the tenant's keys in the shared Redis
-            s3.stop()
+            )
+        )
+        outcome = run_demo(
+            [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
+        )
+        yield {
+            "outcome": outcome,
+            "instance": instance,
+            "services": services,
+            "s3": bucket_client,
+            "tenant": tenant,
+        }
+
+
+def _remove_online_keys(feast) -> None:
+    """The tenant's keys in the shared Redis."""
+    with dg.build_resources({"feast": feast}) as built:
+        built.feast.feature_store().teardown()
 
 
 @contextlib.contextmanager
@@ -197,7 +203,9 @@ def test_mlflow_keeps_runs_and_versions_in_postgresql_and_artifacts_in_s3(produc
 
 
 def test_tuning_and_training_checkpoints_are_written_to_s3(production):
-    assert _keys(production["s3"], CHECKPOINTS, "facilflow/")
+    prefix = f"facilflow/{production['tenant']}/flight_delay/"
+    keys = _keys(production["s3"], CHECKPOINTS, prefix)
+    assert {key.removeprefix(prefix).split("-")[0] for key in keys} == {"tune", "fit"}
 
 
 def test_the_tenants_features_are_served_from_redis(production):
