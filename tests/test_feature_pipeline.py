@@ -23,8 +23,9 @@ from facilflow_assets.features.feast_assets import (
     data_version,
 )
 from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
-from facilflow_assets.resource_map import FEATURE_REPO, build_resources
-from resources import FeastResource, StorageResource, TenantResource
+from facilflow_assets.resource_map import build_resources
+from resources import StorageResource
+from tests.redis_feast import redis_feast
 
 HISTORY_TABLES = {
     "carrier_history": "carrier_code",
@@ -264,14 +265,7 @@ def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
     """Production's Redis online store, against the real Redis on 127.0.0.1:6379."""
     home = built_home.home
     project = f"test_{uuid.uuid4().hex[:10]}"
-    storage = StorageResource(home=str(home))
-    feast = FeastResource(
-        repo_path=FEATURE_REPO,
-        storage=storage,
-        tenant=TenantResource(tenant=project, use_case="flight_delay"),
-        online_store="redis",
-        redis_url="127.0.0.1:6379",
-    )
+    feast = redis_feast(project, StorageResource(home=str(home)))
     client = redis.Redis(host="127.0.0.1", port=6379)
     pattern = f"*{feast.tenant.feast_project}".encode()
     feast.apply()

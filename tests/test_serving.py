@@ -17,15 +17,16 @@ import requests
 from facilflow_assets.environment import Environment
 from facilflow_assets.monitoring.assets import feature_drift
 from facilflow_assets.registry.stages import Stage, move_to_stage
-from facilflow_assets.resource_map import FEATURE_REPO, build_resources
+from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
 from facilflow_assets.serving.models import ModelRef, load
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
-from resources import FeastResource, ServingResource, TenantResource
+from resources import ServingResource
 from tests.mlflow_server import free_port
+from tests.redis_feast import redis_feast
 
 MODEL = "demo.flight_delay"
 DAY = "2013-06-15"
@@ -276,13 +277,7 @@ def test_drift_of_a_day_never_scored_is_an_error_naming_the_missing_input(deploy
 def test_the_endpoint_reads_the_prod_online_store_on_redis(deployment):
     """The same endpoint with Feast's Redis online store (the real Redis on 127.0.0.1:6379),
     loaded with the data's last two days, in a Feast project of its own removed afterwards."""
-    feast = FeastResource(
-        repo_path=FEATURE_REPO,
-        storage=deployment.resources["storage"],
-        tenant=TenantResource(tenant=f"serving_{uuid.uuid4().hex[:8]}", use_case="flight_delay"),
-        online_store="redis",
-        redis_url="127.0.0.1:6379",
-    )
+    feast = redis_feast(f"serving_{uuid.uuid4().hex[:8]}", deployment.resources["storage"])
     feast.apply()
     store = feast.feature_store()
     sqlite_resources = deployment.resources

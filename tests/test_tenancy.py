@@ -23,11 +23,12 @@ from facilflow_assets.governance.requests import (
 )
 from facilflow_assets.governance.transitions import GovernanceError, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
-from facilflow_assets.resource_map import FEATURE_REPO, build_resources
+from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
-from resources import FeastResource, GovernanceResource, StorageResource, TenantResource
+from resources import GovernanceResource, StorageResource, TenantResource
 from sensors.approval import approval_sensor
 from sensors.redeploy import redeploy_sensor
+from tests.redis_feast import redis_feast
 
 # One setting for both tenants, as prod's FACILFLOW_APPROVERS and the server app read it.
 APPROVERS = "acme=carol,dave;globex=erin"
@@ -190,13 +191,7 @@ def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_red
 
 
 def _online_store(tenant: str, home) -> FeatureStore:
-    feast = FeastResource(
-        repo_path=FEATURE_REPO,
-        storage=StorageResource(home=str(home)),
-        tenant=TenantResource(tenant=tenant, use_case="flight_delay"),
-        online_store="redis",
-        redis_url="127.0.0.1:6379",
-    )
+    feast = redis_feast(tenant, StorageResource(home=str(home)))
     feast.apply()
     return feast.feature_store()
 
