@@ -93,6 +93,7 @@ class ServingResource(ConfigurableResource):
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         }
 
     def _start_local_head(self) -> str:
