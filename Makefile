@@ -6,7 +6,18 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
-export DAGSTER_HOME := $(CURDIR)/.facilflow/dagster_home
+
+# The use case `make demo` and `make dev` work on (a file in facilflow_assets/use_cases/).
+# Another one than flight_delay gets a working directory, a Dagster instance and an
+# endpoint port of its own, so both run side by side: `make demo USE_CASE=airport_rain`.
+USE_CASE ?= flight_delay
+ifneq ($(USE_CASE),flight_delay)
+export FACILFLOW_USE_CASE := $(USE_CASE)
+export FACILFLOW_HOME ?= $(CURDIR)/.facilflow/use_cases/$(USE_CASE)
+export FACILFLOW_SERVE_PORT ?= 8001
+endif
+WORK_DIR := $(or $(FACILFLOW_HOME),$(CURDIR)/.facilflow)
+export DAGSTER_HOME := $(WORK_DIR)/dagster_home
 
 .PHONY: install demo test dev lint format lock clean
 
@@ -32,7 +43,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/pytest --numprocesses 2
 
-MLFLOW_DIR := $(CURDIR)/.facilflow/mlflow
+MLFLOW_DIR := $(WORK_DIR)/mlflow
 
 # The Dagster UI on :3000 and the MLflow UI on :5000, over the stores `make demo` fills.
 dev: install $(DAGSTER_HOME)/dagster.yaml

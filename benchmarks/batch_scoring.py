@@ -20,13 +20,15 @@ import numpy as np
 import polars as pl
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
-from facilflow_assets.features.feast_assets import ENTITY_MODEL, entity_frame, historical_features
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.features.feast_assets import historical_features
+from facilflow_assets.features.target_rows import entity_frame, target_rows
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.models import PRODUCTION, load, resolve
 from facilflow_assets.serving.scoring import resolve_mapping, score
+from facilflow_assets.use_case import current_use_case
 
 REPEATS = 5
+USE_CASE = current_use_case()
 
 
 def main() -> None:
@@ -38,10 +40,12 @@ def main() -> None:
     with dg.build_resources({key: configured[key] for key in keys}) as resources:
         client = resources.mlflow.client()
         model = load(client, resolve(client, resources.tenant.registered_model_name, PRODUCTION))
-        flights = resources.storage.read_warehouse(ENTITY_MODEL)
+        flights = target_rows(resources.storage, USE_CASE)
         store = resources.feast.feature_store()
         frame = historical_features(
-            store, store.get_feature_service(FEATURE_SERVICE), entity_frame(flights, 60)
+            store,
+            store.get_feature_service(USE_CASE.feature_service),
+            entity_frame(flights, USE_CASE.target, USE_CASE.target.lead_minutes),
         )
     frame = pl.concat([frame] * scale) if scale > 1 else frame
     mapping = resolve_mapping(model, {})

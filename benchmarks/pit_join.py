@@ -35,11 +35,13 @@ from feast import FeatureStore, FeatureView
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import build_entity_frame
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE, FLIGHT_DELAY_SPEC
 from facilflow_assets.resource_map import FEATURE_REPO, build_resources
+from facilflow_assets.use_case import current_use_case
 from resources import FeastResource
 
-LEAD_MINUTES = 60
+USE_CASE = current_use_case()
+FEATURE_SERVICE = USE_CASE.feature_service
+LEAD_MINUTES = USE_CASE.target.lead_minutes
 WARM_UP_ROWS = 1_000
 ENTITY_TIME = "event_timestamp"
 UTC_MICROSECONDS = pl.Datetime("us", "UTC")
@@ -131,7 +133,7 @@ def _missing_inputs(feast: FeastResource) -> list[Path]:
     storage = feast.storage
     needed = [
         storage.warehouse_path,
-        *(storage.feature_table_path(table.name) for table in FLIGHT_DELAY_SPEC.tables),
+        *(storage.feature_table_path(table.name) for table in USE_CASE.tables),
         feast.registry_path,
     ]
     return [path for path in needed if not path.exists()]

@@ -27,11 +27,11 @@ import numpy as np
 import requests
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE
 from facilflow_assets.loopback import free_port
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
 from facilflow_assets.serving.models import PRODUCTION, ModelRef, load, resolve
+from facilflow_assets.use_case import current_use_case
 from resources import ServingResource
 
 WARM_UP = 100
@@ -129,7 +129,7 @@ def main() -> None:
         sample = sample_request(built.storage)
         store = built.feast.feature_store()
         online = store.get_online_features(
-            features=store.get_feature_service(FEATURE_SERVICE),
+            features=store.get_feature_service(current_use_case().feature_service),
             entity_rows=[sample],
             full_feature_names=True,
         ).to_dict()

@@ -27,12 +27,12 @@ import ray
 from mlflow.models import infer_signature
 
 from facilflow_assets.environment import LOCAL_HOME
-from facilflow_assets.features.feast_assets import LABEL
 from facilflow_assets.training.boosting import append_round, boost
 from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.dataset import read_training_set, split_training_data
 from facilflow_assets.training.distributed import fit_distributed
 from facilflow_assets.training.tracking import log_history
+from facilflow_assets.use_case import current_use_case
 
 HYPERPARAMETERS = {"learning_rate": 0.08, "num_leaves": 63, "min_data_in_leaf": 100}
 ROUNDS = 200
@@ -86,7 +86,7 @@ def main() -> None:
     if not path.exists():
         sys.exit(f"{path} is missing: run `make demo` first")
     dates = TrainingConfig().split_dates()
-    data = split_training_data(read_training_set(path), str(path), LABEL, *dates)
+    data = split_training_data(read_training_set(path), str(path), current_use_case().label, *dates)
     print(f"{data.train.rows:,} train rows, {len(data.feature_names)} features, {ROUNDS} rounds")
 
     plain_runs, tracked_runs = [], []

@@ -104,6 +104,55 @@ def _resources(context: click.Context, *keys: str):
         yield resources
 
 
+@main.group("use-cases")
+def use_cases() -> None:
+    """The use case files: which there are, and whether a new one is complete."""
+
+
+@use_cases.command("list")
+def list_use_cases() -> None:
+    """Every use case file, with what it predicts; `*` marks the one this code location runs."""
+    from facilflow_assets.use_case import USE_CASES_DIR, current_use_case, load_use_case
+
+    current = current_use_case().use_case
+    for path in sorted(USE_CASES_DIR.glob("*.yaml")):
+        use_case = load_use_case(path)
+        marker = "*" if use_case.use_case == current else " "
+        click.echo(f"{marker} {use_case.use_case}: {use_case.description}")
+
+
+@use_cases.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check_use_case(path: Path) -> None:
+    """Check a use case file as the code location would load it, and build its Feast
+    objects; print what it declares, or the first mistake with where it is."""
+    from facilflow_assets.features.feast_objects import feast_objects
+    from facilflow_assets.features.spec import FeatureSpecError
+    from facilflow_assets.use_case import load_use_case
+
+    try:
+        use_case = load_use_case(path)
+        objects = feast_objects(use_case)
+    except (FeatureSpecError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    target = use_case.target
+    facts = {
+        "use case": use_case.use_case,
+        "predicts": use_case.description,
+        "one row per": f"{target.subject} of {target.model}, keys {', '.join(target.keys)}",
+        "label": use_case.label,
+        "feature tables": ", ".join(t.name for t in use_case.tables),
+        "served features": len(use_case.served_features()),
+        "feast objects": len(objects),
+        "feature service": use_case.feature_service,
+        "baseline": use_case.baseline.name,
+        "days": f"{use_case.calendar.start} to {use_case.calendar.end} "
+        f"({use_case.calendar.time_zone})",
+    }
+    for name, value in facts.items():
+        click.echo(f"{name}: {value}")
+
+
 @main.group()
 def serve() -> None:
     """The real-time endpoint's Ray cluster on this machine."""

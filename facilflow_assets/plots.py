@@ -13,6 +13,10 @@ matplotlib.use("Agg")  # no display: figures are only ever written to files
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from facilflow_assets.use_case import current_use_case  # noqa: E402
+
+USE_CASE = current_use_case()
+
 
 def feature_importance(booster: lgb.Booster, top: int = 20) -> Figure:
     """Total gain per feature, largest first."""
@@ -46,8 +50,8 @@ def calibration(labels: np.ndarray, scores: dict[str, np.ndarray], bins: int = 1
         axes.plot(predicted, observed, marker="o", label=name)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(
-        xlabel="predicted delay probability",
-        ylabel="observed delay share",
+        xlabel=f"predicted probability of {USE_CASE.label}",
+        ylabel=f"observed share of {USE_CASE.label}",
         title="Calibration, holdout",
     )
     axes.legend(loc="upper left")
@@ -61,9 +65,13 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float) -> Fi
     axes.imshow(counts, cmap="Blues")
     for (row, column), count in np.ndenumerate(counts):
         axes.text(column, row, f"{count:,}", ha="center", va="center")
-    axes.set_xticks([0, 1], ["on time", "delayed"])
-    axes.set_yticks([0, 1], ["on time", "delayed"])
-    axes.set(xlabel="predicted", ylabel="actual", title=f"Confusion at {threshold:g}")
+    axes.set_xticks([0, 1], ["0", "1"])
+    axes.set_yticks([0, 1], ["0", "1"])
+    axes.set(
+        xlabel=f"predicted {USE_CASE.label}",
+        ylabel=f"actual {USE_CASE.label}",
+        title=f"Confusion at {threshold:g}",
+    )
     figure.tight_layout()
     return figure
 
@@ -72,7 +80,11 @@ def score_histogram(scores: np.ndarray, threshold: float) -> Figure:
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(scores, bins=np.linspace(0, 1, 41))
     axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
-    axes.set(xlabel="predicted delay probability", ylabel="flights", title="Score distribution")
+    axes.set(
+        xlabel=f"predicted probability of {USE_CASE.label}",
+        ylabel=f"{USE_CASE.target.subject}s",
+        title="Score distribution",
+    )
     axes.legend(loc="upper right")
     figure.tight_layout()
     return figure

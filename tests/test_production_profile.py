@@ -1,5 +1,8 @@
 """The whole lifecycle on the production profile: `build_resources(Environment.PROD)` with
 every setting from the environment, as deploy/ sets them, pointed at real services here.
+It runs the second use case, rain at an airport in the next hour, which is declared in its
+file alone (FACILFLOW_USE_CASE=airport_rain), in a process of its own: its feature table,
+Feast project, model, evaluation, governance, endpoint, batch and drift all come from there.
 
 Dagster's instance storage and the event outbox are PostgreSQL databases of their own, the
 MLflow server keeps its store in another, Feast's online store is the real Redis, artifacts
@@ -9,25 +12,29 @@ address. The MLflow server runs without the governance app here (its rules are t
 their own in test_governance_server.py)."""
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import dagster as dg
+import polars as pl
 import psycopg2
 import pytest
 import redis
+import yaml
 from moto.server import ThreadedMotoServer
 
-from facilflow_assets.definitions import all_asset_checks, all_assets
-from facilflow_assets.demo import run_demo
-from facilflow_assets.environment import Environment
+from facilflow_assets.demo import SUMMARY_FILE
+from facilflow_assets.environment import PROJECT_ROOT, Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.resource_map import build_resources
 from resources import ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
-from tests.conftest import DEMO_TRAINING
 from tests.mlflow_server import free_port, mlflow_server, postgres_database
 
 ARTIFACTS, CHECKPOINTS = "ml-artifacts", "ml-checkpoints"
@@ -37,11 +44,13 @@ AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 LIFECYCLE_EVENTS = 11  # two trainings, the promotion, the deployment and the winter drift
+USE_CASE = "airport_rain"
 
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
-    """The demo's lifecycle on the production profile; yields what the checks need."""
+    """The demo's lifecycle of the second use case on the production profile; yields what
+    the checks need."""
     root = tmp_path_factory.mktemp("production")
     home = root / "facilflow"
     tenant = f"e2e_{uuid.uuid4().hex[:8]}"
@@ -63,7 +72,7 @@ def production(tmp_path_factory):
             "FACILFLOW_HOME": str(home),
             "FACILFLOW_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
             "FACILFLOW_TENANT": tenant,
-            "FACILFLOW_USE_CASE": "flight_delay",
+            "FACILFLOW_USE_CASE": USE_CASE,
             "FACILFLOW_APPROVERS": f"{tenant}=carol,dave",
             "FACILFLOW_RETRAIN_ON_DRIFT": "feature,prediction",
             "FACILFLOW_REDIS_URL": "127.0.0.1:6379",
@@ -85,18 +94,26 @@ def production(tmp_path_factory):
         address = head.cluster_address()
         env.setenv("FACILFLOW_RAY_ADDRESS", address)
         env.setenv("FACILFLOW_SERVE_RAY_ADDRESS", address)
-        resources = build_resources(Environment.PROD)
-        cleanup.callback(_remove_online_keys, resources["feast"])
-        instance = cleanup.enter_context(
-            dg.instance_for_test(
-                overrides={"storage": {"postgres": {"postgres_url": services["dagster"]}}}
-            )
+        cleanup.callback(_remove_online_keys, build_resources(Environment.PROD)["feast"])
+        dagster_home = root / "dagster_home"
+        dagster_home.mkdir()
+        storage = {"postgres": {"postgres_url": services["dagster"]}}
+        (dagster_home / "dagster.yaml").write_text(
+            yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}})
         )
-        outcome = run_demo(
-            [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
+        demo = subprocess.run(
+            [sys.executable, "-m", "tests.demo_process", str(home)],
+            env={**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONWARNINGS": "ignore"},
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1200,
         )
+        assert demo.returncode == 0, demo.stderr[-4000:]
+        instance = cleanup.enter_context(dg.DagsterInstance.from_config(str(dagster_home)))
         yield {
-            "outcome": outcome,
+            "summary": json.loads((home / SUMMARY_FILE).read_text()),
+            "home": home,
             "instance": instance,
             "services": services,
             "s3": bucket_client,
@@ -157,16 +174,32 @@ def _keys(client, bucket: str, prefix: str) -> list[str]:
 def test_the_lifecycle_reaches_production_serves_and_monitors_on_the_production_profile(
     production,
 ):
-    outcome = production["outcome"]
-    assert all(s.checks_failed == 0 for s in outcome.assets), outcome.assets
-    assert outcome.model["passed"] and outcome.model["version"] == "1"
-    assert outcome.governance["stage"] == "Production"
-    serving = outcome.serving
+    summary = production["summary"]
+    assert all(s["checks_failed"] == 0 for s in summary["assets"]), summary["assets"]
+    model = summary["model"]
+    assert model["passed"] and model["version"] == "1"
+    assert model["baseline"] == "persistence rate" and model["auc"] > model["baseline_auc"]
+    assert summary["governance"]["stage"] == "Production"
+    serving = summary["serving"]
     assert [r["status"] for r in serving["requests"]] == [200, 200, 422]
-    assert serving["challenger_version"] == "2" and serving["batch_rows"] > 0
-    drift = outcome.monitoring["drift"]
+    assert isinstance(serving["requests"][0]["rains_next_hour"], bool)  # the label's name
+    assert serving["challenger_version"] == "2"
+    assert serving["batch_rows"] == 72  # three airports, 24 hours
+    drift = summary["monitoring"]["drift"]
     assert not drift["2013-06-15"]["feature_drift"] and drift["2013-01-15"]["feature_drift"]
-    assert outcome.monitoring["serving_health"]["requests"] >= serving["burst"]
+    assert summary["monitoring"]["serving_health"]["requests"] >= serving["burst"]
+
+
+def test_the_second_use_case_builds_only_its_own_tables_and_feature_service(production):
+    summary, home = production["summary"], production["home"]
+    assets = {a["asset"] for a in summary["assets"]}
+    assert "features/airport_weather" in assets
+    assert not assets & {"features/weather_hourly", "features/carrier_history"}
+    assert sorted(p.name for p in (home / "features").iterdir()) == ["airport_weather.parquet"]
+    training = pl.read_parquet(home / "training" / "airport_rain_v1.parquet")
+    assert training.height > 25_000 and 0.05 < training["rains_next_hour"].mean() < 0.1
+    batch = pl.read_parquet(home / "predictions" / USE_CASE / "2013-06-15.parquet")
+    assert {"airport_code", "observed_hour_at", "rain_probability"} <= set(batch.columns)
 
 
 def test_dagster_keeps_its_runs_and_events_in_postgresql(production):
@@ -180,12 +213,12 @@ def test_dagster_keeps_its_runs_and_events_in_postgresql(production):
         production["services"]["dagster"],
         "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'",
     )
-    assert materializations >= len(production["outcome"].assets)
+    assert materializations >= len(production["summary"]["assets"])
 
 
 def test_mlflow_keeps_runs_and_versions_in_postgresql_and_artifacts_in_s3(production):
     tenant, store = production["tenant"], production["services"]["mlflow_store"]
-    model = f"{tenant}.flight_delay"
+    model = f"{tenant}.{USE_CASE}"
     versions = _rows(
         store,
         "SELECT v.version, v.source, t.value FROM model_versions v JOIN model_version_tags t "
@@ -194,16 +227,16 @@ def test_mlflow_keeps_runs_and_versions_in_postgresql_and_artifacts_in_s3(produc
         model,
     )
     assert [(v, stage) for v, _, stage in versions] == [(1, "Production"), (2, "Staging")]
-    prefix = f"facilflow/{tenant}/flight_delay/"
+    prefix = f"facilflow/{tenant}/{USE_CASE}/"
     assert all(source.startswith(f"s3://{ARTIFACTS}/{prefix}") for _, source, _ in versions)
     artifacts = _keys(production["s3"], ARTIFACTS, prefix)
-    run_id = production["outcome"].model["mlflow_run_id"]
+    run_id = production["summary"]["model"]["mlflow_run_id"]
     assert any(f"/{run_id}/artifacts/" in key for key in artifacts)
     assert any(key.endswith("MLmodel") for key in artifacts)
 
 
 def test_tuning_and_training_checkpoints_are_written_to_s3(production):
-    prefix = f"facilflow/{production['tenant']}/flight_delay/"
+    prefix = f"facilflow/{production['tenant']}/{USE_CASE}/"
     # Folders are keys too: the prefix itself is one (pyarrow marks each folder it makes).
     folders = {
         key.removeprefix(prefix).split("/")[0]
@@ -213,13 +246,13 @@ def test_tuning_and_training_checkpoints_are_written_to_s3(production):
 
 
 def test_the_tenants_features_are_served_from_redis(production):
-    project = f"{production['tenant']}_flight_delay".encode()
+    project = f"{production['tenant']}_{USE_CASE}".encode()
     client = redis.Redis(host="127.0.0.1", port=6379)
     assert any(True for _ in client.scan_iter(b"*" + project, count=10_000))
 
 
 def test_every_event_went_through_the_postgresql_outbox_to_the_broker(production):
-    events = production["outcome"].events
+    events = production["summary"]["events"]
     assert events["published"] == LIFECYCLE_EVENTS and events["waiting"] == 0
     assert sum(events["on_topic"].values()) == LIFECYCLE_EVENTS
     rows = _rows(
@@ -229,4 +262,4 @@ def test_every_event_went_through_the_postgresql_outbox_to_the_broker(production
     assert rows == [(production["tenant"], True)] * LIFECYCLE_EVENTS
     with EventReader(events["broker"], events["topic"]) as reader:
         received = list(reader.events(idle_s=1.5))
-    assert {e.tenant for e in received} == {production["tenant"]}
+    assert {(e.tenant, e.use_case) for e in received} == {(production["tenant"], USE_CASE)}

@@ -15,15 +15,17 @@ import pytest
 import requests
 
 from facilflow_assets.environment import Environment
+from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.monitoring.assets import feature_drift
 from facilflow_assets.registry.stages import Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
-from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
+from facilflow_assets.serving.deployment import prediction_endpoint
 from facilflow_assets.serving.models import ModelRef, load
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
+from facilflow_assets.use_case import current_use_case
 from resources import ServingResource
 from tests.mlflow_server import free_port
 from tests.redis_feast import redis_feast
@@ -45,7 +47,7 @@ class Deployment:
             request_log_dir=str(home / "serving" / "requests"),
         )
         self.client = self.resources["mlflow"].client()
-        self.sample = sample_request(self.resources["storage"])
+        self.sample = latest_keys(self.resources["storage"], current_use_case())
         self.url = ""
 
     def deploy(self, challenger_share: float = 0.0, raise_on_error: bool = True):

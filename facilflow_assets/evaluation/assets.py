@@ -13,7 +13,6 @@ from facilflow_assets.evaluation.baseline import (
 )
 from facilflow_assets.evaluation.metrics import classification_metrics
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
-from facilflow_assets.features.feast_assets import LABEL
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.monitoring.reference import log_reference
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY
@@ -26,12 +25,14 @@ from facilflow_assets.training.dataset import (
     train_slice,
 )
 from facilflow_assets.training.tracking import log_png
+from facilflow_assets.use_case import current_use_case
 from resources import MlflowResource, StorageResource, TenantResource
 
 EVALUATION_GROUP = "evaluation"
 EVALUATION_KEY = dg.AssetKey([EVALUATION_GROUP, "evaluation_report"])
 REPORT_FILE = "evaluation.json"
 EVALUATION_TAG = "facilflow.evaluation"
+USE_CASE = current_use_case()
 
 
 @dg.asset(
@@ -39,8 +40,9 @@ EVALUATION_TAG = "facilflow.evaluation"
     group_name=EVALUATION_GROUP,
     kinds={"mlflow", "lightgbm"},
     deps=[TRAINED_MODEL_KEY],
-    description="The candidate and the baseline (the Production version, else the carrier-hour "
-    "delay rate) scored on the holdout months, with plots, logged to the candidate's run.",
+    description="The candidate and the baseline (the Production version, else the "
+    f"{USE_CASE.baseline.name}) scored on the holdout months, with plots, logged to the "
+    "candidate's run.",
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,
@@ -60,14 +62,16 @@ def evaluation_report(
     train = train_slice(
         frame, parse_utc(candidate.train_start), parse_utc(candidate.validation_start)
     )
-    labels = holdout[LABEL].cast(pl.Int8).to_numpy()
+    labels = holdout[USE_CASE.label].cast(pl.Int8).to_numpy()
     with mlflow.fluent():
         booster = _load_booster(candidate.model_uri)
         scores = booster.predict(feature_matrix(holdout, candidate.feature_names))
         baseline = production_baseline(
             mlflow.client(), tenant.registered_model_name, holdout
-        ) or historical_rate_baseline(train, holdout, LABEL)
-    context.log.info(f"scoring {holdout.height:,} holdout flights against {baseline.name}")
+        ) or historical_rate_baseline(train, holdout, USE_CASE.label, USE_CASE.baseline)
+    context.log.info(
+        f"scoring {holdout.height:,} holdout {USE_CASE.target.subject}s against {baseline.name}"
+    )
     threshold = config.decision_threshold
     candidate_metrics = classification_metrics(labels, scores, threshold)
     baseline_metrics = classification_metrics(labels, baseline.probabilities, threshold)

@@ -10,10 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.registry.stages import Stage, version_in_stage
 from facilflow_assets.training.dataset import feature_matrix
-
-CARRIER = "carrier_code"
-HOUR = "flight_calendar__departure_hour"
-PRIOR_FLIGHTS = 50  # a carrier-hour with few flights leans on the carrier's overall rate
+from facilflow_assets.use_case import BaselineSpec
 
 
 class BaselineError(ValueError):
@@ -52,26 +49,30 @@ def production_baseline(
     )
 
 
-def historical_rate_baseline(train: pl.DataFrame, holdout: pl.DataFrame, label: str) -> Baseline:
-    """Each flight scored with the delay rate of its carrier at its departure hour in the
-    train months, shrunk toward the carrier's rate where the carrier-hour has few flights."""
+def historical_rate_baseline(
+    train: pl.DataFrame, holdout: pl.DataFrame, label: str, spec: BaselineSpec
+) -> Baseline:
+    """Each holdout row scored with the label's rate in its group (`spec.group_by`) in the
+    train months, shrunk toward the rate of its coarser group (the first column's, or the
+    overall rate for one column) where the group has few rows."""
+    groups, coarser = spec.group_by, spec.group_by[:-1]
     overall = train[label].mean()
-    carrier = train.group_by(CARRIER).agg(carrier_rate=pl.col(label).mean())
-    carrier_hour = train.group_by(CARRIER, HOUR).agg(delays=pl.col(label).sum(), flights=pl.len())
+    scored = holdout.select(groups).with_row_index("row")
+    if coarser:
+        coarse_rates = train.group_by(coarser).agg(prior_rate=pl.col(label).mean())
+        scored = scored.join(coarse_rates, on=coarser, how="left")
+    else:
+        scored = scored.with_columns(prior_rate=pl.lit(None, pl.Float64))
+    counts = train.group_by(groups).agg(positives=pl.col(label).sum(), rows=pl.len())
     scored = (
-        holdout.select(CARRIER, HOUR)
-        .with_row_index("row")
-        .join(carrier, on=CARRIER, how="left")
-        .join(carrier_hour, on=[CARRIER, HOUR], how="left")
-        .with_columns(pl.col("carrier_rate").fill_null(overall))
+        scored.join(counts, on=groups, how="left")
+        .with_columns(pl.col("prior_rate").fill_null(overall))
         .with_columns(
-            rate=(pl.col("delays").fill_null(0) + PRIOR_FLIGHTS * pl.col("carrier_rate"))
-            / (pl.col("flights").fill_null(0) + PRIOR_FLIGHTS)
+            rate=(pl.col("positives").fill_null(0) + spec.prior_rows * pl.col("prior_rate"))
+            / (pl.col("rows").fill_null(0) + spec.prior_rows)
         )
         .sort("row")
     )
     return Baseline(
-        name="carrier-hour rate",
-        description="delay rate of the flight's carrier at its scheduled hour in the train months",
-        probabilities=scored["rate"].to_numpy(),
+        name=spec.name, description=spec.description, probabilities=scored["rate"].to_numpy()
     )

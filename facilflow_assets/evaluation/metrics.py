@@ -3,14 +3,14 @@
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-TOP_SHARE = 0.1  # lift is measured in the riskiest tenth of flights
+TOP_SHARE = 0.1  # lift is measured in the riskiest tenth of rows
 
 
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, threshold: float
 ) -> dict[str, float]:
     """AUC, accuracy and F1 at `threshold`, log loss, and the lift in the top tenth: the
-    delay rate among the flights scored riskiest over the overall delay rate."""
+    positive rate among the rows scored riskiest over the overall positive rate."""
     predicted = (probabilities >= threshold).astype(int)
     top = np.argsort(-probabilities, kind="stable")[: max(1, int(len(labels) * TOP_SHARE))]
     return {

@@ -27,7 +27,7 @@ class EvaluationConfig(dg.Config):
     )
     max_log_loss: float = Field(default=0.6, gt=0, description="Highest acceptable log loss.")
     decision_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Probability from which a flight counts as delayed."
+        default=0.5, gt=0, lt=1, description="Probability from which a row counts as positive."
     )
 
 
@@ -79,7 +79,7 @@ class EvaluationReport:
             [
                 f"# Evaluation of run {self.candidate_run_id}",
                 "",
-                f"Holdout: {self.holdout_rows:,} flights from {self.holdout_start}. "
+                f"Holdout: {self.holdout_rows:,} rows from {self.holdout_start}. "
                 f"Baseline: {self.baseline_description}.",
                 "",
                 markdown_table(self.comparison()),

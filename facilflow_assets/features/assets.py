@@ -6,9 +6,9 @@ import polars as pl
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.checks import check_specs, evaluate_checks
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
-from facilflow_assets.features.flight_delay import FLIGHT_DELAY_SPEC
 from facilflow_assets.features.spec import FeatureTableSpec
 from facilflow_assets.metadata import table_metadata
+from facilflow_assets.use_case import current_use_case
 from resources import StorageResource
 
 FEATURES_GROUP = "features"
@@ -58,4 +58,4 @@ def _feature_metadata(table: FeatureTableSpec, frame: pl.DataFrame, path) -> dic
     }
 
 
-feature_table_assets = [build_feature_table_asset(t) for t in FLIGHT_DELAY_SPEC.tables]
+feature_table_assets = [build_feature_table_asset(t) for t in current_use_case().tables]

@@ -10,17 +10,16 @@ from pydantic import Field
 
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.assets import FEATURES_GROUP, feature_table_assets
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.features.target_rows import EVENT_TIME, entity_frame, labelled_rows
 from facilflow_assets.metadata import table_metadata
+from facilflow_assets.use_case import current_use_case
 from resources import FeastResource, StorageResource
 
 REGISTRY_KEY = dg.AssetKey([FEATURES_GROUP, "feast_registry"])
 ONLINE_STORE_KEY = dg.AssetKey([FEATURES_GROUP, "online_store"])
 TRAINING_SET_KEY = dg.AssetKey([FEATURES_GROUP, "training_set"])
 FEATURE_TABLE_KEYS = [a.key for a in feature_table_assets]
-LABEL = "is_delayed"
-ENTITY_MODEL = "marts/flight_schedule"
-ENTITY_COLUMNS = ["flight_id", "carrier_code", "origin_airport_code", "route", "tail_number"]
+USE_CASE = current_use_case()
 
 
 @dg.asset(
@@ -126,13 +125,14 @@ def _newest_row(feast: FeastResource, views) -> datetime:
 
 
 class TrainingSetConfig(dg.Config):
-    feature_service: str = Field(default=FEATURE_SERVICE, description="Feast feature service.")
+    feature_service: str = Field(
+        default=USE_CASE.feature_service, description="Feast feature service."
+    )
     prediction_lead_minutes: int = Field(
-        default=60,
-        gt=0,
-        description="Features are as of this long before scheduled departure. It must exceed "
-        "the earliest departure ahead of schedule (43 minutes in 2013), or a flight's own "
-        "outcome would be known at prediction time.",
+        default=USE_CASE.target.lead_minutes,
+        ge=0,
+        description=f"Features are as of this long before the {USE_CASE.target.subject}'s "
+        f"{USE_CASE.target.time} (the use case's lead by default).",
     )
 
 
@@ -140,9 +140,9 @@ class TrainingSetConfig(dg.Config):
     key=TRAINING_SET_KEY,
     group_name=FEATURES_GROUP,
     kinds={"feast", "polars", "parquet"},
-    deps=[REGISTRY_KEY, dg.AssetKey(ENTITY_MODEL.split("/"))],
-    description="Every departed flight with its label and the feature service's features, "
-    "joined point-in-time through Feast's get_historical_features.",
+    deps=[REGISTRY_KEY, dg.AssetKey(USE_CASE.target.model.split("/"))],
+    description=f"Every {USE_CASE.target.subject} with a known label and the feature service's "
+    "features, joined point-in-time through Feast's get_historical_features.",
 )
 def training_set(
     context: dg.AssetExecutionContext,
@@ -151,6 +151,7 @@ def training_set(
     storage: StorageResource,
 ) -> dg.MaterializeResult:
     entity_df = build_entity_frame(storage, config.prediction_lead_minutes)
+    label = USE_CASE.label
     store = feast.feature_store()
     service = store.get_feature_service(config.feature_service)
     frame = historical_features(store, service, entity_df)
@@ -165,30 +166,18 @@ def training_set(
             "data_version": version,
             "feature_service": service.name,
             "features": len(feature_columns),
-            "entity_columns": dg.MetadataValue.json([*ENTITY_COLUMNS, "event_timestamp"]),
-            "label": LABEL,
-            "label_positive_share": float(frame[LABEL].mean()),
+            "entity_columns": dg.MetadataValue.json([*USE_CASE.target.keys, EVENT_TIME]),
+            "label": label,
+            "label_positive_share": float(frame[label].mean()),
             "prediction_lead_minutes": config.prediction_lead_minutes,
         },
     )
 
 
 def build_entity_frame(storage: StorageResource, lead_minutes: int) -> pl.DataFrame:
-    """One row per departed flight: entity keys, prediction time and label."""
-    flights = storage.read_warehouse(ENTITY_MODEL).filter(pl.col(LABEL).is_not_null())
-    return entity_frame(flights, lead_minutes, LABEL)
-
-
-def entity_frame(flights: pl.DataFrame, lead_minutes: int, *extra: str) -> pl.DataFrame:
-    """One row per flight: entity keys, the prediction time (`lead_minutes` before the
-    scheduled departure), and the `extra` columns."""
-    return flights.select(
-        *ENTITY_COLUMNS,
-        (pl.col("scheduled_departure_at") - pl.duration(minutes=lead_minutes)).alias(
-            "event_timestamp"
-        ),
-        *extra,
-    )
+    """One row per labelled target row: keys, prediction time and label."""
+    rows = labelled_rows(storage, USE_CASE)
+    return entity_frame(rows, USE_CASE.target, lead_minutes, USE_CASE.label)
 
 
 def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame:

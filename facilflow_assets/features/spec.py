@@ -8,7 +8,7 @@ location from loading with a message naming the file, the table, the feature and
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
 NUMERIC_TYPES = {"int", "float", "bool"}
 _DURATION = re.compile(r"^(\d+)(m|h|d)$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+Spec = TypeVar("Spec", bound=BaseModel)
 
 
 class FeatureSpecError(ValueError):
@@ -296,20 +297,20 @@ def _check_span(table: str, feature: str | None, field: str, span: str) -> None:
         _fail(table, feature, field, f"must be positive, got '{span}'")
 
 
-def load_feature_spec(path: Path) -> FeatureSpec:
-    """Read and check a spec file; every error names the file and where in it."""
+def load_spec_file(path: Path, spec_type: type[Spec]) -> Spec:
+    """Read a YAML file as `spec_type`; every error names the file and where in it."""
     try:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise FeatureSpecError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return FeatureSpec.model_validate(document)
+        return spec_type.model_validate(document)
     except ValidationError as exc:
         problems = [_describe(document, error) for error in exc.errors()]
         raise FeatureSpecError(f"{path}: " + "; ".join(problems)) from None
 
 
-_CONTAINERS = {"tables": "table", "features": "feature"}
+_CONTAINERS = {"tables": "table", "features": "feature", "on_demand": "on_demand"}
 
 
 def _describe(document: object, error: dict) -> str:

@@ -33,7 +33,7 @@ from facilflow_assets.monitoring.reference import (
     read_reference,
     read_thresholds,
 )
-from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, FLIGHT_DAYS, SCORE
+from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, DAYS, SCORE
 from resources import EventsResource, MlflowResource, StorageResource, TenantResource
 
 MONITORING_GROUP = "monitoring"
@@ -200,7 +200,7 @@ def _publish(
 @dg.asset(
     key=FEATURE_DRIFT_KEY,
     group_name=MONITORING_GROUP,
-    partitions_def=FLIGHT_DAYS,
+    partitions_def=DAYS,
     kinds={"evidently", "mlflow"},
     deps=[BATCH_PREDICTIONS_KEY],
     check_specs=[dg.AssetCheckSpec("no_feature_drift", asset=FEATURE_DRIFT_KEY)],
@@ -234,7 +234,7 @@ def feature_drift(
 @dg.asset(
     key=PREDICTION_DRIFT_KEY,
     group_name=MONITORING_GROUP,
-    partitions_def=FLIGHT_DAYS,
+    partitions_def=DAYS,
     kinds={"evidently", "mlflow"},
     deps=[BATCH_PREDICTIONS_KEY],
     check_specs=[dg.AssetCheckSpec("no_prediction_drift", asset=PREDICTION_DRIFT_KEY)],

@@ -10,6 +10,7 @@ from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.events.envelope import EventType, LifecycleEvent, Registered
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.use_case import current_use_case
 from resources import TenantResource
 
 SOURCE_RUN_TAG = "facilflow.source_run"
@@ -25,7 +26,7 @@ def ensure_registered_model(client: MlflowClient, tenant: TenantResource) -> str
         client.create_registered_model(
             name,
             tags={f"facilflow.{k}": v for k, v in tenant.event_fields().items()},
-            description=f"Flight-delay classifier of tenant '{tenant.tenant}' "
+            description=f"{current_use_case().description}, of tenant '{tenant.tenant}' "
             f"(use case '{tenant.use_case}'), registered by FacilFlow.",
         )
     return name

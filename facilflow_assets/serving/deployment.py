@@ -11,12 +11,13 @@ from pydantic import Field
 from ray import serve
 
 from facilflow_assets.events.envelope import Deployed, EventType
-from facilflow_assets.features.feast_assets import ENTITY_COLUMNS, ENTITY_MODEL, ONLINE_STORE_KEY
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.features.feast_assets import ONLINE_STORE_KEY
+from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
 from facilflow_assets.serving.batch import DEPLOYMENT_GROUP
 from facilflow_assets.serving.endpoint import EndpointSpec, PredictionEndpoint, Routing
 from facilflow_assets.serving.models import PRODUCTION, LoadedModel, ModelLoadError, load, resolve
+from facilflow_assets.use_case import current_use_case
 from resources import (
     EventsResource,
     FeastResource,
@@ -29,6 +30,7 @@ from resources import (
 ENDPOINT_KEY = dg.AssetKey([DEPLOYMENT_GROUP, "prediction_endpoint"])
 STAGING = "Staging"
 SMOKE_TIMEOUT_S = 30
+USE_CASE = current_use_case()
 
 
 class DeploymentConfig(dg.Config):
@@ -45,7 +47,7 @@ class DeploymentConfig(dg.Config):
         description="At most this many replicas on one node: 1 keeps them on different nodes, "
         "so a node lost takes one replica with it; unset, Ray Serve places them.",
     )
-    feature_service: str = Field(default=FEATURE_SERVICE)
+    feature_service: str = Field(default=USE_CASE.feature_service)
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
@@ -86,7 +88,7 @@ def prediction_endpoint(
     routing = Routing(
         production=production, challenger=challenger, challenger_share=config.challenger_share
     )
-    sample = sample_request(storage)
+    sample = latest_keys(storage, USE_CASE)
     # Checked here, before the live endpoint is touched: a version that fails stays out.
     for ref in filter(None, (production, challenger)):
         smoke_prediction(load(client, ref), feast, config.feature_service, sample)
@@ -95,7 +97,8 @@ def prediction_endpoint(
         tracking_uri=mlflow.tracking_uri,
         feast_config=feast.repo_config(),
         feature_service=config.feature_service,
-        entity_keys=ENTITY_COLUMNS,
+        entity_keys=USE_CASE.target.keys,
+        label=USE_CASE.label,
         request_log_root=serving.request_log_path(tenant.use_case),
         decision_threshold=config.decision_threshold,
     )
@@ -137,13 +140,6 @@ def prediction_endpoint(
             "sample_answer": dg.MetadataValue.json(answer),
         }
     )
-
-
-def sample_request(storage: StorageResource) -> dict[str, str]:
-    """The entity keys of the latest scheduled flight: a request the endpoint must answer."""
-    flights = storage.read_warehouse(ENTITY_MODEL)
-    latest = flights.sort("scheduled_departure_at").select(ENTITY_COLUMNS).drop_nulls().tail(1)
-    return latest.to_dicts()[0]
 
 
 def smoke_prediction(

@@ -1,10 +1,11 @@
 """The real-time endpoint: a Ray Serve deployment answering HTTP JSON with a prediction.
 
-A request names the flight by its entity keys. The replica reads the feature service's
-features from the Feast online store, predicts with the version its route picks
-(production, or the challenger for its share), answers, and queues a record for the
-request log. The models and the split are the deployment's `user_config`: changing them
-reconfigures the running replica in place, and a model is swapped in only once it loaded.
+A request names the row to predict (a flight, say) by the use case's keys. The replica
+reads the feature service's features from the Feast online store, predicts with the
+version its route picks (production, or the challenger for its share), answers, and
+queues a record for the request log. The models and the split are the deployment's
+`user_config`: changing them reconfigures the running replica in place, and a model is
+swapped in only once it loaded.
 """
 
 import logging
@@ -38,6 +39,7 @@ class EndpointSpec:
     feast_config: RepoConfig
     feature_service: str
     entity_keys: list[str]
+    label: str  # the answer's decision is named after the label: {"is_delayed": true}
     request_log_root: Path
     decision_threshold: float = 0.5
 
@@ -145,7 +147,7 @@ class PredictionEndpoint:
         answer = {
             "request_id": request_id,
             "prediction": probability,
-            "delayed": probability >= self.spec.decision_threshold,
+            self.spec.label: probability >= self.spec.decision_threshold,
             "model": ref.name,
             "model_version": ref.version,
             "role": role,

@@ -15,7 +15,7 @@ from mlflow.models import infer_signature
 
 from facilflow_assets import plots
 from facilflow_assets.events.envelope import EventType, TrainingCompleted, TrainingStarted
-from facilflow_assets.features.feast_assets import LABEL, TRAINING_SET_KEY, data_version
+from facilflow_assets.features.feast_assets import TRAINING_SET_KEY, data_version
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.training.candidate import MODEL_URI_TAG, Candidate
 from facilflow_assets.training.config import TrainingConfig
@@ -28,6 +28,7 @@ from facilflow_assets.training.distributed import FittedModel, fit_distributed
 from facilflow_assets.training.runs import compare_runs
 from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
 from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
+from facilflow_assets.use_case import current_use_case
 from resources import (
     EventsResource,
     MlflowResource,
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
     group_name=TRAINING_GROUP,
     kinds={"ray", "lightgbm", "mlflow"},
     deps=[TRAINING_SET_KEY],
-    description="A LightGBM flight-delay classifier: hyperparameters searched with Ray Tune "
-    "(Optuna, ASHA), the best trial refitted data-parallel with Ray Train, tracked in MLflow.",
+    description=f"A LightGBM model of the use case ({current_use_case().description}): "
+    "hyperparameters searched with Ray Tune (Optuna, ASHA), the best trial refitted "
+    "data-parallel with Ray Train, tracked in MLflow.",
 )
 def trained_model(
     context: dg.AssetExecutionContext,
@@ -64,7 +66,7 @@ def trained_model(
     path = storage.training_set_path(config.feature_service)
     frame = read_training_set(path)
     version = data_version(frame)
-    data = split_training_data(frame, str(path), LABEL, *config.split_dates())
+    data = split_training_data(frame, str(path), current_use_case().label, *config.split_dates())
 
     def progress(message: str) -> None:
         context.log.info(message)

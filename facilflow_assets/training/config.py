@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 from ray import tune
 
-from facilflow_assets.features.flight_delay import FEATURE_SERVICE
+from facilflow_assets.use_case import current_use_case
 
 # LightGBM parameters a search may vary; anything else is a typo or belongs elsewhere.
 TUNABLE_HYPERPARAMETERS = {
@@ -73,11 +73,12 @@ DEFAULT_SEARCH_SPACE = {
 class TrainingConfig(dg.Config):
     """Rows from `train_start` to `validation_start` train; `validation_start`..`holdout_start`
     guide early stopping and the search; from `holdout_start` on is kept for evaluation alone.
-    The default trains on spring to summer flights: winter is never seen, and the drift
+    The default trains on spring to summer rows of 2013: winter is never seen, and the drift
     monitoring of winter days shows it."""
 
     feature_service: str = Field(
-        default=FEATURE_SERVICE, description="The Feast feature service whose training set to use."
+        default=current_use_case().feature_service,
+        description="The Feast feature service whose training set to use.",
     )
     train_start: str = Field(default="2013-03-01", description="UTC date (ISO 8601).")
     validation_start: str = Field(default="2013-10-01", description="UTC date (ISO 8601).")

@@ -1,0 +1,108 @@
+"""The Feast objects of a use case, built from its file: entities, one file source and one
+feature view per feature table, the on-demand views and the feature service.
+
+Source paths are relative to the Feast repository (`feature_repo/`), i.e. the local working
+directory `.facilflow/`; Dagster points each source at its own working directory on apply.
+"""
+
+import pandas as pd
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.types import Float64, from_value_type
+
+from facilflow_assets.features.feast_schema import feature_fields
+from facilflow_assets.features.spec import parse_duration
+from facilflow_assets.use_case import UseCase
+
+VALUE_TYPES = {"string": ValueType.STRING, "int": ValueType.INT64}
+
+
+def feast_objects(use_case: UseCase) -> list:
+    """Every Feast object of the use case, in the order `feast apply` would create them."""
+    tags = {"use_case": use_case.use_case}
+    entities = {
+        e.name: Entity(
+            name=e.name,
+            join_keys=[e.join_key],
+            value_type=VALUE_TYPES[e.value_type],
+            description=e.description,
+            tags=tags,
+        )
+        for e in use_case.feast.entities
+    }
+    views = {table.name: _feature_view(use_case, table.name, entities) for table in use_case.tables}
+    on_demand = [_on_demand_view(use_case, spec, views) for spec in use_case.feast.on_demand]
+    service = FeatureService(
+        name=use_case.feature_service,
+        features=[*views.values(), *on_demand],
+        description=use_case.feast.service.description,
+        tags=tags,
+        owner=use_case.feast.owner,
+    )
+    return [*entities.values(), *(v.batch_source for v in views.values()), *views.values(),
+            *on_demand, service]  # fmt: skip
+
+
+def _feature_view(use_case: UseCase, name: str, entities: dict[str, Entity]) -> FeatureView:
+    table = use_case.table(name)
+    view = use_case.feast.views[name]
+    tags = {"use_case": use_case.use_case}
+    source = FileSource(
+        name=f"{name}_source",
+        path=f"../.facilflow/features/{name}.parquet",
+        timestamp_field=table.timestamp_column,
+        field_mapping=view.join_keys,
+        description=table.description,
+        tags=tags | {"asset": f"features/{name}"},
+    )
+    members = [entities[e] for e in view.entities]
+    return FeatureView(
+        name=name,
+        entities=members,
+        ttl=parse_duration(view.ttl),
+        # Join keys are declared, not left to inference, which can miss a mapped key.
+        schema=[
+            *(Field(name=e.join_key, dtype=from_value_type(e.value_type)) for e in members),
+            *feature_fields(table),
+        ],
+        source=source,
+        online=True,
+        description=table.description,
+        tags=tags | {"source_model": table.source.model},
+        owner=use_case.feast.owner,
+    )
+
+
+def _on_demand_view(use_case: UseCase, spec, views: dict[str, FeatureView]) -> OnDemandFeatureView:
+    source = ratio_udf_source(spec.name, [
+        (f.name, f.numerator, f.denominator, f.on_zero) for f in spec.features
+    ])  # fmt: skip
+    namespace = {"pd": pd}
+    exec(source, namespace)  # noqa: S102 - generated above from checked names and numbers
+    return OnDemandFeatureView(
+        name=spec.name,
+        sources=[views[s] for s in spec.sources],
+        schema=[
+            Field(name=f.name, dtype=Float64, description=f.description) for f in spec.features
+        ],
+        udf=namespace[spec.name],
+        udf_string=source,
+        mode="pandas",
+        description=spec.description,
+        tags={"use_case": use_case.use_case},
+        owner=use_case.feast.owner,
+    )
+
+
+def ratio_udf_source(name: str, ratios: list[tuple[str, str, str, float | None]]) -> str:
+    """The source of a pandas function computing `ratios` (name, numerator, denominator,
+    value where the denominator is 0). Feast stores the source in its registry and rebuilds
+    the function from it wherever features are read, so it must stand on its own."""
+    return f"""def {name}(inputs):
+    columns = {{}}
+    for name, numerator, denominator, on_zero in {ratios!r}:
+        below = inputs[denominator].astype("float64")
+        ratio = inputs[numerator].astype("float64") / below
+        columns[name] = ratio.where(below != 0, on_zero)
+    return pd.DataFrame(columns)
+"""

@@ -1,0 +1,281 @@
+"""A use case, written as data: one YAML file under `facilflow_assets/use_cases/`.
+
+The file holds everything FacilFlow builds for the use case: its feature tables (the
+feature spec), the Feast objects serving them, the rows a model predicts for and their
+label, the baseline a candidate must beat, and the days scored in batch. The code location
+builds its assets for one use case, named by FACILFLOW_USE_CASE (`flight_delay` by default).
+"""
+
+import functools
+import os
+import zoneinfo
+from datetime import date, timedelta
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from facilflow_assets.features.spec import (
+    FeatureSpec,
+    RatioFeature,
+    _Strict,
+    load_spec_file,
+    parse_duration,
+)
+
+USE_CASES_DIR = Path(__file__).parent / "use_cases"
+USE_CASE_VARIABLE = "FACILFLOW_USE_CASE"
+DEFAULT_USE_CASE = "flight_delay"
+FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class UseCaseError(ValueError):
+    """A use case that does not exist or cannot be built, with where the mistake is."""
+
+
+class LabelSpec(_Strict):
+    """The label: a 0/1 column of the target model, or one derived from a column."""
+
+    column: str = Field(description="Column of the target model the label is read from.")
+    ahead: str | None = Field(
+        default=None,
+        description="Read the column this long after the row's time ('1h'), from the row of "
+        "the same keys at that time: a label about the future of the row itself.",
+    )
+    above: float | None = Field(
+        default=None, description="The label is 1 where the column exceeds this, else 0."
+    )
+    name: str | None = Field(
+        default=None, pattern=_NAME, description="Name of a derived label; `column` otherwise."
+    )
+
+    @property
+    def derived(self) -> bool:
+        return self.ahead is not None or self.above is not None
+
+    @property
+    def output(self) -> str:
+        return self.name or self.column
+
+    @model_validator(mode="after")
+    def _named_when_derived(self) -> "LabelSpec":
+        if self.derived and self.name is None:
+            raise ValueError("a label derived with 'ahead' or 'above' needs a 'name'")
+        if self.ahead is not None:
+            _positive_span(self.ahead, "field 'ahead'")
+        return self
+
+
+class TargetSpec(_Strict):
+    """What one prediction is about: a row of a warehouse model, and its label."""
+
+    model: str = Field(description="dbt model asset key whose rows are predicted.")
+    keys: list[str] = Field(min_length=1, description="Columns naming the row in requests.")
+    time: str = Field(description="The row's time; the features are as of `lead` before it.")
+    lead: str = Field(default="0m", description="How long before `time` the prediction is made.")
+    label: LabelSpec
+    subject: str = Field(description="What one row is, in plain words ('flight').")
+
+    @property
+    def lead_minutes(self) -> int:
+        return int(parse_duration(self.lead).total_seconds() // 60)
+
+    @model_validator(mode="after")
+    def _valid_lead(self) -> "TargetSpec":
+        try:
+            parse_duration(self.lead)
+        except ValueError as exc:
+            raise ValueError(f"field 'lead': {exc}") from None
+        return self
+
+
+class CalendarSpec(_Strict):
+    """The days the batch and drift assets are partitioned by, in the target's local time."""
+
+    start: date
+    end: date
+    time_zone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _valid(self) -> "CalendarSpec":
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must come before end ({self.end})")
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{self.time_zone}' is not a time zone name") from None
+        return self
+
+
+class BaselineSpec(_Strict):
+    """The naive model a first candidate must beat: the label's rate per group in the train
+    months, each group shrunk toward its first column's rate when it has few rows."""
+
+    name: str
+    description: str
+    group_by: list[str] = Field(min_length=1, max_length=2)
+    prior_rows: int = Field(default=50, ge=1, description="Rows the coarser rate weighs as.")
+
+
+class EntitySpec(_Strict):
+    name: str = Field(pattern=_NAME)
+    join_key: str
+    description: str
+    value_type: str = Field(default="string", pattern="^(string|int)$")
+
+
+class ViewSpec(_Strict):
+    """How a feature table is served by Feast."""
+
+    entities: list[str] = Field(min_length=1)
+    ttl: str = Field(description="How old a value may be and still be served; '0d': no limit.")
+    join_keys: dict[str, str] = Field(
+        default_factory=dict, description="Table column -> the entity's join key it fills."
+    )
+
+
+class OnDemandSpec(_Strict):
+    """Features computed from other views' values when they are read (ratios)."""
+
+    name: str = Field(pattern=_NAME)
+    description: str
+    sources: list[str] = Field(min_length=1)
+    features: list[RatioFeature] = Field(min_length=1)
+
+
+class ServiceSpec(_Strict):
+    name: str = Field(pattern=_NAME)
+    description: str
+
+
+class FeastSpec(_Strict):
+    entities: list[EntitySpec] = Field(min_length=1)
+    views: dict[str, ViewSpec]
+    on_demand: list[OnDemandSpec] = Field(default_factory=list)
+    service: ServiceSpec
+    owner: str = ""
+
+
+class UseCase(FeatureSpec):
+    """A whole use case; see the module docstring and the README's format section."""
+
+    description: str = Field(description="What the model predicts, in one sentence.")
+    target: TargetSpec
+    score: str = Field(pattern=_NAME, description="Column name of the predicted probability.")
+    calendar: CalendarSpec
+    baseline: BaselineSpec
+    feast: FeastSpec
+
+    @property
+    def feature_service(self) -> str:
+        return self.feast.service.name
+
+    @property
+    def label(self) -> str:
+        return self.target.label.output
+
+    def entity(self, name: str) -> EntitySpec:
+        return next(e for e in self.feast.entities if e.name == name)
+
+    def served_features(self) -> set[str]:
+        """Every feature of the feature service, by its full name `<view>__<feature>`."""
+        names = {
+            f"{t.name}{FEATURE_SEPARATOR}{c}"
+            for t in self.tables
+            for c in [*t.keep, *(f.name for f in t.features)]
+        }
+        return names | {
+            f"{v.name}{FEATURE_SEPARATOR}{f.name}" for v in self.feast.on_demand for f in v.features
+        }
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "UseCase":
+        _check_views(self)
+        _check_on_demand(self)
+        for column in self.baseline.group_by:
+            if column not in self.target.keys and column not in self.served_features():
+                raise ValueError(
+                    f"baseline, field 'group_by': '{column}' is neither a target key nor a "
+                    "served feature (<view>__<feature>)"
+                )
+        return self
+
+
+def _check_views(use_case: UseCase) -> None:
+    tables = {t.name: t for t in use_case.tables}
+    entities = {e.name: e for e in use_case.feast.entities}
+    for name in sorted(set(tables) - set(use_case.feast.views)):
+        raise ValueError(f"feast, views: table '{name}' has no view")
+    for name, view in use_case.feast.views.items():
+        where = f"feast, views, '{name}'"
+        if name not in tables:
+            raise ValueError(f"{where}: no table of that name")
+        _positive_span(view.ttl, f"{where}, field 'ttl'", allow_zero=True)
+        columns = {view.join_keys.get(c, c) for c in tables[name].source.entity}
+        for entity in view.entities:
+            if entity not in entities:
+                raise ValueError(f"{where}, field 'entities': unknown entity '{entity}'")
+            key = entities[entity].join_key
+            if key not in columns:
+                raise ValueError(
+                    f"{where}: entity '{entity}' joins on '{key}', which the table's entity "
+                    f"columns {sorted(columns)} do not provide (map one in 'join_keys')"
+                )
+            if key not in use_case.target.keys:
+                raise ValueError(
+                    f"{where}: entity '{entity}' joins on '{key}', which is not among the "
+                    f"target's keys {use_case.target.keys}"
+                )
+
+
+def _check_on_demand(use_case: UseCase) -> None:
+    for view in use_case.feast.on_demand:
+        where = f"feast, on_demand '{view.name}'"
+        inputs: set[str] = set()
+        for source in view.sources:
+            if source not in use_case.feast.views:
+                raise ValueError(f"{where}, field 'sources': unknown view '{source}'")
+            table = use_case.table(source)
+            inputs |= {*table.keep, *(f.name for f in table.features)}
+        for feature in view.features:
+            for field, column in feature.inputs().items():
+                if column not in inputs:
+                    raise ValueError(
+                        f"{where}, feature '{feature.name}', field '{field}': no source view "
+                        f"has the feature '{column}'"
+                    )
+
+
+def _positive_span(text: str, where: str, allow_zero: bool = False) -> timedelta:
+    try:
+        span = parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if span < timedelta(0) or (span == timedelta(0) and not allow_zero):
+        raise ValueError(f"{where}: must be positive, got '{text}'")
+    return span
+
+
+def use_case_path(name: str) -> Path:
+    return USE_CASES_DIR / f"{name}.yaml"
+
+
+def load_use_case(path: Path) -> UseCase:
+    """Read and check a use-case file; every error names the file and where in it."""
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in USE_CASES_DIR.glob("*.yaml")))
+        raise UseCaseError(f"no use case file {path}; the use cases here are: {known}")
+    return load_spec_file(path, UseCase)
+
+
+@functools.cache
+def current_use_case() -> UseCase:
+    """The use case this code location is built for (FACILFLOW_USE_CASE)."""
+    name = os.environ.get(USE_CASE_VARIABLE, "").strip() or DEFAULT_USE_CASE
+    use_case = load_use_case(use_case_path(name))
+    if use_case.use_case != name:
+        raise UseCaseError(
+            f"{use_case_path(name)}: names the use case '{use_case.use_case}'; a file is named "
+            "after its use case"
+        )
+    return use_case

@@ -1,1 +1,0 @@
-"""Feast definitions of the flight-delay use case."""

@@ -1,0 +1,181 @@
+"""A use case is one YAML file: each file builds its Feast objects, mistakes stop loading
+with a message naming the file and the place, and `facilflow use-cases check` says so
+before a file is deployed. The second use case's whole lifecycle runs in
+test_production_profile.py."""
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+import yaml
+from click.testing import CliRunner
+from feast import FeatureService, FeatureView
+from feast.on_demand_feature_view import OnDemandFeatureView
+
+from facilflow_assets.cli import main
+from facilflow_assets.features.feast_objects import feast_objects
+from facilflow_assets.features.spec import FeatureSpecError
+from facilflow_assets.features.target_rows import with_label
+from facilflow_assets.use_case import (
+    USE_CASES_DIR,
+    UseCaseError,
+    load_use_case,
+    use_case_path,
+)
+
+RAIN = "airport_rain"
+
+
+@pytest.mark.parametrize("path", sorted(USE_CASES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_use_case_file_builds_its_feast_objects(path):
+    use_case = load_use_case(path)
+    objects = feast_objects(use_case)
+    views = [o for o in objects if isinstance(o, FeatureView)]
+    [service] = [o for o in objects if isinstance(o, FeatureService)]
+    assert service.name == use_case.feature_service
+    assert sorted(v.name for v in views) == sorted(t.name for t in use_case.tables)
+    served = {f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features}
+    assert served == use_case.served_features()
+    assert use_case.baseline.group_by  # checked against the served features on load
+    for view in views:
+        assert view.tags["use_case"] == use_case.use_case
+        assert view.batch_source.path.endswith(f"/{view.name}.parquet")
+
+
+def test_an_on_demand_view_is_rebuilt_from_its_registry_source():
+    """Feast rebuilds an on-demand function from its source text wherever it reads features
+    (the endpoint's replicas): the rebuilt one computes what the applied one does."""
+    objects = feast_objects(load_use_case(use_case_path("flight_delay")))
+    [applied] = [o for o in objects if isinstance(o, OnDemandFeatureView)]
+    rebuilt = OnDemandFeatureView.from_proto(applied.to_proto())
+    inputs = pd.DataFrame(
+        {"route_delay_rate_30d": [0.3, 0.1, None], "carrier_delay_rate_7d": [0.2, 0.0, 0.5]}
+    )
+    expected = applied.feature_transformation.udf(inputs)
+    actual = rebuilt.feature_transformation.udf(inputs)
+    assert actual["route_vs_carrier_delay_rate"].iloc[0] == pytest.approx(1.5)
+    assert actual["route_vs_carrier_delay_rate"].iloc[1:].isna().all()  # 0 below, null above
+    pd.testing.assert_frame_equal(actual, expected)
+
+
+def test_a_label_read_ahead_comes_from_the_same_keys_later_row():
+    rain = load_use_case(use_case_path(RAIN)).target
+    start = datetime(2013, 6, 1, tzinfo=UTC)
+    hours = [start + timedelta(hours=h) for h in (0, 1, 2, 4)]  # 03:00 was not observed
+    rows = pl.DataFrame(
+        {
+            "airport_code": ["JFK"] * 4 + ["LGA"],
+            "observed_hour_at": [*hours, hours[0]],
+            "precipitation_in": [0.0, 0.02, 0.0, 0.1, 0.3],
+        }
+    )
+    labelled = with_label(rows, rain).sort("airport_code", "observed_hour_at")
+    # JFK: rain at 01:00, none at 02:00, 03:00 unknown, 04:00 the last; LGA: one hour only.
+    assert labelled["rains_next_hour"].to_list() == [1, 0, None, None, None]
+    assert labelled.columns == [*rows.columns, "rains_next_hour"]
+
+
+def _write(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / f"{document['use_case']}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _rain_document() -> dict:
+    return yaml.safe_load(use_case_path(RAIN).read_text())
+
+
+def _mistake(change) -> dict:
+    document = copy.deepcopy(_rain_document())
+    change(document)
+    return document
+
+
+@pytest.mark.parametrize(
+    "document,expected",
+    [
+        (
+            _mistake(lambda d: d["feast"]["views"]["airport_weather"].update(entities=["port"])),
+            "feast, views, 'airport_weather', field 'entities': unknown entity 'port'",
+        ),
+        (
+            _mistake(lambda d: d["feast"].update(views={})),
+            "feast, views: table 'airport_weather' has no view",
+        ),
+        (
+            _mistake(lambda d: d["target"].update(keys=["airport"])),
+            "entity 'airport' joins on 'airport_code', which is not among the target's keys",
+        ),
+        (
+            _mistake(lambda d: d["baseline"].update(group_by=["airport_code", "hour"])),
+            "baseline, field 'group_by': 'hour' is neither a target key nor a served feature",
+        ),
+        (
+            _mistake(lambda d: d["target"]["label"].pop("name")),
+            "field 'target.label': a label derived with 'ahead' or 'above' needs a 'name'",
+        ),
+        (
+            _mistake(lambda d: d["target"]["label"].update(ahead="an hour")),
+            "field 'ahead': 'an hour' is not a duration like '30m', '6h' or '7d'",
+        ),
+        (
+            _mistake(lambda d: d["calendar"].update(time_zone="New York")),
+            "field 'calendar': 'New York' is not a time zone name",
+        ),
+        (
+            _mistake(
+                lambda d: d["feast"].update(
+                    on_demand=[
+                        {
+                            "name": "rain_context",
+                            "description": "test",
+                            "sources": ["airport_weather"],
+                            "features": [
+                                {
+                                    "name": "wetness",
+                                    "kind": "ratio",
+                                    "numerator": "humidity",
+                                    "denominator": "temperature_f",
+                                }
+                            ],
+                        }
+                    ]
+                )
+            ),
+            "on_demand 'rain_context', feature 'wetness', field 'numerator': no source view has "
+            "the feature 'humidity'",
+        ),
+    ],
+)
+def test_a_use_case_mistake_names_the_file_and_the_place(tmp_path, document, expected):
+    path = _write(tmp_path, document)
+    with pytest.raises(FeatureSpecError) as error:
+        load_use_case(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert expected in str(error.value)
+
+
+def test_an_unknown_use_case_lists_the_known_ones():
+    with pytest.raises(UseCaseError, match="the use cases here are: airport_rain, flight_delay"):
+        load_use_case(use_case_path("airport_delay"))
+
+
+def test_the_cli_lists_use_cases_and_checks_a_new_file(tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(main, ["use-cases", "list"])
+    assert listed.exit_code == 0
+    assert listed.output.splitlines() == [
+        "  airport_rain: Rain at a New York airport in the next hour (any precipitation)",
+        "* flight_delay: Flight-delay classifier (departures 15 minutes late or more)",
+    ]
+    checked = runner.invoke(main, ["use-cases", "check", str(use_case_path(RAIN))])
+    assert checked.exit_code == 0
+    assert "label: rains_next_hour" in checked.output
+    assert "served features: 17" in checked.output
+    broken = _write(tmp_path, _mistake(lambda d: d["feast"].update(views={})))
+    refused = runner.invoke(main, ["use-cases", "check", str(broken)])
+    assert refused.exit_code == 1
+    assert f"{broken}: feast, views: table 'airport_weather' has no view" in refused.output
