@@ -7,12 +7,13 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
 
-# The use case `make demo` and `make dev` work on (a file in facilflow_assets/use_cases/).
-# Another one than flight_delay gets a working directory, a Dagster instance and an
-# endpoint port of its own, so both run side by side: `make demo USE_CASE=airport_rain`.
-USE_CASE ?= flight_delay
-ifneq ($(USE_CASE),flight_delay)
+# The use case `make demo` and `make dev` work on: a file in facilflow_assets/use_cases/
+# (FACILFLOW_USE_CASE; flight_delay by default). Another one gets a working directory, a
+# Dagster instance and an endpoint port of its own, so both run side by side:
+# `make demo USE_CASE=airport_rain`.
+USE_CASE ?= $(or $(FACILFLOW_USE_CASE),flight_delay)
 export FACILFLOW_USE_CASE := $(USE_CASE)
+ifneq ($(USE_CASE),flight_delay)
 export FACILFLOW_HOME ?= $(CURDIR)/.facilflow/use_cases/$(USE_CASE)
 export FACILFLOW_SERVE_PORT ?= 8001
 endif
@@ -40,8 +41,9 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/facilflow demo
 
+# The suite tests the default use case's code location; it runs the second one itself.
 test: install
-	$(BIN)/pytest --numprocesses 2
+	FACILFLOW_USE_CASE=flight_delay $(BIN)/pytest --numprocesses 2
 
 MLFLOW_DIR := $(WORK_DIR)/mlflow
 

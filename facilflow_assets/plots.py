@@ -13,10 +13,6 @@ matplotlib.use("Agg")  # no display: figures are only ever written to files
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from facilflow_assets.use_case import current_use_case  # noqa: E402
-
-USE_CASE = current_use_case()
-
 
 def feature_importance(booster: lgb.Booster, top: int = 20) -> Figure:
     """Total gain per feature, largest first."""
@@ -43,15 +39,17 @@ def roc(labels: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
     return figure
 
 
-def calibration(labels: np.ndarray, scores: dict[str, np.ndarray], bins: int = 10) -> Figure:
+def calibration(
+    labels: np.ndarray, scores: dict[str, np.ndarray], label: str, bins: int = 10
+) -> Figure:
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for name, score in scores.items():
         observed, predicted = calibration_curve(labels, score, n_bins=bins, strategy="quantile")
         axes.plot(predicted, observed, marker="o", label=name)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(
-        xlabel=f"predicted probability of {USE_CASE.label}",
-        ylabel=f"observed share of {USE_CASE.label}",
+        xlabel=f"predicted probability of {label}",
+        ylabel=f"observed share of {label}",
         title="Calibration, holdout",
     )
     axes.legend(loc="upper left")
@@ -59,7 +57,7 @@ def calibration(labels: np.ndarray, scores: dict[str, np.ndarray], bins: int = 1
     return figure
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float) -> Figure:
+def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float, label: str) -> Figure:
     counts = confusion_matrix(labels, predicted, labels=[0, 1])
     figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.imshow(counts, cmap="Blues")
@@ -68,21 +66,21 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float) -> Fi
     axes.set_xticks([0, 1], ["0", "1"])
     axes.set_yticks([0, 1], ["0", "1"])
     axes.set(
-        xlabel=f"predicted {USE_CASE.label}",
-        ylabel=f"actual {USE_CASE.label}",
+        xlabel=f"predicted {label}",
+        ylabel=f"actual {label}",
         title=f"Confusion at {threshold:g}",
     )
     figure.tight_layout()
     return figure
 
 
-def score_histogram(scores: np.ndarray, threshold: float) -> Figure:
+def score_histogram(scores: np.ndarray, threshold: float, label: str, subject: str) -> Figure:
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(scores, bins=np.linspace(0, 1, 41))
     axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
     axes.set(
-        xlabel=f"predicted probability of {USE_CASE.label}",
-        ylabel=f"{USE_CASE.target.subject}s",
+        xlabel=f"predicted probability of {label}",
+        ylabel=f"{subject}s",
         title="Score distribution",
     )
     axes.legend(loc="upper right")

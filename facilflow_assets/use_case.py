@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from facilflow_assets.features.spec import (
     FeatureSpec,
     RatioFeature,
-    _Strict,
+    StrictModel,
     load_spec_file,
     parse_duration,
 )
@@ -27,13 +27,15 @@ USE_CASE_VARIABLE = "FACILFLOW_USE_CASE"
 DEFAULT_USE_CASE = "flight_delay"
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
 _NAME = r"^[a-z][a-z0-9_]*$"
+# Fields of the endpoint's answer, which the label's name must not take.
+ANSWER_FIELDS = {"request_id", "prediction", "model", "model_version", "role"}
 
 
 class UseCaseError(ValueError):
     """A use case that does not exist or cannot be built, with where the mistake is."""
 
 
-class LabelSpec(_Strict):
+class LabelSpec(StrictModel):
     """The label: a 0/1 column of the target model, or one derived from a column."""
 
     column: str = Field(description="Column of the target model the label is read from.")
@@ -62,11 +64,11 @@ class LabelSpec(_Strict):
         if self.derived and self.name is None:
             raise ValueError("a label derived with 'ahead' or 'above' needs a 'name'")
         if self.ahead is not None:
-            _positive_span(self.ahead, "field 'ahead'")
+            _positive_span(self.ahead, "ahead")
         return self
 
 
-class TargetSpec(_Strict):
+class TargetSpec(StrictModel):
     """What one prediction is about: a row of a warehouse model, and its label."""
 
     model: str = Field(description="dbt model asset key whose rows are predicted.")
@@ -81,15 +83,15 @@ class TargetSpec(_Strict):
         return int(parse_duration(self.lead).total_seconds() // 60)
 
     @model_validator(mode="after")
-    def _valid_lead(self) -> "TargetSpec":
-        try:
-            parse_duration(self.lead)
-        except ValueError as exc:
-            raise ValueError(f"field 'lead': {exc}") from None
+    def _consistent(self) -> "TargetSpec":
+        _positive_span(self.lead, "lead", allow_zero=True)
+        label = self.label.output
+        if label in {*self.keys, self.time} | ANSWER_FIELDS:
+            raise ValueError(f"label name '{label}' is taken by a key, the time or an answer field")
         return self
 
 
-class CalendarSpec(_Strict):
+class CalendarSpec(StrictModel):
     """The days the batch and drift assets are partitioned by, in the target's local time."""
 
     start: date
@@ -107,9 +109,24 @@ class CalendarSpec(_Strict):
         return self
 
 
-class BaselineSpec(_Strict):
+class SplitSpec(StrictModel):
+    """Where the training set is cut in time: train, then validation, then holdout."""
+
+    train_start: date
+    validation_start: date
+    holdout_start: date
+
+    @model_validator(mode="after")
+    def _in_order(self) -> "SplitSpec":
+        if not self.train_start < self.validation_start < self.holdout_start:
+            raise ValueError("train_start, validation_start and holdout_start must be in order")
+        return self
+
+
+class BaselineSpec(StrictModel):
     """The naive model a first candidate must beat: the label's rate per group in the train
-    months, each group shrunk toward its first column's rate when it has few rows."""
+    months, shrunk where a group has few rows toward the coarser rate: the first column's
+    group, or the overall rate when there is one column."""
 
     name: str
     description: str
@@ -117,14 +134,15 @@ class BaselineSpec(_Strict):
     prior_rows: int = Field(default=50, ge=1, description="Rows the coarser rate weighs as.")
 
 
-class EntitySpec(_Strict):
+class EntitySpec(StrictModel):
+    """What features are about; its join key is a text column (requests send text)."""
+
     name: str = Field(pattern=_NAME)
     join_key: str
     description: str
-    value_type: str = Field(default="string", pattern="^(string|int)$")
 
 
-class ViewSpec(_Strict):
+class ViewSpec(StrictModel):
     """How a feature table is served by Feast."""
 
     entities: list[str] = Field(min_length=1)
@@ -134,21 +152,22 @@ class ViewSpec(_Strict):
     )
 
 
-class OnDemandSpec(_Strict):
+class OnDemandSpec(StrictModel):
     """Features computed from other views' values when they are read (ratios)."""
 
     name: str = Field(pattern=_NAME)
+
     description: str
     sources: list[str] = Field(min_length=1)
     features: list[RatioFeature] = Field(min_length=1)
 
 
-class ServiceSpec(_Strict):
+class ServiceSpec(StrictModel):
     name: str = Field(pattern=_NAME)
     description: str
 
 
-class FeastSpec(_Strict):
+class FeastSpec(StrictModel):
     entities: list[EntitySpec] = Field(min_length=1)
     views: dict[str, ViewSpec]
     on_demand: list[OnDemandSpec] = Field(default_factory=list)
@@ -163,6 +182,7 @@ class UseCase(FeatureSpec):
     target: TargetSpec
     score: str = Field(pattern=_NAME, description="Column name of the predicted probability.")
     calendar: CalendarSpec
+    splits: SplitSpec
     baseline: BaselineSpec
     feast: FeastSpec
 
@@ -173,9 +193,6 @@ class UseCase(FeatureSpec):
     @property
     def label(self) -> str:
         return self.target.label.output
-
-    def entity(self, name: str) -> EntitySpec:
-        return next(e for e in self.feast.entities if e.name == name)
 
     def served_features(self) -> set[str]:
         """Every feature of the feature service, by its full name `<view>__<feature>`."""
@@ -190,8 +207,17 @@ class UseCase(FeatureSpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "UseCase":
+        _check_names(self)
         _check_views(self)
         _check_on_demand(self)
+        if self.score in {*self.target.keys, self.target.time, self.label}:
+            raise ValueError(f"field 'score': '{self.score}' is taken by a key, the time or label")
+        calendar = self.calendar
+        if not calendar.start <= self.splits.train_start < self.splits.holdout_start < calendar.end:
+            raise ValueError(
+                f"field 'splits': train_start to holdout_start must lie within the calendar, "
+                f"{calendar.start} to {calendar.end}"
+            )
         for column in self.baseline.group_by:
             if column not in self.target.keys and column not in self.served_features():
                 raise ValueError(
@@ -201,17 +227,31 @@ class UseCase(FeatureSpec):
         return self
 
 
+def _check_names(use_case: UseCase) -> None:
+    """Entity names, and view names (feature and on-demand views share Feast's namespace),
+    are each used once."""
+    for kind, names in [
+        ("entity", [e.name for e in use_case.feast.entities]),
+        ("view", [*use_case.feast.views, *(v.name for v in use_case.feast.on_demand)]),
+    ]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"feast: the {kind} name '{repeated[0]}' is used more than once")
+
+
 def _check_views(use_case: UseCase) -> None:
     tables = {t.name: t for t in use_case.tables}
     entities = {e.name: e for e in use_case.feast.entities}
-    for name in sorted(set(tables) - set(use_case.feast.views)):
-        raise ValueError(f"feast, views: table '{name}' has no view")
+    missing = sorted(set(tables) - set(use_case.feast.views))
+    if missing:
+        raise ValueError(f"feast, views: table '{missing[0]}' has no view")
     for name, view in use_case.feast.views.items():
         where = f"feast, views, '{name}'"
         if name not in tables:
             raise ValueError(f"{where}: no table of that name")
         _positive_span(view.ttl, f"{where}, field 'ttl'", allow_zero=True)
-        columns = {view.join_keys.get(c, c) for c in tables[name].source.entity}
+        source = tables[name].source
+        columns = {view.join_keys.get(c, c): c for c in source.entity}
         for entity in view.entities:
             if entity not in entities:
                 raise ValueError(f"{where}, field 'entities': unknown entity '{entity}'")
@@ -220,6 +260,11 @@ def _check_views(use_case: UseCase) -> None:
                 raise ValueError(
                     f"{where}: entity '{entity}' joins on '{key}', which the table's entity "
                     f"columns {sorted(columns)} do not provide (map one in 'join_keys')"
+                )
+            if source.columns[columns[key]] != "string":
+                raise ValueError(
+                    f"{where}: entity '{entity}' joins on '{columns[key]}', which is "
+                    f"{source.columns[columns[key]]}; join keys are text, as requests send them"
                 )
             if key not in use_case.target.keys:
                 raise ValueError(
@@ -265,17 +310,17 @@ def load_use_case(path: Path) -> UseCase:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in USE_CASES_DIR.glob("*.yaml")))
         raise UseCaseError(f"no use case file {path}; the use cases here are: {known}")
-    return load_spec_file(path, UseCase)
+    use_case = load_spec_file(path, UseCase)
+    if use_case.use_case != path.stem:
+        raise UseCaseError(
+            f"{path}: names the use case '{use_case.use_case}'; a file is named after its "
+            f"use case ({use_case.use_case}.yaml)"
+        )
+    return use_case
 
 
 @functools.cache
 def current_use_case() -> UseCase:
     """The use case this code location is built for (FACILFLOW_USE_CASE)."""
     name = os.environ.get(USE_CASE_VARIABLE, "").strip() or DEFAULT_USE_CASE
-    use_case = load_use_case(use_case_path(name))
-    if use_case.use_case != name:
-        raise UseCaseError(
-            f"{use_case_path(name)}: names the use case '{use_case.use_case}'; a file is named "
-            "after its use case"
-        )
-    return use_case
+    return load_use_case(use_case_path(name))

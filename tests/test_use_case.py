@@ -119,11 +119,31 @@ def _mistake(change) -> dict:
         ),
         (
             _mistake(lambda d: d["target"]["label"].update(ahead="an hour")),
-            "field 'ahead': 'an hour' is not a duration like '30m', '6h' or '7d'",
+            "field 'target.label': ahead: 'an hour' is not a duration like '30m', '6h' or '7d'",
         ),
         (
             _mistake(lambda d: d["calendar"].update(time_zone="New York")),
             "field 'calendar': 'New York' is not a time zone name",
+        ),
+        (
+            _mistake(lambda d: d["feast"]["entities"].append(d["feast"]["entities"][0])),
+            "feast: the entity name 'airport' is used more than once",
+        ),
+        (
+            _mistake(lambda d: d["target"]["label"].update(name="airport_code")),
+            "field 'target': label name 'airport_code' is taken by a key, the time or an answer",
+        ),
+        (
+            _mistake(lambda d: d.update(score="rains_next_hour")),
+            "field 'score': 'rains_next_hour' is taken by a key, the time or label",
+        ),
+        (
+            _mistake(lambda d: d["tables"][0]["source"]["columns"].update(airport_code="int")),
+            "entity 'airport' joins on 'airport_code', which is int; join keys are text",
+        ),
+        (
+            _mistake(lambda d: d["splits"].update(train_start="2012-03-01")),
+            "field 'splits': train_start to holdout_start must lie within the calendar",
         ),
         (
             _mistake(
@@ -156,6 +176,46 @@ def test_a_use_case_mistake_names_the_file_and_the_place(tmp_path, document, exp
         load_use_case(path)
     assert str(error.value).startswith(f"{path}: ")
     assert expected in str(error.value)
+
+
+def test_a_non_finite_on_zero_is_refused_before_it_reaches_generated_code(tmp_path):
+    document = _rain_document()
+    document["feast"]["on_demand"] = [
+        {
+            "name": "rain_context",
+            "description": "test",
+            "sources": ["airport_weather"],
+            "features": [
+                {
+                    "name": "wet_share",
+                    "kind": "ratio",
+                    "numerator": "precipitation_in",
+                    "denominator": "precipitation_sum_6h",
+                    "on_zero": float("nan"),
+                }
+            ],
+        }
+    ]
+    with pytest.raises(FeatureSpecError, match="on_zero.*finite number"):
+        load_use_case(_write(tmp_path, document))
+    document["feast"]["on_demand"][0]["features"][0]["on_zero"] = 0.0
+    [view] = [
+        o
+        for o in feast_objects(load_use_case(_write(tmp_path, document)))
+        if isinstance(o, OnDemandFeatureView)
+    ]
+    rebuilt = OnDemandFeatureView.from_proto(view.to_proto()).feature_transformation.udf
+    shares = rebuilt(
+        pd.DataFrame({"precipitation_in": [0.1, 0.0], "precipitation_sum_6h": [0.4, 0]})
+    )
+    assert shares["wet_share"].tolist() == [0.25, 0.0]
+
+
+def test_a_file_is_named_after_its_use_case(tmp_path):
+    path = tmp_path / "rain.yaml"
+    path.write_text(use_case_path(RAIN).read_text())
+    with pytest.raises(UseCaseError, match="names the use case 'airport_rain'"):
+        load_use_case(path)
 
 
 def test_an_unknown_use_case_lists_the_known_ones():

@@ -150,9 +150,9 @@ def _figures(labels, scores, baseline: Baseline, booster, threshold) -> dict[str
     both = {"candidate": scores, baseline.name: baseline.probabilities}
     return {
         "roc": plots.png(plots.roc(labels, both)),
-        "calibration": plots.png(plots.calibration(labels, both)),
+        "calibration": plots.png(plots.calibration(labels, both, USE_CASE.label)),
         "confusion_matrix": plots.png(
-            plots.confusion(labels, (scores >= threshold).astype(int), threshold)
+            plots.confusion(labels, (scores >= threshold).astype(int), threshold, USE_CASE.label)
         ),
         "feature_importance": plots.png(plots.feature_importance(booster)),
     }

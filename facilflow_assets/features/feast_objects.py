@@ -8,45 +8,47 @@ directory `.facilflow/`; Dagster points each source at its own working directory
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.on_demand_feature_view import OnDemandFeatureView
-from feast.types import Float64, from_value_type
+from feast.types import Float64, String
 
 from facilflow_assets.features.feast_schema import feature_fields
 from facilflow_assets.features.spec import parse_duration
-from facilflow_assets.use_case import UseCase
+from facilflow_assets.use_case import OnDemandSpec, UseCase
 
-VALUE_TYPES = {"string": ValueType.STRING, "int": ValueType.INT64}
+RATIO_FUNCTION = "ratios"
 
 
 def feast_objects(use_case: UseCase) -> list:
     """Every Feast object of the use case, in the order `feast apply` would create them."""
     tags = {"use_case": use_case.use_case}
+    owner = use_case.feast.owner
     entities = {
         e.name: Entity(
             name=e.name,
             join_keys=[e.join_key],
-            value_type=VALUE_TYPES[e.value_type],
+            value_type=ValueType.STRING,
             description=e.description,
             tags=tags,
         )
         for e in use_case.feast.entities
     }
-    views = {table.name: _feature_view(use_case, table.name, entities) for table in use_case.tables}
-    on_demand = [_on_demand_view(use_case, spec, views) for spec in use_case.feast.on_demand]
+    views = {t.name: _feature_view(use_case, t.name, entities, tags) for t in use_case.tables}
+    on_demand = [_on_demand_view(v, views, tags, owner) for v in use_case.feast.on_demand]
     service = FeatureService(
         name=use_case.feature_service,
         features=[*views.values(), *on_demand],
         description=use_case.feast.service.description,
         tags=tags,
-        owner=use_case.feast.owner,
+        owner=owner,
     )
     return [*entities.values(), *(v.batch_source for v in views.values()), *views.values(),
             *on_demand, service]  # fmt: skip
 
 
-def _feature_view(use_case: UseCase, name: str, entities: dict[str, Entity]) -> FeatureView:
+def _feature_view(
+    use_case: UseCase, name: str, entities: dict[str, Entity], tags: dict[str, str]
+) -> FeatureView:
     table = use_case.table(name)
     view = use_case.feast.views[name]
-    tags = {"use_case": use_case.use_case}
     source = FileSource(
         name=f"{name}_source",
         path=f"../.facilflow/features/{name}.parquet",
@@ -62,7 +64,7 @@ def _feature_view(use_case: UseCase, name: str, entities: dict[str, Entity]) -> 
         ttl=parse_duration(view.ttl),
         # Join keys are declared, not left to inference, which can miss a mapped key.
         schema=[
-            *(Field(name=e.join_key, dtype=from_value_type(e.value_type)) for e in members),
+            *(Field(name=e.join_key, dtype=String) for e in members),
             *feature_fields(table),
         ],
         source=source,
@@ -73,10 +75,11 @@ def _feature_view(use_case: UseCase, name: str, entities: dict[str, Entity]) -> 
     )
 
 
-def _on_demand_view(use_case: UseCase, spec, views: dict[str, FeatureView]) -> OnDemandFeatureView:
-    source = ratio_udf_source(spec.name, [
-        (f.name, f.numerator, f.denominator, f.on_zero) for f in spec.features
-    ])  # fmt: skip
+def _on_demand_view(
+    spec: OnDemandSpec, views: dict[str, FeatureView], tags: dict[str, str], owner: str
+) -> OnDemandFeatureView:
+    source = ratio_udf_source([(f.name, f.numerator, f.denominator, f.on_zero)
+                               for f in spec.features])  # fmt: skip
     namespace = {"pd": pd}
     exec(source, namespace)  # noqa: S102 - generated above from checked names and numbers
     return OnDemandFeatureView(
@@ -85,20 +88,21 @@ def _on_demand_view(use_case: UseCase, spec, views: dict[str, FeatureView]) -> O
         schema=[
             Field(name=f.name, dtype=Float64, description=f.description) for f in spec.features
         ],
-        udf=namespace[spec.name],
+        udf=namespace[RATIO_FUNCTION],
         udf_string=source,
         mode="pandas",
         description=spec.description,
-        tags={"use_case": use_case.use_case},
-        owner=use_case.feast.owner,
+        tags=tags,
+        owner=owner,
     )
 
 
-def ratio_udf_source(name: str, ratios: list[tuple[str, str, str, float | None]]) -> str:
+def ratio_udf_source(ratios: list[tuple[str, str, str, float | None]]) -> str:
     """The source of a pandas function computing `ratios` (name, numerator, denominator,
-    value where the denominator is 0). Feast stores the source in its registry and rebuilds
-    the function from it wherever features are read, so it must stand on its own."""
-    return f"""def {name}(inputs):
+    value where the denominator is 0; names are checked identifiers, values finite). Feast
+    stores the source in its registry and rebuilds the function from it wherever features
+    are read, so it must stand on its own."""
+    return f"""def {RATIO_FUNCTION}(inputs):
     columns = {{}}
     for name, numerator, denominator, on_zero in {ratios!r}:
         below = inputs[denominator].astype("float64")

@@ -32,11 +32,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Feature(_Strict):
+class _Feature(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Output column name.")
     description: str = ""
 
@@ -75,7 +75,7 @@ class RatioFeature(_Feature):
     kind: Literal["ratio"]
     numerator: str
     denominator: str
-    on_zero: float | None = None
+    on_zero: float | None = Field(default=None, allow_inf_nan=False)
 
     def inputs(self) -> dict[str, str]:
         return {"numerator": self.numerator, "denominator": self.denominator}
@@ -115,7 +115,7 @@ Feature = Annotated[
 ]
 
 
-class SourceSpec(_Strict):
+class SourceSpec(StrictModel):
     """The warehouse model a table is computed from, and the columns it reads."""
 
     model: str = Field(description="dbt model asset key, e.g. 'staging/stg_weather'.")
@@ -129,7 +129,7 @@ class SourceSpec(_Strict):
     columns: dict[str, ColumnType]
 
 
-class TableExpectations(_Strict):
+class TableExpectations(StrictModel):
     """What the table's asset checks hold it to."""
 
     max_null_share: dict[str, float] = Field(
@@ -147,7 +147,7 @@ class TableExpectations(_Strict):
         return self.max_null_share.get(column, self.max_null_share.get("default", 0.05))
 
 
-class FeatureTableSpec(_Strict):
+class FeatureTableSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
     source: SourceSpec
@@ -187,7 +187,7 @@ class FeatureTableSpec(_Strict):
         return self
 
 
-class FeatureSpec(_Strict):
+class FeatureSpec(StrictModel):
     use_case: str
     tables: list[FeatureTableSpec]
 

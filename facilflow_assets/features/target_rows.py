@@ -18,7 +18,7 @@ def target_rows(storage: StorageResource, use_case: UseCase) -> pl.DataFrame:
     target = use_case.target
     rows = storage.read_warehouse(target.model)
     wanted = [*target.keys, target.time]
-    if not target.label.derived or target.label.column not in wanted:
+    if target.label.column not in wanted:
         wanted.append(target.label.column)
     missing = [c for c in wanted if c not in rows.columns]
     if missing:
@@ -32,7 +32,15 @@ def target_rows(storage: StorageResource, use_case: UseCase) -> pl.DataFrame:
 def labelled_rows(storage: StorageResource, use_case: UseCase) -> pl.DataFrame:
     """The rows whose label is known, with the label as a column of its output name."""
     rows = with_label(target_rows(storage, use_case), use_case.target)
-    return rows.filter(pl.col(use_case.label).is_not_null())
+    labelled = rows.filter(pl.col(use_case.label).is_not_null())
+    if labelled.is_empty():
+        label = use_case.target.label
+        hint = f" (no row has a later row {label.ahead} after it)" if label.ahead else ""
+        raise TargetDataError(
+            f"use case '{use_case.use_case}': no row of {use_case.target.model} has a value "
+            f"of the label '{use_case.label}'{hint}"
+        )
+    return labelled
 
 
 def with_label(rows: pl.DataFrame, target: TargetSpec) -> pl.DataFrame:

@@ -109,7 +109,11 @@ def batch_predictions(
     )
     path = write_parquet_atomic(predictions, storage.predictions_path(tenant.use_case, day))
     context.log.info(f"{day}: {predictions.height:,} {target.subject}s scored with {ref.uri}")
-    histogram = plots.png(plots.score_histogram(scores, config.decision_threshold))
+    histogram = plots.png(
+        plots.score_histogram(
+            scores, config.decision_threshold, USE_CASE.label, USE_CASE.target.subject
+        )
+    )
     return dg.MaterializeResult(
         metadata={
             **table_metadata(predictions, path),

@@ -61,6 +61,8 @@ class SearchDimension(dg.Config):
         return getattr(tune, self.distribution)(self.low, self.high)
 
 
+USE_CASE = current_use_case()
+SPLITS = USE_CASE.splits
 DEFAULT_SEARCH_SPACE = {
     "learning_rate": {"distribution": "loguniform", "low": 0.02, "high": 0.3},
     "num_leaves": {"distribution": "randint", "low": 15, "high": 127},
@@ -73,16 +75,21 @@ DEFAULT_SEARCH_SPACE = {
 class TrainingConfig(dg.Config):
     """Rows from `train_start` to `validation_start` train; `validation_start`..`holdout_start`
     guide early stopping and the search; from `holdout_start` on is kept for evaluation alone.
-    The default trains on spring to summer rows of 2013: winter is never seen, and the drift
-    monitoring of winter days shows it."""
+    The defaults are the use case's `splits`."""
 
     feature_service: str = Field(
-        default=current_use_case().feature_service,
+        default=USE_CASE.feature_service,
         description="The Feast feature service whose training set to use.",
     )
-    train_start: str = Field(default="2013-03-01", description="UTC date (ISO 8601).")
-    validation_start: str = Field(default="2013-10-01", description="UTC date (ISO 8601).")
-    holdout_start: str = Field(default="2013-11-01", description="UTC date (ISO 8601).")
+    train_start: str = Field(
+        default=SPLITS.train_start.isoformat(), description="UTC date (ISO 8601)."
+    )
+    validation_start: str = Field(
+        default=SPLITS.validation_start.isoformat(), description="UTC date (ISO 8601)."
+    )
+    holdout_start: str = Field(
+        default=SPLITS.holdout_start.isoformat(), description="UTC date (ISO 8601)."
+    )
     search_space: dict[str, SearchDimension] = Field(
         default=DEFAULT_SEARCH_SPACE,
         validate_default=True,

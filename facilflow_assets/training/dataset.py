@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-TIME_COLUMN = "event_timestamp"
-FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
+from facilflow_assets.features.target_rows import EVENT_TIME as TIME_COLUMN
+from facilflow_assets.use_case import FEATURE_SEPARATOR
 
 
 class TrainingDataError(ValueError):
