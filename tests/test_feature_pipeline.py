@@ -68,6 +68,39 @@ def test_the_training_set_has_every_service_feature_for_every_departed_flight(bu
     assert frame["weather_hourly__temperature_f"].null_count() / frame.height < 0.02
 
 
+def test_a_flight_sees_only_the_weather_reports_made_before_its_prediction(built_home):
+    """An hour's report is made at minute 51: a flight predicted earlier in that hour gets
+    the previous hour's report, though the source files both under their hour."""
+    home = built_home.home
+    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    reports = StorageResource(home=str(home)).read_warehouse("staging/stg_weather")
+    by_hour = reports.select(
+        pl.col("airport_code").alias("origin_airport_code"),
+        pl.col("observed_hour_at").alias("hour"),
+        "temperature_f",
+    )
+    early = (
+        frame.filter(pl.col("event_timestamp").dt.minute() < 51)
+        .select(
+            "origin_airport_code",
+            "event_timestamp",
+            served=pl.col("weather_hourly__temperature_f"),
+            hour=pl.col("event_timestamp").dt.truncate("1h"),
+        )
+        .join(by_hour.rename({"temperature_f": "this_hour"}), on=["origin_airport_code", "hour"])
+        .join(
+            by_hour.rename({"temperature_f": "hour_before"}).with_columns(
+                pl.col("hour") + pl.duration(hours=1)
+            ),
+            on=["origin_airport_code", "hour"],
+        )
+        .drop_nulls(["served", "this_hour", "hour_before"])
+    )
+    differ = early.filter(pl.col("this_hour") != pl.col("hour_before"))
+    assert differ.height > 10_000  # hours whose own report would have given another value
+    assert (differ["served"] == differ["hour_before"]).all()
+
+
 def test_the_data_version_is_a_content_hash(built_home):
     home = built_home.home
     frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
@@ -89,7 +122,7 @@ def test_the_online_store_serves_each_entitys_latest_values(built_home):
     weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
     carriers = pl.read_parquet(home / "features" / "carrier_history.parquet")
     for i, (airport, carrier) in enumerate([("JFK", "UA"), ("EWR", "B6")]):
-        last_weather = weather.filter(pl.col("airport_code") == airport).sort("observed_hour_at")
+        last_weather = weather.filter(pl.col("airport_code") == airport).sort("reported_at")
         last_carrier = carriers.filter(pl.col("carrier_code") == carrier).sort("departed_at")
         assert online["visibility_mi"][i] == last_weather["visibility_mi"][-1]
         assert online["carrier_delay_rate_7d"][i] == last_carrier["carrier_delay_rate_7d"][-1]
@@ -256,8 +289,8 @@ def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_
     weather = pl.read_parquet(built / "features" / "weather_hourly.parquet")
     expected = weather.filter(
         (pl.col("airport_code") == "LGA")
-        & (pl.col("observed_hour_at") <= datetime(2013, 6, 3, tzinfo=UTC))
-    ).sort("observed_hour_at")["temperature_f"][-1]
+        & (pl.col("reported_at") <= datetime(2013, 6, 3, tzinfo=UTC))
+    ).sort("reported_at")["temperature_f"][-1]
     assert online["temperature_f"] == [expected]
 
 
@@ -282,8 +315,8 @@ def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
         ).to_dict()
         weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
         latest = (
-            weather.filter((pl.col("airport_code") == "EWR") & (pl.col("observed_hour_at") <= end))
-            .sort("observed_hour_at")
+            weather.filter((pl.col("airport_code") == "EWR") & (pl.col("reported_at") <= end))
+            .sort("reported_at")
             .row(-1, named=True)
         )
         assert online["pressure_mb"] == [latest["pressure_mb"]]

@@ -199,7 +199,7 @@ def test_the_second_use_case_builds_only_its_own_tables_and_feature_service(prod
     training = pl.read_parquet(home / "training" / "airport_rain_v1.parquet")
     assert training.height > 25_000 and 0.05 < training["rains_next_hour"].mean() < 0.1
     batch = pl.read_parquet(home / "predictions" / USE_CASE / "2013-06-15.parquet")
-    assert {"airport_code", "observed_hour_at", "rain_probability"} <= set(batch.columns)
+    assert {"airport_code", "reported_at", "rain_probability"} <= set(batch.columns)
 
 
 def test_dagster_keeps_its_runs_and_events_in_postgresql(production):

@@ -204,5 +204,5 @@ def _pressure_at_ewr(store: FeatureStore) -> float | None:
 
 
 def _latest_pressure_at_ewr(weather: pl.DataFrame, end: datetime) -> float | None:
-    at_ewr = weather.filter((pl.col("airport_code") == "EWR") & (pl.col("observed_hour_at") <= end))
-    return at_ewr.sort("observed_hour_at")["pressure_mb"][-1]
+    at_ewr = weather.filter((pl.col("airport_code") == "EWR") & (pl.col("reported_at") <= end))
+    return at_ewr.sort("reported_at")["pressure_mb"][-1]

@@ -68,11 +68,11 @@ def test_a_label_read_ahead_comes_from_the_same_keys_later_row():
     rows = pl.DataFrame(
         {
             "airport_code": ["JFK"] * 4 + ["LGA"],
-            "observed_hour_at": [*hours, hours[0]],
+            "reported_at": [*hours, hours[0]],
             "precipitation_in": [0.0, 0.02, 0.0, 0.1, 0.3],
         }
     )
-    labelled = with_label(rows, rain).sort("airport_code", "observed_hour_at")
+    labelled = with_label(rows, rain).sort("airport_code", "reported_at")
     # JFK: rain at 01:00, none at 02:00, 03:00 unknown, 04:00 the last; LGA: one hour only.
     assert labelled["rains_next_hour"].to_list() == [1, 0, None, None, None]
     assert labelled.columns == [*rows.columns, "rains_next_hour"]

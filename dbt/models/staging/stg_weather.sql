@@ -6,6 +6,9 @@ renamed as (
     select
         origin as airport_code,
         time_hour as observed_hour_at,
+        -- Routine reports are made at minute 51 and the hour's precipitation is summed up
+        -- to then, so an hour's row is complete, and can be known, only from that minute.
+        time_hour + interval 51 minute as reported_at,
         temp as temperature_f,
         dewp as dewpoint_f,
         humid as relative_humidity_pct,
