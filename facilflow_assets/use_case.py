@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from facilflow_assets.features.spec import (
+    NAME_PATTERN,
     FeatureSpec,
     RatioFeature,
     StrictModel,
@@ -26,7 +27,6 @@ USE_CASES_DIR = Path(__file__).parent / "use_cases"
 USE_CASE_VARIABLE = "FACILFLOW_USE_CASE"
 DEFAULT_USE_CASE = "flight_delay"
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
-_NAME = r"^[a-z][a-z0-9_]*$"
 # Fields of the endpoint's answer, which the label's name must not take.
 ANSWER_FIELDS = {"request_id", "prediction", "model", "model_version", "role"}
 
@@ -48,7 +48,9 @@ class LabelSpec(StrictModel):
         default=None, description="The label is 1 where the column exceeds this, else 0."
     )
     name: str | None = Field(
-        default=None, pattern=_NAME, description="Name of a derived label; `column` otherwise."
+        default=None,
+        pattern=NAME_PATTERN,
+        description="Name of a derived label; `column` otherwise.",
     )
 
     @property
@@ -137,7 +139,7 @@ class BaselineSpec(StrictModel):
 class EntitySpec(StrictModel):
     """What features are about; its join key is a text column (requests send text)."""
 
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     join_key: str
     description: str
 
@@ -155,7 +157,7 @@ class ViewSpec(StrictModel):
 class OnDemandSpec(StrictModel):
     """Features computed from other views' values when they are read (ratios)."""
 
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
 
     description: str
     sources: list[str] = Field(min_length=1)
@@ -163,7 +165,7 @@ class OnDemandSpec(StrictModel):
 
 
 class ServiceSpec(StrictModel):
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     description: str
 
 
@@ -180,7 +182,9 @@ class UseCase(FeatureSpec):
 
     description: str = Field(description="What the model predicts, in one sentence.")
     target: TargetSpec
-    score: str = Field(pattern=_NAME, description="Column name of the predicted probability.")
+    score: str = Field(
+        pattern=NAME_PATTERN, description="Column name of the predicted probability."
+    )
     calendar: CalendarSpec
     splits: SplitSpec
     baseline: BaselineSpec

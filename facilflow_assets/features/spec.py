@@ -17,6 +17,7 @@ ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
 NUMERIC_TYPES = {"int", "float", "bool"}
 _DURATION = re.compile(r"^(\d+)(m|h|d)$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"  # tables, features, views, services: safe everywhere
 Spec = TypeVar("Spec", bound=BaseModel)
 
 
@@ -37,7 +38,7 @@ class StrictModel(BaseModel):
 
 
 class _Feature(StrictModel):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Output column name.")
+    name: str = Field(pattern=NAME_PATTERN, description="Output column name.")
     description: str = ""
 
     def inputs(self) -> dict[str, str]:
@@ -148,7 +149,7 @@ class TableExpectations(StrictModel):
 
 
 class FeatureTableSpec(StrictModel):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str
     source: SourceSpec
     keep: list[str] = Field(default_factory=list, description="Source columns kept as features.")
