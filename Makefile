@@ -48,12 +48,12 @@ test: install
 MLFLOW_DIR := $(WORK_DIR)/mlflow
 
 # The Dagster UI on :3000 and the MLflow UI on :5000, over the stores `make demo` fills.
+# The MLflow UI runs the governance server app with demo users (alice, carol, dave,
+# facilflow), whose passwords facilflow_assets/dev_server.py keeps in
+# $(MLFLOW_DIR)/dev-credentials.ini and prints once the server is up.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	mkdir -p $(MLFLOW_DIR)/artifacts
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid $(BIN)/mlflow server \
-	    --host 127.0.0.1 --port 5000 \
-	    --backend-store-uri sqlite:///$(MLFLOW_DIR)/mlflow.db \
-	    --default-artifact-root $(MLFLOW_DIR)/artifacts & \
+	setsid $(BIN)/python -m facilflow_assets.dev_server $(MLFLOW_DIR) \
+	    --host 127.0.0.1 --port 5000 & \
 	mlflow_group=$$!; trap 'kill -- -$$mlflow_group' EXIT; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

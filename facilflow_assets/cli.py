@@ -277,6 +277,7 @@ def _decide(context: click.Context, version: str, comment: str, approve: bool) -
     with _registry(context) as registry:
         decide(
             registry.client,
+            registry.audit,
             registry.name,
             version,
             acting_user(),
@@ -331,20 +332,27 @@ def history(context: click.Context, moment: str | None) -> None:
 @_comment_option
 @click.pass_context
 def rollback(context: click.Context, comment: str) -> None:
-    """Return Production to the version that held it before the current one."""
-    from facilflow_assets.environment import acting_user
-    from facilflow_assets.governance.lifecycle_events import promoted
-    from facilflow_assets.governance.transitions import rollback as roll_back
+    """Request Production back for the version that held it before the current one.
 
-    user = acting_user()
+    A rollback is a transition like any other: a designated approver who did not request
+    it approves it, and the promotion job carries it out.
+    """
+    from facilflow_assets.environment import acting_user
+    from facilflow_assets.governance.lifecycle_events import requested
+    from facilflow_assets.governance.requests import request_production
+    from facilflow_assets.governance.transitions import rollback_target
+
     with _registry(context) as registry:
-        restored, replaced = roll_back(
-            registry.client, registry.audit, registry.name, user, comment
+        records = registry.audit.history(registry.name)
+        target = rollback_target(registry.client, records, registry.name)
+        made = request_production(
+            registry.client, registry.audit, registry.name, target, acting_user(), comment
         )
-        registry.events.record(
-            [promoted(registry.tenant, restored, user, comment, replaced, rollback=True)]
+        registry.events.record([requested(registry.tenant, made, registry.approvers)])
+        click.echo(
+            f"requested {registry.name} version {target} back in Production (a rollback); "
+            f"approvers: {', '.join(registry.approvers)}"
         )
-        click.echo(f"{registry.name} version {restored} is in Production again")
 
 
 @main.group()

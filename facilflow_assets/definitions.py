@@ -9,7 +9,7 @@ from facilflow_assets.features.feast_assets import feast_assets
 from facilflow_assets.monitoring.assets import feature_drift, prediction_drift
 from facilflow_assets.monitoring.health_asset import serving_health
 from facilflow_assets.raw.assets import raw_assets
-from facilflow_assets.registry.assets import registered_model_version
+from facilflow_assets.registry.assets import audit_trail_confirms_stages, registered_model_version
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.batch import batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint
@@ -32,7 +32,7 @@ all_assets = [
     prediction_drift,
     serving_health,
 ]
-all_asset_checks = [clears_thresholds]
+all_asset_checks = [clears_thresholds, audit_trail_confirms_stages]
 
 defs = dg.Definitions(
     assets=all_assets,

@@ -5,12 +5,11 @@
 secret is read at import time. No other module reads the process environment.
 """
 
+import configparser
 import getpass
 import os
 from enum import StrEnum
 from pathlib import Path
-
-from facilflow_assets.governance.approvers import approvers_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The local working directory; FACILFLOW_HOME moves it (dbt's profile reads the same).
@@ -46,10 +45,21 @@ def acting_user() -> str:
     )
 
 
-def server_approvers(model: str) -> list[str]:
-    """The designated approvers of `model` that the governance server app enforces, from
-    FACILFLOW_APPROVERS (one list, or one per tenant: see `approvers_of`)."""
-    return approvers_of(os.environ.get("FACILFLOW_APPROVERS", ""), model)
+def server_governance_settings() -> tuple[frozenset[str], str]:
+    """The governance server app's service accounts (`service_accounts` in the `[facilflow]`
+    section of MLFLOW_AUTH_CONFIG_PATH) and approvers setting (FACILFLOW_APPROVERS)."""
+    path = os.environ.get("MLFLOW_AUTH_CONFIG_PATH", "")
+    config = configparser.ConfigParser(inline_comment_prefixes=("#",))
+    if not path or not config.read(path):
+        raise ValueError(f"MLFLOW_AUTH_CONFIG_PATH={path!r}: the governance app needs its file")
+    accounts = config.get("facilflow", "service_accounts", fallback="")
+    names = frozenset(name.strip() for name in accounts.split(",") if name.strip())
+    if not names:
+        raise ValueError(
+            f"{path}: set service_accounts in its [facilflow] section, the MLflow users the "
+            "promotion, evaluation and registry jobs run as"
+        )
+    return names, os.environ.get("FACILFLOW_APPROVERS", "")
 
 
 def local_bootstrap_servers() -> str:

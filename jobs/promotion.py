@@ -4,7 +4,8 @@ import dagster as dg
 from pydantic import Field
 
 from facilflow_assets.governance.audit import AuditTrail
-from facilflow_assets.governance.lifecycle_events import promotion_event
+from facilflow_assets.governance.integrity import GovernanceViolation
+from facilflow_assets.governance.lifecycle_events import promotion_event, violation_event
 from facilflow_assets.governance.review import PromotionOrder, promote
 from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
 
@@ -30,13 +31,17 @@ def promote_approved_version(
 ) -> None:
     client = mlflow.client()
     order = PromotionOrder(**config.model_dump())
-    displaced = promote(
-        client,
-        AuditTrail(client, tenant.audit_experiment_name),
-        order,
-        governance.approvers_of(order.model),
-        context.run_id,
-    )
+    try:
+        displaced = promote(
+            client,
+            AuditTrail(client, tenant.audit_experiment_name),
+            order,
+            governance.approvers_of(order.model),
+            context.run_id,
+        )
+    except GovernanceViolation as violation:
+        events.record([violation_event(tenant, "promotion_job", str(violation), order.version)])
+        raise
     events.record([promotion_event(tenant, order, displaced, context.run_id)])
     context.log.info(f"{order.model} version {order.version} is in Production")
 

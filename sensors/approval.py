@@ -5,8 +5,9 @@ import json
 import dagster as dg
 
 from facilflow_assets.governance.audit import AuditTrail
-from facilflow_assets.governance.lifecycle_events import review_events
+from facilflow_assets.governance.lifecycle_events import review_events, violation_event
 from facilflow_assets.governance.review import close_all, review_decisions
+from facilflow_assets.registry.assets import failed_audit_check
 from jobs.promotion import promotion_job
 from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
 
@@ -14,7 +15,9 @@ from resources import EventsResource, GovernanceResource, MlflowResource, Tenant
 @dg.sensor(
     job=promotion_job,
     minimum_interval_seconds=30,
-    description="Closes rejected and refused requests; launches one promotion per approval.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Closes rejected and refused requests; launches one promotion per approval "
+    "that the audit trail confirms, and reports the others as governance violations.",
 )
 def approval_sensor(
     context: dg.SensorEvaluationContext,
@@ -24,11 +27,20 @@ def approval_sensor(
     events: EventsResource,
 ) -> dg.SensorResult:
     client = mlflow.client()
-    approvers = governance.approvers_of(tenant.registered_model_name)
-    review = review_decisions(client, tenant.registered_model_name, approvers)
+    name = tenant.registered_model_name
+    approvers = governance.approvers_of(name)
+    audit = AuditTrail(client, tenant.audit_experiment_name)
+    review = review_decisions(client, name, approvers, audit.history(name))
+    violations = [closing for closing in review.closings if closing.violation]
     # Events first: a tick that fails after this point is repeated, and records nothing twice.
-    events.record(review_events(tenant, review, approvers))
-    close_all(client, AuditTrail(client, tenant.audit_experiment_name), review.closings)
+    events.record(
+        review_events(tenant, review, approvers)
+        + [
+            violation_event(tenant, "approval_sensor", v.reason, str(v.version.version))
+            for v in violations
+        ]
+    )
+    close_all(client, audit, review.closings)
     for request in review.waiting:  # the approvers' to-do list, in the sensor's log
         context.log.info(
             f"awaiting {', '.join(approvers)}: {request.model} version {request.version} "
@@ -55,4 +67,5 @@ def approval_sensor(
             for order in fresh
         ],
         cursor=json.dumps(sorted({order.run_key for order in orders})),
+        asset_events=[failed_audit_check(v.reason) for v in violations],
     )

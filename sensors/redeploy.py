@@ -1,26 +1,40 @@
-"""redeploy_sensor: the endpoint follows the Production alias, whoever moved it."""
+"""redeploy_sensor: the endpoint follows the Production alias, once the audit trail confirms
+the move."""
 
 import dagster as dg
 
-from facilflow_assets.serving.models import PRODUCTION, ModelLoadError, resolve
+from facilflow_assets.governance.integrity import GovernanceViolation
+from facilflow_assets.governance.lifecycle_events import violation_event
+from facilflow_assets.registry.assets import failed_audit_check
+from facilflow_assets.serving.models import PRODUCTION, ModelLoadError, confirmed
 from jobs import deployment_job
-from resources import MlflowResource, TenantResource
+from resources import EventsResource, MlflowResource, TenantResource
 
 
 @dg.sensor(
     job=deployment_job,
     minimum_interval_seconds=30,
-    description="Redeploys the endpoint when the Production version changes: a promotion, a "
-    "rollback, or an alias moved in the MLflow UI.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Redeploys the endpoint when the Production version changes by a promotion or "
+    "a rollback the audit trail records; an alias moved any other way is reported, not deployed.",
 )
 def redeploy_sensor(
-    context: dg.SensorEvaluationContext, mlflow: MlflowResource, tenant: TenantResource
+    context: dg.SensorEvaluationContext,
+    mlflow: MlflowResource,
+    tenant: TenantResource,
+    events: EventsResource,
 ):
     name = tenant.registered_model_name
     try:
-        version = resolve(mlflow.client(), name, PRODUCTION).version
+        version = confirmed(mlflow.client(), name, PRODUCTION).version
     except ModelLoadError:
         return dg.SkipReason(f"{name} has no Production version")
+    except GovernanceViolation as violation:
+        events.record([violation_event(tenant, "redeploy_sensor", str(violation))])
+        return dg.SensorResult(
+            skip_reason=f"not deployed: {violation}",
+            asset_events=[failed_audit_check(str(violation))],
+        )
     previous = context.cursor or "none"
     if version == previous:
         return dg.SkipReason(f"{name} version {version} is the deployed Production version")

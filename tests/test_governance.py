@@ -23,7 +23,8 @@ from facilflow_assets.governance.requests import (
     request_production,
 )
 from facilflow_assets.governance.review import PROMOTION_RUN_TAG
-from facilflow_assets.governance.transitions import GovernanceError, rollback, transition
+from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.transitions import GovernanceError, rollback_target, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
@@ -56,6 +57,10 @@ class Registry:
             MODEL, source=f"{self.home}/artifacts/{run.info.run_id}", run_id=run.info.run_id
         )
         self.client.set_model_version_tag(MODEL, version.version, STAGE_TAG, Stage.NONE)
+        # As an evaluation records it; these tests never load the files themselves.
+        self.client.set_model_version_tag(
+            MODEL, version.version, DIGEST_TAG, f"sha256:{run.info.run_id}"
+        )
         if stage != Stage.NONE:
             move_to_stage(self.client, MODEL, str(version.version), stage)
         return str(version.version)
@@ -119,15 +124,37 @@ def test_request_self_approval_refused_approval_promotes_once(registry):
     request_production(registry.client, registry.audit, MODEL, new, "carol", "AUC +2%")
     assert registry.tags(new)[REQUEST_STATUS] == "pending"
     with pytest.raises(GovernanceError, match="carol requested this transition and cannot"):
-        decide(registry.client, MODEL, new, "carol", Decision.APPROVED, "mine", APPROVERS)
+        decide(
+            registry.client,
+            registry.audit,
+            MODEL,
+            new,
+            "carol",
+            Decision.APPROVED,
+            "mine",
+            APPROVERS,
+        )
     with pytest.raises(GovernanceError, match="mallory is not a designated approver"):
-        decide(registry.client, MODEL, new, "mallory", Decision.APPROVED, "", APPROVERS)
+        decide(
+            registry.client, registry.audit, MODEL, new, "mallory", Decision.APPROVED, "", APPROVERS
+        )
     assert DECISION not in registry.tags(new)
 
     assert registry.tick().run_requests == []  # no decision yet
-    decide(registry.client, MODEL, new, "dave", Decision.APPROVED, "metrics hold up", APPROVERS)
+    decide(
+        registry.client,
+        registry.audit,
+        MODEL,
+        new,
+        "dave",
+        Decision.APPROVED,
+        "metrics hold up",
+        APPROVERS,
+    )
     with pytest.raises(GovernanceError, match="already approved by dave"):
-        decide(registry.client, MODEL, new, "carol", Decision.REJECTED, "", APPROVERS)
+        decide(
+            registry.client, registry.audit, MODEL, new, "carol", Decision.REJECTED, "", APPROVERS
+        )
 
     first = registry.tick()
     [run_request] = first.run_requests
@@ -169,6 +196,7 @@ def _decide_in_the_ui(registry, version: str, approver: str, decision: str = "ap
         ("passed", "mallory", "approved", "refused", "mallory is not a designated approver"),
         ("failed", "dave", "approved", "refused", "evaluation did not pass (failed)"),
         ("passed", "", "approved", "refused", "names no approver"),
+        ("passed", "dave", "approved", "refused", "no audit record of the approval by dave"),
         ("passed", "dave", "rejected", "rejected", None),
     ],
 )
@@ -183,7 +211,9 @@ def test_decisions_made_in_the_ui_are_checked_by_the_sensor(
     assert (tags[REQUEST_STATUS], tags[STAGE_TAG]) == (status, "Staging")
     if reason:
         assert reason in tags[DECISION_REASON]
-    assert registry.audit.history(MODEL)[-1].action == ("refusal" if reason else "rejection")
+    # Tags set by hand on a store without the governance app are no audited decision: a
+    # refusal is recorded with its reason, a rejection closes the request and nothing more.
+    assert registry.audit.history(MODEL)[-1].action == ("refusal" if reason else "request")
 
 
 def test_malformed_request_tags_are_refused_with_the_tag_named(registry):
@@ -197,19 +227,43 @@ def test_malformed_request_tags_are_refused_with_the_tag_named(registry):
     assert registry.stage(version) == "Staging"
 
 
-def test_rollback_restores_the_previous_production_version_and_history_answers_at(registry):
+def test_rollback_is_a_request_approved_like_any_other_and_history_answers_at(registry):
     first, second = registry.add_version(), registry.add_version()
     transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "v1")
     between = datetime.now(UTC)
     transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
-    restored = rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
-    assert restored == (first, second)
+    target = rollback_target(registry.client, registry.audit.history(MODEL), MODEL)
+    assert target == first
+    request_production(registry.client, registry.audit, MODEL, first, "carol", "v2 misbehaves")
+    assert registry.stage(first) == "Archived"  # nothing moves before an approval
+    with pytest.raises(GovernanceError, match="carol requested this transition"):
+        decide(registry.client, registry.audit, MODEL, first, "carol", Decision.APPROVED, "",
+               APPROVERS)  # fmt: skip
+    decide(
+        registry.client, registry.audit, MODEL, first, "dave", Decision.APPROVED, "ok", APPROVERS
+    )
+    [order] = registry.tick().run_requests
+    assert registry.run(order).success
     assert (registry.stage(first), registry.stage(second)) == ("Production", "Archived")
     records = registry.audit.history(MODEL)
-    assert records[-2].action == "rollback" and records[-2].comment == "v2 misbehaves"
+    assert (records[-2].action, records[-2].version, records[-2].actor) == (
+        "rollback",
+        first,
+        "dave",
+    )
     assert production_at(records, between) == first
     assert production_at(records, records[1].at) == second
     assert production_at(records, datetime(2000, 1, 1, tzinfo=UTC)) is None
+
+
+def test_a_version_that_never_held_production_is_no_rollback_target(registry):
+    archived, staged = registry.add_version(), registry.add_version()
+    assert registry.stage(archived) == "Archived"  # the second took the staging alias
+    with pytest.raises(GovernanceError, match="never held Production with these files"):
+        request_production(registry.client, registry.audit, MODEL, archived, "carol", "")
+    with pytest.raises(GovernanceError, match="no version in Production to roll back"):
+        rollback_target(registry.client, registry.audit.history(MODEL), MODEL)
+    assert registry.stage(staged) == "Staging"
 
 
 def test_the_models_cli_lists_requests_and_tells_the_history(registry, monkeypatch):
@@ -305,11 +359,15 @@ def test_an_approval_for_a_failed_or_unstaged_version_is_refused_at_once(registr
     failed = registry.add_version(evaluation="failed")
     request_production(registry.client, registry.audit, MODEL, failed, "alice", "")
     with pytest.raises(GovernanceError, match="evaluation did not pass \\(failed\\)"):
-        decide(registry.client, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS)
+        decide(
+            registry.client, registry.audit, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS
+        )
     assert DECISION not in registry.tags(failed)
     registry.add_version()  # takes the staging alias: the requested version is archived
-    with pytest.raises(GovernanceError, match="is in Archived, no longer in Staging"):
-        decide(registry.client, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS)
+    with pytest.raises(GovernanceError, match="never held Production with these files"):
+        decide(
+            registry.client, registry.audit, MODEL, failed, "dave", Decision.APPROVED, "", APPROVERS
+        )
     assert DECISION not in registry.tags(failed)
 
 
@@ -328,7 +386,16 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
                        env={"FACILFLOW_USER": "carol"})  # fmt: skip
     assert asked.exit_code == 0, asked.output
     registry.tick()  # sees the request again: no second notification
-    decide(registry.client, MODEL, new, "dave", Decision.APPROVED, "metrics hold up", APPROVERS)
+    decide(
+        registry.client,
+        registry.audit,
+        MODEL,
+        new,
+        "dave",
+        Decision.APPROVED,
+        "metrics hold up",
+        APPROVERS,
+    )
     [order] = registry.tick().run_requests
     registry.tick()
     assert registry.run(order).success
@@ -362,10 +429,13 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
     ]
 
 
-def test_redeploy_sensor_requests_one_deployment_per_move_of_the_production_alias(registry):
+def test_redeploy_sensor_requests_one_deployment_per_audited_move_of_the_production_alias(
+    registry,
+):
     def tick(cursor):
+        keys = ("mlflow", "tenant", "events")
         with dg.build_sensor_context(
-            cursor=cursor, resources={k: registry.resources[k] for k in ("mlflow", "tenant")}
+            cursor=cursor, resources={k: registry.resources[k] for k in keys}
         ) as context:
             return redeploy_sensor(context)
 
@@ -379,9 +449,20 @@ def test_redeploy_sensor_requests_one_deployment_per_move_of_the_production_alia
     transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
     [promoted] = tick(deployed.cursor).run_requests
     assert promoted.run_key == f"deploy:{MODEL}:v{second}:after:{first}"
-    rollback(registry.client, registry.audit, MODEL, "ops", "v2 misbehaves")
+    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "back",
+               action="rollback")  # fmt: skip
     [rolled_back] = tick(second).run_requests
     assert rolled_back.run_key == f"deploy:{MODEL}:v{first}:after:{second}"
+
+    # The alias moved with no record of the move: reported, not deployed.
+    move_to_stage(registry.client, MODEL, second, Stage.PRODUCTION)
+    forged = tick(first)
+    assert forged.run_requests == [] and "not deployed" in forged.skip_reason.skip_message
+    [check] = forged.asset_events
+    assert (check.check_name, check.passed) == ("audit_trail_confirms_stages", False)
+    assert f"points at version {second}" in check.description
+    waiting = registry.resources["events"].outbox().waiting(limit=100)
+    assert waiting[-1].event_type == "MODEL_GOVERNANCE_VIOLATION"
 
 
 def _report_drift(instance, kind: str, day: str, version: str, drifted: bool) -> None:

@@ -21,7 +21,7 @@ from facilflow_assets.registry.stages import Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint
-from facilflow_assets.serving.models import ModelRef, load
+from facilflow_assets.serving.models import load, resolve
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
@@ -98,7 +98,7 @@ def test_the_endpoint_predicts_from_online_features_and_says_which_version(deplo
     assert (answer["model"], answer["model_version"], answer["role"]) == (MODEL, "1", "production")
     assert answer["features_found"] == answer["features_expected"] == 39
     # The same prediction as the model itself on the same online features.
-    model = load(deployment.client, ModelRef(MODEL, "1"))
+    model = load(deployment.client, resolve(deployment.client, MODEL, "1"))
     store = deployment.resources["feast"].feature_store()
     online = store.get_online_features(
         features=store.get_feature_service("flight_delay_v1"),
@@ -238,7 +238,7 @@ def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment
     training = pl.read_parquet(deployment.home / "training" / "flight_delay_v1.parquet")
     both = scored.join(training, on="flight_id")
     assert both.height > 0.9 * scored.height
-    model = load(deployment.client, ModelRef(MODEL, version))
+    model = load(deployment.client, resolve(deployment.client, MODEL, version))
     direct = model.predict(feature_matrix(both, model.input_names))
     np.testing.assert_allclose(both[SCORE].to_numpy(), direct, rtol=1e-6)
 
@@ -294,7 +294,7 @@ def test_the_endpoint_reads_the_prod_online_store_on_redis(deployment):
             entity_rows=[deployment.sample],
             full_feature_names=True,
         ).to_dict()
-        model = load(deployment.client, ModelRef(MODEL, answer["model_version"]))
+        model = load(deployment.client, resolve(deployment.client, MODEL, answer["model_version"]))
         row = pl.DataFrame({name: online[name] for name in model.input_names})
         found = sum(value[0] is not None for name, value in online.items() if "__" in name)
         assert answer["features_found"] == found >= 25  # older rows are not in the window

@@ -1,8 +1,12 @@
 """The evaluation-report asset and the blocking check that gates registration."""
 
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 import mlflow
-import mlflow.lightgbm
+import mlflow.artifacts as mlflow_artifacts
+import mlflow.lightgbm as mlflow_lightgbm  # `mlflow` is the resource inside the asset
 import polars as pl
 
 from facilflow_assets import plots
@@ -13,6 +17,7 @@ from facilflow_assets.evaluation.baseline import (
 )
 from facilflow_assets.evaluation.metrics import classification_metrics
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
+from facilflow_assets.governance.digest import directory_digest
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.monitoring.reference import log_reference
 from facilflow_assets.training.assets import TRAINED_MODEL_KEY
@@ -63,8 +68,12 @@ def evaluation_report(
         frame, parse_utc(candidate.train_start), parse_utc(candidate.validation_start)
     )
     labels = holdout[USE_CASE.label].cast(pl.Int8).to_numpy()
-    with mlflow.fluent():
-        booster = _load_booster(candidate.model_uri)
+    with mlflow.fluent(), tempfile.TemporaryDirectory() as scratch:
+        files = Path(
+            mlflow_artifacts.download_artifacts(artifact_uri=candidate.model_uri, dst_path=scratch)
+        )
+        model_digest = directory_digest(files)  # the files scored are the files approved
+        booster = mlflow_lightgbm.load_model(str(files))
         scores = booster.predict(feature_matrix(holdout, candidate.feature_names))
         baseline = production_baseline(
             mlflow.client(), tenant.registered_model_name, holdout
@@ -90,6 +99,7 @@ def evaluation_report(
         auc_lift=auc_lift,
         thresholds=thresholds,
         failures=failures,
+        model_digest=model_digest,
     )
     figures = _figures(labels, scores, baseline, booster, threshold)
     with mlflow.fluent(), _reopened_run(candidate.run_id):
@@ -137,10 +147,6 @@ def clears_thresholds(storage: StorageResource) -> dg.AssetCheckResult:
     )
 
 
-def _load_booster(model_uri: str):
-    return mlflow.lightgbm.load_model(model_uri)
-
-
 def _reopened_run(run_id: str):
     """Reopen a finished run to add to it; it is marked finished again on leaving."""
     return mlflow.start_run(run_id=run_id)
@@ -169,6 +175,7 @@ def _log_to_run(report: EvaluationReport, figures: dict[str, bytes]) -> None:
     mlflow.set_tags(
         {
             EVALUATION_TAG: "passed" if report.passed else "failed",
+            f"{EVALUATION_TAG}.model_digest": report.model_digest,
             "facilflow.baseline": report.baseline,
         }
     )

@@ -45,6 +45,7 @@ class EvaluationReport:
     auc_lift: float  # candidate AUC over baseline AUC, minus 1
     thresholds: dict[str, float]
     failures: list[str]  # one sentence per threshold not cleared
+    model_digest: str  # of the model files scored: what registration and approval bind to
 
     @property
     def passed(self) -> bool:

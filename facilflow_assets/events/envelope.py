@@ -32,6 +32,7 @@ class EventType(StrEnum):
     MODEL_DEPLOYED = "MODEL_DEPLOYED"
     MODEL_DRIFT_DETECTED = "MODEL_DRIFT_DETECTED"
     SERVING_SLA_BREACHED = "SERVING_SLA_BREACHED"
+    MODEL_GOVERNANCE_VIOLATION = "MODEL_GOVERNANCE_VIOLATION"
 
 
 class EventError(ValueError):
@@ -119,6 +120,11 @@ class SlaBreached(_Payload):
     breaches: list[str] = Field(description="What was breached: latency, errors or both.")
 
 
+class GovernanceViolation(_Payload):
+    check: str = Field(description="What found it: a sensor, the promotion job or a loader.")
+    problem: str = Field(description="What does not match the audit trail; not acted upon.")
+
+
 PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_TRAINING_STARTED: TrainingStarted,
     EventType.MODEL_TRAINING_COMPLETED: TrainingCompleted,
@@ -130,6 +136,7 @@ PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_DEPLOYED: Deployed,
     EventType.MODEL_DRIFT_DETECTED: DriftDetected,
     EventType.SERVING_SLA_BREACHED: SlaBreached,
+    EventType.MODEL_GOVERNANCE_VIOLATION: GovernanceViolation,
 }
 
 

@@ -7,6 +7,7 @@ and each still goes out once.
 
 from facilflow_assets.events.envelope import (
     EventType,
+    GovernanceViolation,
     LifecycleEvent,
     Promoted,
     TransitionApproved,
@@ -118,4 +119,16 @@ def promotion_event(
         displaced,
         dagster_run_id=dagster_run_id,
         once_per=order.decided_at,
+    )
+
+
+def violation_event(
+    tenant: TenantResource, check: str, problem: str, version: str | None = None
+) -> LifecycleEvent:
+    """MODEL_GOVERNANCE_VIOLATION: what `check` found unconfirmed, once per problem."""
+    return tenant.event(
+        EventType.MODEL_GOVERNANCE_VIOLATION,
+        GovernanceViolation(check=check, problem=problem),
+        version=version,
+        once_per=f"{check}:{problem}",
     )

@@ -17,7 +17,8 @@ from enum import StrEnum
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.audit import AuditRecord, AuditTrail, server_records_decisions
+from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.transitions import GovernanceError, model_version, stage_of
 from facilflow_assets.registry.stages import Stage
 
@@ -104,27 +105,28 @@ def _enum(kind, value, tag: str, where: str):
 def request_production(
     client: MlflowClient, audit: AuditTrail, name: str, version: str, actor: str, comment: str
 ) -> TransitionRequest:
-    """Ask for `version` to move from Staging to Production; returns the request made."""
+    """Ask for `version` to move to Production: from Staging, or back from Archived when it
+    held Production before (a rollback). Returns the request made."""
     current = model_version(client, name, version)
-    if stage_of(current) != Stage.STAGING:
-        raise GovernanceError(
-            f"{name} version {version} is in {stage_of(current)}; only a Staging version "
-            "can be requested for Production"
-        )
     existing = read_request(current)
     if existing is not None and existing.status == RequestStatus.PENDING:
         raise GovernanceError(
             f"{name} version {version} already has a pending request by {existing.requested_by}"
         )
-    for tag in (DECISION, DECISION_BY, DECISION_AT, DECISION_COMMENT, DECISION_REASON):
-        if tag in current.tags:
-            client.delete_model_version_tag(name, version, tag)
+    problem = request_eligibility(current, audit.history(name))
+    if problem:
+        raise GovernanceError(f"{name} version {version}: {problem}")
+    on_client = not server_records_decisions(client)
+    if on_client:  # a governed server clears a closed request's decision itself
+        for tag in (DECISION, DECISION_BY, DECISION_AT, DECISION_COMMENT, DECISION_REASON):
+            if tag in current.tags:
+                client.delete_model_version_tag(name, version, tag)
     _set_tags_or_none(
         client,
         name,
         version,
-        # The requester first (a governed server checks it), the status last (the sensor
-        # looks for it).
+        # The requester first (a governed server checks it), the status last (it makes the
+        # request: a governed server stamps its time and records it then).
         {
             REQUEST_BY: actor,
             REQUEST_STAGE: Stage.PRODUCTION.value,
@@ -133,15 +135,42 @@ def request_production(
             REQUEST_STATUS: RequestStatus.PENDING.value,
         },
     )
-    audit.record(
-        name, version, "request", actor, from_stage=Stage.STAGING, to_stage=Stage.PRODUCTION,
-        comment=comment,
-    )  # fmt: skip
-    return read_request(client.get_model_version(name, version))
+    made = read_request(client.get_model_version(name, version))
+    if on_client:
+        audit.record(
+            name, version, "request", actor, from_stage=stage_of(current),
+            to_stage=Stage.PRODUCTION, comment=comment, stamp=made.requested_at,
+            digest=current.tags.get(DIGEST_TAG, ""),
+        )  # fmt: skip
+    return made
+
+
+def request_eligibility(version: ModelVersion, records: list[AuditRecord]) -> str:
+    """Why `version` cannot be requested for Production, or '' when it can: it is in
+    Staging with its files' digest recorded, or Archived after holding Production with the
+    same files (a rollback)."""
+    stage, digest = stage_of(version), version.tags.get(DIGEST_TAG, "")
+    if not digest:
+        return "no digest of its files is recorded; only an evaluated version can be requested"
+    if stage == Stage.STAGING:
+        return ""
+    if stage == Stage.ARCHIVED:
+        held = [
+            r
+            for r in records
+            if r.version == str(version.version)
+            and r.changed_stage
+            and r.to_stage == Stage.PRODUCTION
+        ]
+        if held and held[-1].digest == digest:
+            return ""
+        return "it never held Production with these files, so it is no rollback target"
+    return f"it is in {stage}; only a Staging version, or a former Production one, can be requested"
 
 
 def decide(
     client: MlflowClient,
+    audit: AuditTrail,
     name: str,
     version: str,
     actor: str,
@@ -149,8 +178,9 @@ def decide(
     comment: str,
     approvers: list[str],
 ) -> None:
-    """Record an approver's decision on the pending request as tags. The approval sensor
-    acts on it and writes the audit record, as it does for decisions made in the MLflow UI."""
+    """Record an approver's decision on the pending request as tags (and, without a governed
+    server, in the audit trail). The approval sensor acts on it once the trail confirms it,
+    as it does for decisions made in the MLflow UI."""
     current = model_version(client, name, version)
     request = read_request(current)
     if request is None or request.status != RequestStatus.PENDING:
@@ -161,7 +191,9 @@ def decide(
             f"{name} version {version}: the request was already {request.decision} by "
             f"{request.decided_by}"
         )
-    reason = refusal_reason(request, actor, approvers) or readiness_problem(client, current)
+    reason = refusal_reason(request, actor, approvers) or readiness_problem(
+        client, current, audit.history(name)
+    )
     if reason:
         raise GovernanceError(f"{name} version {version}: {reason}")
     _set_tags_or_none(
@@ -170,6 +202,12 @@ def decide(
         version,
         {DECISION_BY: actor, DECISION_AT: now(), DECISION_COMMENT: comment, DECISION: decision},
     )
+    if not server_records_decisions(client):
+        decided = read_request(client.get_model_version(name, version))
+        audit.record(
+            name, version, decision_action(decision), actor, comment=comment,
+            stamp=decided.decided_at, digest=current.tags.get(DIGEST_TAG, ""),
+        )  # fmt: skip
 
 
 def _set_tags_or_none(client: MlflowClient, name: str, version: str, tags: dict) -> None:
@@ -203,10 +241,13 @@ def refusal_reason(request: TransitionRequest, approver: str, approvers: list[st
     return ""
 
 
-def readiness_problem(client: MlflowClient, version: ModelVersion) -> str:
+def readiness_problem(
+    client: MlflowClient, version: ModelVersion, records: list[AuditRecord]
+) -> str:
     """Why `version` cannot go to Production now, or '' when it can."""
-    if stage_of(version) != Stage.STAGING:
-        return f"version {version.version} is in {stage_of(version)}, no longer in Staging"
+    problem = request_eligibility(version, records)
+    if problem:
+        return problem
     run_id = version.run_id
     evaluation = client.get_run(run_id).data.tags.get(EVALUATION_TAG) if run_id else None
     if evaluation != "passed":

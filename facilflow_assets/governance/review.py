@@ -1,28 +1,37 @@
-"""Acting on decisions: refusals and rejections are closed here, approvals become promotions."""
+"""Acting on decisions: refusals and rejections are closed here, approvals become promotions.
+
+Only decisions the audit trail confirms are carried out: an approval whose request or
+decision has no record, or whose files are not the ones approved, is refused as a
+governance violation.
+"""
 
 from dataclasses import dataclass
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.audit import AuditRecord, AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_decision
 from facilflow_assets.governance.requests import (
-    DECISION_COMMENT,
     DECISION_REASON,
     REQUEST_STATUS,
     Decision,
     RequestStatus,
     TransitionRequest,
-    decision_action,
     pending_requests,
     read_request,
     readiness_problem,
     refusal_reason,
 )
-from facilflow_assets.governance.transitions import GovernanceError, transition
+from facilflow_assets.governance.transitions import (
+    SYSTEM_ACTOR,
+    GovernanceError,
+    stage_of,
+    transition,
+)
 from facilflow_assets.registry.stages import Stage
 
-SYSTEM_ACTOR = "facilflow"
 PROMOTION_RUN_TAG = "facilflow.promotion.dagster_run_id"
 
 
@@ -51,6 +60,7 @@ class Closing:
     status: RequestStatus
     actor: str
     reason: str = ""
+    violation: bool = False  # its tags say what the audit trail does not
 
 
 @dataclass(frozen=True)
@@ -61,9 +71,12 @@ class Review:
     closings: list[Closing]  # rejected or refused: to close
 
 
-def review_decisions(client: MlflowClient, name: str, approvers: list[str]) -> Review:
-    """What to do with each pending request of `name`; reads only, so a caller can record
-    what will happen (its events) before `close_all` and the promotions change anything."""
+def review_decisions(
+    client: MlflowClient, name: str, approvers: list[str], records: list[AuditRecord]
+) -> Review:
+    """What to do with each pending request of `name`, given its audit `records`; reads
+    only, so a caller can record what will happen (its events) before `close_all` and the
+    promotions change anything."""
     review = Review([], [], [], [])
     for version in pending_requests(client, name):
         try:
@@ -82,10 +95,19 @@ def review_decisions(client: MlflowClient, name: str, approvers: list[str]) -> R
                 Closing(version, request, RequestStatus.REJECTED, request.decided_by)
             )
             continue
-        reason = promotion_refusal(client, version, request, approvers)
+        refusal = promotion_refusal(client, version, request, approvers, records)
+        violation = "" if refusal else unconfirmed_decision(records, request, _digest(version))
+        reason = refusal or violation
         if reason:
             review.closings.append(
-                Closing(version, request, RequestStatus.REFUSED, request.decided_by, reason)
+                Closing(
+                    version,
+                    request,
+                    RequestStatus.REFUSED,
+                    request.decided_by,
+                    reason,
+                    violation=bool(violation),
+                )
             )
             continue
         review.orders.append(
@@ -108,11 +130,15 @@ def close_all(client: MlflowClient, audit: AuditTrail, closings: list[Closing]) 
 
 
 def promotion_refusal(
-    client: MlflowClient, version: ModelVersion, request: TransitionRequest, approvers: list[str]
+    client: MlflowClient,
+    version: ModelVersion,
+    request: TransitionRequest,
+    approvers: list[str],
+    records: list[AuditRecord],
 ) -> str:
     """Why the approved request may not be carried out, or '' when it may."""
     return refusal_reason(request, request.decided_by, approvers) or readiness_problem(
-        client, version
+        client, version, records
     )
 
 
@@ -124,14 +150,14 @@ def close(
     actor: str,
     reason: str = "",
 ) -> None:
-    """End a request without a transition, recording why."""
+    """End a request without a transition; a refusal is recorded with why (a rejection was
+    recorded when it was made)."""
     name, number = version.name, str(version.version)
     if reason:
         client.set_model_version_tag(name, number, DECISION_REASON, reason)
     client.set_model_version_tag(name, number, REQUEST_STATUS, status.value)
-    action = "refusal" if status == RequestStatus.REFUSED else decision_action(Decision.REJECTED)
-    audit.record(name, number, action, actor or SYSTEM_ACTOR, reason=reason,
-                 comment=version.tags.get(DECISION_COMMENT, ""))  # fmt: skip
+    if status == RequestStatus.REFUSED:
+        audit.record(name, number, "refusal", actor or SYSTEM_ACTOR, reason=reason)
 
 
 def promote(
@@ -149,14 +175,14 @@ def promote(
         raise GovernanceError(
             f"{order.model} version {order.version} has no pending request to carry out"
         )
-    reason = promotion_refusal(client, version, request, approvers)
+    records = audit.history(order.model)
+    refusal = promotion_refusal(client, version, request, approvers, records)
+    violation = "" if refusal else unconfirmed_decision(records, request, _digest(version))
+    reason = refusal or violation
     if reason:
         close(client, audit, version, RequestStatus.REFUSED, order.approved_by, reason)
-        raise GovernanceError(
-            f"promotion of {order.model} version {order.version} refused: {reason}"
-        )
-    audit.record(order.model, order.version, "approval", order.approved_by,
-                 comment=order.comment, dagster_run_id=dagster_run_id)  # fmt: skip
+        refused = f"promotion of {order.model} version {order.version} refused: {reason}"
+        raise GovernanceViolation(refused) if violation else GovernanceError(refused)
     displaced = transition(
         client,
         audit,
@@ -165,6 +191,7 @@ def promote(
         Stage.PRODUCTION,
         order.approved_by,
         order.comment or f"approved by {order.approved_by}",
+        action="rollback" if stage_of(version) == Stage.ARCHIVED else "transition",
         dagster_run_id=dagster_run_id,
     )
     client.set_model_version_tag(order.model, order.version, PROMOTION_RUN_TAG, dagster_run_id)
@@ -172,3 +199,7 @@ def promote(
         order.model, order.version, REQUEST_STATUS, RequestStatus.PROMOTED.value
     )
     return displaced
+
+
+def _digest(version: ModelVersion) -> str:
+    return version.tags.get(DIGEST_TAG, "")

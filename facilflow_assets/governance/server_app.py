@@ -1,77 +1,149 @@
-"""An MLflow server app that enforces the approval protocol: MLflow's basic-auth app, plus
-rules on the decision tags of model versions.
+"""An MLflow server app that enforces the approval protocol on every route: MLflow's
+basic-auth app, plus FacilFlow's rules (`server_rules`) on each state-writing route.
 
-Started as `mlflow server --app-name facilflow-governance` (auth settings as for
-basic-auth, through MLFLOW_AUTH_CONFIG_PATH; approvers in FACILFLOW_APPROVERS, one list or
-one per tenant):
-- only a designated approver of the model (of its tenant) may set `facilflow.decision*`,
-  and not on their own request;
-- `facilflow.decision.by` and `facilflow.request.by` may only name the authenticated user,
-  and setting `facilflow.decision` stamps that user into `facilflow.decision.by`.
+Started as `mlflow server --app-name facilflow-governance`, with MLflow's auth settings in
+MLFLOW_AUTH_CONFIG_PATH and, in that file, the section
+
+    [facilflow]
+    service_accounts = facilflow    # whom the promotion, evaluation and registry jobs run as
+
+The designated approvers come from FACILFLOW_APPROVERS (one list, or one per tenant), the
+setting Dagster's governance resource reads too. Routes served by Flask are governed in a
+before-request hook that runs after authentication; routes FastAPI serves itself (artifact
+uploads, jobs, the gateway) in a middleware that authenticates the caller first.
 """
 
 import json
+import os
 
-from flask import Flask, Response, request
-from mlflow.entities.model_registry import ModelVersionTag
-from mlflow.exceptions import MlflowException
+from flask import Flask, Response, g, request
+from mlflow.server import (
+    ARTIFACTS_DESTINATION_ENV_VAR,
+    BACKEND_STORE_URI_ENV_VAR,
+    _add_static_prefix,
+)
 from mlflow.server import app as mlflow_app
+from mlflow.server.auth import _authenticate_fastapi_request
 from mlflow.server.auth import create_app as create_basic_auth_app
-from mlflow.server.handlers import _get_model_registry_store
+from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
+from mlflow.tracking import MlflowClient
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Match, Mount
 
-from facilflow_assets.environment import server_approvers
-from facilflow_assets.governance.requests import (
-    DECISION,
-    DECISION_AT,
-    DECISION_BY,
-    DECISION_COMMENT,
-    REQUEST_BY,
+from facilflow_assets.environment import server_governance_settings
+from facilflow_assets.governance.audit import GOVERNANCE_ROUTE
+from facilflow_assets.governance.server_rules import (
+    Call,
+    GovernanceSettings,
+    Refusal,
+    ServerState,
+    rule_for,
 )
 
-DECISION_TAGS = {DECISION, DECISION_AT, DECISION_BY, DECISION_COMMENT}
-SET_TAG_PATHS = {f"/{prefix}/2.0/mlflow/model-versions/set-tag" for prefix in ("api", "ajax-api")}
+READS = {"GET", "HEAD", "OPTIONS"}
+_state: ServerState | None = None
 
 
 def create_app(app: Flask = mlflow_app):
-    served = create_basic_auth_app(app)  # the Flask app, wrapped for MLflow's ASGI server
+    settings = GovernanceSettings(*server_governance_settings())
+    served = create_basic_auth_app(app)  # the Flask app, or FastAPI around it under uvicorn
     # Registered after basic auth's own hook, so only authenticated requests reach it.
-    app.before_request(_govern_version_tags)
+    app.before_request(lambda: _govern_flask_route(settings))
+    app.add_url_rule(
+        _add_static_prefix(GOVERNANCE_ROUTE),
+        "facilflow_governance",
+        lambda: {"enforced": True},
+        methods=["GET"],
+    )
+    if served is not app:
+        served.middleware("http")(_native_route_guard(served, settings))
     return served
 
 
-def _govern_version_tags() -> Response | None:
-    if request.method != "POST" or request.path not in SET_TAG_PATHS:
-        return None
-    body = request.get_json(silent=True) or {}
-    key, value = body.get("key", ""), body.get("value", "")
-    user = request.authorization.username if request.authorization else ""
-    if key == REQUEST_BY and value != user:
-        return _deny(f"{REQUEST_BY} must name the authenticated user {user}, not '{value}'")
-    if key not in DECISION_TAGS:
-        return None
-    if key == DECISION_BY and value != user:
-        return _deny(f"{DECISION_BY} must name the authenticated user {user}, not '{value}'")
-    model = body.get("name", "")
-    if user not in server_approvers(model):
-        return _deny(f"{user} is not a designated approver of {model}; only its approvers decide")
-    store = _get_model_registry_store()
-    try:
-        version = store.get_model_version(model, str(body.get("version", "")))
-    except MlflowException as error:
-        return _deny(error.message, status=404)
-    if version.tags.get(REQUEST_BY) == user:
-        return _deny(f"{user} requested this transition and cannot decide it")
-    if key == DECISION:
-        store.set_model_version_tag(
-            version.name, version.version, ModelVersionTag(DECISION_BY, user)
+def _server(settings: GovernanceSettings) -> ServerState:
+    global _state
+    if _state is None:
+        backend = os.environ[BACKEND_STORE_URI_ENV_VAR]
+        _state = ServerState(
+            tracking=_get_tracking_store(),
+            registry=_get_model_registry_store(),
+            audit_client=MlflowClient(tracking_uri=backend, registry_uri=backend),
+            artifact_destination=os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, ""),
+            settings=settings,
         )
+    return _state
+
+
+def _govern_flask_route(settings: GovernanceSettings) -> Response | None:
+    if request.url_rule is None or (request.method in READS and request.endpoint != "_graphql"):
+        return None
+    rule = rule_for(request.endpoint or "")
+    if rule is None:
+        return None
+    user = g.get("mlflow_authenticated_user") or (
+        request.authorization.username if request.authorization else ""
+    )
+    body = request.get_json(silent=True) if request.is_json else None
+    params = {**request.args.to_dict(), **(request.view_args or {}), **(body or {})}
+    refusal = _refusal(rule, user, params, settings)
+    return _deny(refusal) if refusal else None
+
+
+def _native_route_guard(app, settings: GovernanceSettings):
+    """A middleware governing the routes FastAPI serves without Flask (outermost, so it
+    authenticates the caller itself)."""
+
+    async def guard(request: Request, call_next):
+        if request.method in READS:
+            return await call_next(request)
+        matched = _native_route(app, request.scope)
+        if matched is None:  # Flask's route: its hook governs it
+            return await call_next(request)
+        name, path_params = matched
+        rule = rule_for(name)
+        if rule is None:
+            return await call_next(request)
+        user = _authenticate_fastapi_request(request)
+        if user is None:
+            return JSONResponse(
+                {"error_code": "UNAUTHENTICATED", "message": "credentials are required"}, 401
+            )
+        params = {**dict(request.query_params), **path_params}
+        refusal = _refusal(rule, user.username, params, settings)
+        if refusal:
+            return JSONResponse({"error_code": "PERMISSION_DENIED", "message": refusal}, 403)
+        return await call_next(request)
+
+    return guard
+
+
+def _native_route(app, scope) -> tuple[str, dict] | None:
+    """The name and path parameters of the FastAPI route serving `scope`, if not Flask's."""
+    for route in app.routes:
+        if isinstance(route, Mount):
+            return None
+        match = getattr(route, "_match", None)  # an included router: find its inner route
+        found = match(scope) if match else route.matches(scope)
+        if found[0] == Match.FULL:
+            child = found[1]
+            inner = child.get("route", route)
+            return getattr(inner, "name", ""), child.get("path_params", {})
     return None
 
 
-def _deny(message: str, status: int = 403) -> Response:
-    code = "PERMISSION_DENIED" if status == 403 else "RESOURCE_DOES_NOT_EXIST"
+def _refusal(rule, user: str, params: dict, settings: GovernanceSettings) -> str:
+    call = Call(user, user in settings.service_accounts, params, _server(settings))
+    try:
+        rule(call)
+    except Refusal as refusal:
+        return str(refusal)
+    return ""
+
+
+def _deny(message: str) -> Response:
     return Response(
-        json.dumps({"error_code": code, "message": message}),
-        status=status,
+        json.dumps({"error_code": "PERMISSION_DENIED", "message": message}),
+        status=403,
         mimetype="application/json",
     )

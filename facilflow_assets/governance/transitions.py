@@ -4,7 +4,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.audit import AuditRecord, AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.registry.stages import (
     STAGE_TAG,
     Stage,
@@ -12,6 +13,8 @@ from facilflow_assets.registry.stages import (
     reconcile_stages,
     version_in_stage,
 )
+
+SYSTEM_ACTOR = "facilflow"  # the actor of what FacilFlow's own jobs decide
 
 
 class GovernanceError(ValueError):
@@ -47,7 +50,8 @@ def transition(
 ) -> str | None:
     """Move `version` to `stage`; the version it displaces is archived, both audited.
     Returns the displaced version, if any."""
-    current = stage_of(model_version(client, name, version))
+    moving = model_version(client, name, version)
+    current = stage_of(moving)
     if current == stage:
         raise GovernanceError(f"{name} version {version} is already in {stage}")
     displaced = move_to_stage(client, name, str(version), stage)
@@ -63,6 +67,7 @@ def transition(
         to_stage=stage,
         comment=comment,
         dagster_run_id=dagster_run_id,
+        digest=moving.tags.get(DIGEST_TAG, ""),
     )
     for other in sorted(archived - {str(version)}, key=int):
         audit.record(
@@ -74,26 +79,23 @@ def transition(
             to_stage=Stage.ARCHIVED,
             comment=f"replaced by version {version}",
             dagster_run_id=dagster_run_id,
+            digest=client.get_model_version(name, other).tags.get(DIGEST_TAG, ""),
         )
     return displaced
 
 
-def rollback(
-    client: MlflowClient, audit: AuditTrail, name: str, actor: str, comment: str
-) -> tuple[str, str]:
-    """Return Production to the version that held it before the current one; returns that
-    version and the one it replaced."""
+def rollback_target(client: MlflowClient, records: list[AuditRecord], name: str) -> str:
+    """The version that held Production before the current one: what a rollback requests."""
     current = version_in_stage(client, name, Stage.PRODUCTION)
     if current is None:
         raise GovernanceError(f"{name} has no version in Production to roll back")
     earlier = [
         r.version
-        for r in audit.history(name)
+        for r in records
         if r.changed_stage and r.to_stage == Stage.PRODUCTION and r.version != str(current.version)
     ]
     if not earlier:
         raise GovernanceError(
             f"{name} version {current.version} is the only version ever in Production"
         )
-    transition(client, audit, name, earlier[-1], Stage.PRODUCTION, actor, comment, "rollback")
-    return earlier[-1], str(current.version)
+    return earlier[-1]

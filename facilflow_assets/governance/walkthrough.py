@@ -31,11 +31,13 @@ def promote_with_approval(
         )
         built.events.record([requested(built.tenant, made, approvers)])
         try:
-            decide(client, name, version, REQUESTER, Decision.APPROVED, "lgtm", approvers)
+            decide(client, audit, name, version, REQUESTER, Decision.APPROVED, "lgtm", approvers)
             self_approval = "accepted"
         except GovernanceError as refusal:
             self_approval = f"refused: {refusal}"
-        decide(client, name, version, APPROVER, Decision.APPROVED, "metrics reviewed", approvers)
+        decide(
+            client, audit, name, version, APPROVER, Decision.APPROVED, "metrics reviewed", approvers
+        )
     with dg.build_sensor_context(instance=instance, resources=needed) as context:
         [run_request] = approval_sensor(context).run_requests
     result = promotion_job.execute_in_process(

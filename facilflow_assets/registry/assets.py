@@ -6,8 +6,11 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.evaluation.assets import EVALUATION_KEY, REPORT_FILE
 from facilflow_assets.evaluation.report import EvaluationReport
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.integrity import unconfirmed_holder
 from facilflow_assets.governance.transitions import stage_of
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.registry.stages import STAGE_TAG, Stage, version_in_stage
 from facilflow_assets.registry.versions import (
     ensure_registered_model,
     existing_version,
@@ -20,6 +23,7 @@ from resources import EventsResource, MlflowResource, StorageResource, TenantRes
 
 REGISTRY_GROUP = "registry"
 REGISTERED_VERSION_KEY = dg.AssetKey([REGISTRY_GROUP, "registered_model_version"])
+AUDIT_CHECK = "audit_trail_confirms_stages"
 
 
 class RegistrationRefused(RuntimeError):
@@ -53,13 +57,14 @@ def registered_model_version(
             f"run {candidate.run_id} failed its evaluation: {'; '.join(report.failures)}"
         )
     client = mlflow.client()
+    audit = AuditTrail(client, tenant.audit_experiment_name)
     name = ensure_registered_model(client, tenant)
     version = existing_version(client, name, candidate.run_id)
     if version is None:
-        version = register_and_stage(client, name, candidate, report)
+        version = register_and_stage(client, audit, name, candidate, report)
         context.log.info(f"registered {name} version {version.version} in {Stage.STAGING}")
     elif stage_of(version) == Stage.NONE:  # registered when its run was tagged promote=true
-        stage_evaluated(client, name, version, report)
+        stage_evaluated(client, audit, name, version, report)
         context.log.info(f"{name} version {version.version} passed: now in {Stage.STAGING}")
     else:  # staged before: its stage is governance's business now, not this asset's
         context.log.info(f"run {candidate.run_id} is already {name} version {version.version}")
@@ -84,13 +89,56 @@ def registered_model_version(
 
 
 def register_and_stage(
-    client: MlflowClient, name: str, candidate: Candidate, report: EvaluationReport
+    client: MlflowClient,
+    audit: AuditTrail,
+    name: str,
+    candidate: Candidate,
+    report: EvaluationReport,
 ) -> ModelVersion:
     """A new version of a passed candidate, in Staging; none at all if a step fails."""
     version = register_version(client, name, candidate)
     try:
-        stage_evaluated(client, name, version, report)
+        stage_evaluated(client, audit, name, version, report)
     except BaseException:
         client.delete_model_version(name, version.version)
         raise
     return version
+
+
+@dg.asset_check(
+    asset=REGISTERED_VERSION_KEY,
+    name=AUDIT_CHECK,
+    description="The Production and Staging aliases point where the audit trail's last moves "
+    "put them, with the files recorded then; the sensors report a failure of it whenever they "
+    "find an alias, tag or file the trail does not confirm.",
+)
+def audit_trail_confirms_stages(
+    mlflow: MlflowResource, tenant: TenantResource
+) -> dg.AssetCheckResult:
+    client = mlflow.client()
+    name = tenant.registered_model_name
+    records = AuditTrail(client, tenant.audit_experiment_name).history(name)
+    problems = []
+    for stage in (Stage.STAGING, Stage.PRODUCTION):
+        holder = version_in_stage(client, name, stage)
+        if holder is not None:
+            digest = holder.tags.get(DIGEST_TAG, "")
+            problems.append(unconfirmed_holder(records, stage, str(holder.version), digest))
+    problems = [problem for problem in problems if problem]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or "both aliases are where the audit trail put them",
+        metadata={"audit_records": len(records)},
+    )
+
+
+def failed_audit_check(problem: str) -> dg.AssetCheckEvaluation:
+    """A failure of the audit-trail check, as a sensor reports what it found."""
+    return dg.AssetCheckEvaluation(
+        asset_key=REGISTERED_VERSION_KEY,
+        check_name=AUDIT_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=problem,
+    )

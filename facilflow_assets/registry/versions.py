@@ -8,7 +8,10 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.events.envelope import EventType, LifecycleEvent, Registered
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG, version_digest
+from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
+from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.use_case import current_use_case
 from resources import TenantResource
@@ -80,12 +83,27 @@ def register_version(client: MlflowClient, name: str, candidate: Candidate) -> M
         raise
 
 
+class DigestMismatch(RuntimeError):
+    """The registered version's files are not the ones the evaluation scored."""
+
+
 def stage_evaluated(
-    client: MlflowClient, name: str, version: ModelVersion, report: EvaluationReport
+    client: MlflowClient,
+    audit: AuditTrail,
+    name: str,
+    version: ModelVersion,
+    report: EvaluationReport,
 ) -> None:
-    """Record the passed evaluation on `version` and move it to Staging."""
+    """Record the passed evaluation on `version`, bound to the digest of the files it
+    scored, and move it to Staging (audited)."""
     metrics = report.candidate_metrics
     number = str(version.version)
+    found = version_digest(client, name, number)
+    if found != report.model_digest:
+        raise DigestMismatch(
+            f"{name} version {number}: its files are {found}, not the {report.model_digest} "
+            "the evaluation scored; it is not staged"
+        )
     client.update_model_version(
         name,
         number,
@@ -96,13 +114,17 @@ def stage_evaluated(
         ),
     )
     tags = {
+        DIGEST_TAG: report.model_digest,
         "facilflow.baseline": report.baseline,
         **{f"facilflow.holdout_{k}": f"{v:.6f}" for k, v in metrics.items()},
         "facilflow.holdout_auc_lift": f"{report.auc_lift:.6f}",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, number, key, value)
-    move_to_stage(client, name, number, Stage.STAGING)
+    transition(
+        client, audit, name, number, Stage.STAGING, SYSTEM_ACTOR,
+        f"evaluation passed against {report.baseline}",
+    )  # fmt: skip
 
 
 def _wait_until_ready(client: MlflowClient, name: str, version: str) -> ModelVersion:

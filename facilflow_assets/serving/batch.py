@@ -12,7 +12,7 @@ from facilflow_assets.features.feast_assets import REGISTRY_KEY, historical_feat
 from facilflow_assets.features.target_rows import entity_frame, rows_of_day
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
-from facilflow_assets.serving.models import PRODUCTION, load, resolve
+from facilflow_assets.serving.models import PRODUCTION, STAGE_ALIASES, confirmed, load, resolve
 from facilflow_assets.serving.scoring import resolve_mapping, score, score_on_cluster
 from facilflow_assets.use_case import current_use_case
 from resources import FeastResource, MlflowResource, RayResource, StorageResource, TenantResource
@@ -79,7 +79,10 @@ def batch_predictions(
 ) -> dg.MaterializeResult:
     day = context.partition_key
     client = mlflow.client()
-    ref = resolve(client, config.model or tenant.registered_model_name, config.version)
+    by_stage = config.version in STAGE_ALIASES  # then the audit trail must confirm it holds it
+    ref = (confirmed if by_stage else resolve)(
+        client, config.model or tenant.registered_model_name, config.version
+    )
     model = load(client, ref)
     mapping = resolve_mapping(model, config.column_mapping)  # before the features are read
     target = USE_CASE.target

@@ -13,10 +13,18 @@ from ray import serve
 from facilflow_assets.events.envelope import Deployed, EventType
 from facilflow_assets.features.feast_assets import ONLINE_STORE_KEY
 from facilflow_assets.features.target_rows import latest_keys
+from facilflow_assets.governance.integrity import GovernanceViolation
+from facilflow_assets.governance.lifecycle_events import violation_event
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
 from facilflow_assets.serving.batch import DEPLOYMENT_GROUP
 from facilflow_assets.serving.endpoint import EndpointSpec, PredictionEndpoint, Routing
-from facilflow_assets.serving.models import PRODUCTION, LoadedModel, ModelLoadError, load, resolve
+from facilflow_assets.serving.models import (
+    PRODUCTION,
+    LoadedModel,
+    ModelLoadError,
+    confirmed,
+    load,
+)
 from facilflow_assets.use_case import current_use_case
 from resources import (
     EventsResource,
@@ -79,20 +87,25 @@ def prediction_endpoint(
 ) -> dg.MaterializeResult:
     client = mlflow.client()
     name = tenant.registered_model_name
-    production = resolve(client, name, PRODUCTION)
-    challenger = None
-    if config.challenger_share > 0:
-        challenger = resolve(client, name, STAGING)
-        if challenger == production:
-            raise ModelLoadError(f"{name}: the Staging version is the Production one")
+    try:  # checked before the live endpoint is touched: it keeps its versions otherwise
+        production = confirmed(client, name, PRODUCTION)
+        challenger = None
+        if config.challenger_share > 0:
+            challenger = confirmed(client, name, STAGING)
+            if challenger.version == production.version:
+                raise ModelLoadError(f"{name}: the Staging version is the Production one")
+        loaded = [load(client, ref) for ref in filter(None, (production, challenger))]
+    except GovernanceViolation as violation:
+        events.record([violation_event(tenant, "prediction_endpoint", str(violation))])
+        raise
     routing = Routing(
         production=production, challenger=challenger, challenger_share=config.challenger_share
     )
     sample = latest_keys(storage, USE_CASE)
     # Checked here, before the live endpoint is touched: a version that fails stays out.
-    for ref in filter(None, (production, challenger)):
-        smoke_prediction(load(client, ref), feast, config.feature_service, sample)
-        context.log.info(f"{ref.uri} loads and predicts")
+    for model in loaded:
+        smoke_prediction(model, feast, config.feature_service, sample)
+        context.log.info(f"{model.ref.uri} loads and predicts")
     spec = EndpointSpec(
         tracking_uri=mlflow.tracking_uri,
         feast_config=feast.repo_config(),

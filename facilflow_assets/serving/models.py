@@ -15,6 +15,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
+from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
+from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
 from facilflow_assets.registry.stages import Stage
 
 PRODUCTION = "Production"
@@ -25,12 +28,17 @@ class ModelLoadError(RuntimeError):
     """The named model version does not exist or cannot be loaded; the message says which."""
 
 
+class ModelTampered(ModelLoadError, GovernanceViolation):
+    """The version's files are not the ones its evaluation scored and its approval names."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A registered model version, resolved to its number."""
 
     name: str
     version: str
+    digest: str = ""  # of its files, as recorded when it was evaluated
 
     @property
     def uri(self) -> str:
@@ -52,7 +60,18 @@ def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
     except MlflowException as error:
         problem = f"{name} has no {version_or_stage} version ({error.message})"
         raise ModelLoadError(problem) from None
-    return ModelRef(name, str(found.version))
+    return ModelRef(name, str(found.version), found.tags.get(DIGEST_TAG, ""))
+
+
+def confirmed(client: MlflowClient, name: str, stage: str) -> ModelRef:
+    """The version holding `stage` (Production or Staging), once the audit trail confirms
+    it moved there with the files it has; else GovernanceViolation, naming the mismatch."""
+    ref = resolve(client, name, stage)
+    records = AuditTrail(client, audit_experiment_of(name)).history(name)
+    problem = unconfirmed_holder(records, Stage(stage), ref.version, ref.digest)
+    if problem:
+        raise GovernanceViolation(f"{name}: {problem}")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -96,5 +115,18 @@ def load_directory(ref: ModelRef, directory: Path) -> LoadedModel:
 
 
 def load(client: MlflowClient, ref: ModelRef) -> LoadedModel:
+    """The version's model, once its files are the ones recorded at its evaluation."""
+    if not ref.digest:
+        raise ModelLoadError(
+            f"{ref.uri} has no recorded digest of its files; only versions FacilFlow "
+            "evaluated are loaded"
+        )
     with tempfile.TemporaryDirectory() as scratch:
-        return load_directory(ref, download(client, ref, Path(scratch)))
+        directory = download(client, ref, Path(scratch))
+        found = directory_digest(directory)
+        if found != ref.digest:
+            raise ModelTampered(
+                f"{ref.uri}: its files are {found}, not the {ref.digest} that were evaluated "
+                "and approved; it is not loaded"
+            )
+        return load_directory(ref, directory)
