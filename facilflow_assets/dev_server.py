@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,40 +172,31 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _signed_in(user: str, password: str) -> Iterator[None]:
-    """MLflow's clients in this process send these credentials meanwhile."""
-    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(zip(names, (user, password), strict=True))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def create_users(url: str, config: DevServerConfig) -> None:
-    """Create the demo users on the server at `url`, as its admin; a user that exists gets
-    its kept password again, so the credentials file stays right."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-    from mlflow.server import get_app_client
-
-    with _signed_in(ADMIN, config.passwords[ADMIN]):
-        auth = get_app_client("basic-auth", tracking_uri=url)
+    """Create the demo users on the server at `url`, as its admin, through MLflow's
+    basic-auth REST API; a user that exists gets its kept password again, so the
+    credentials file stays right."""
+    api = f"{url}/api/2.0/mlflow/users"
+    with requests.Session() as admin:
+        admin.auth = (ADMIN, config.passwords[ADMIN])
         for name in demo_users():
-            try:
-                auth.get_user(name)
-            except MlflowException as error:
-                if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-                    raise
-                auth.create_user(name, config.passwords[name])
+            found = admin.get(f"{api}/get", params={"username": name}, timeout=30)
+            if found.status_code == 404:
+                made = admin.post(
+                    f"{api}/create",
+                    json={"username": name, "password": config.passwords[name]},
+                    timeout=30,
+                )
+            elif found.ok:
+                made = admin.patch(
+                    f"{api}/update-password",
+                    json={"username": name, "password": config.passwords[name]},
+                    timeout=30,
+                )
             else:
-                auth.update_user_password(name, config.passwords[name])
+                made = found
+            if not made.ok:
+                raise click.ClickException(f"setting up the user {name} failed: {made.text}")
     with contextlib.suppress(FileNotFoundError):
         os.chmod(config.auth_db, 0o600)  # password hashes
 
@@ -247,9 +237,11 @@ def main(directory: Path, host: str, port: int) -> None:
     """Serve the local MLflow store in DIRECTORY with the governance app and demo users."""
     config = write_config(directory)
     (config.directory / "artifacts").mkdir(exist_ok=True)
+    # The admin is bootstrapped from auth.ini only: a shell's MLFLOW_AUTH_ADMIN_* would win.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_AUTH_ADMIN_")}
     # In this process's group, so stopping the group stops the server and its workers.
     process = subprocess.Popen(
-        config.server_command(host, port), env={**os.environ, **config.server_env()}
+        config.server_command(host, port), env={**inherited, **config.server_env()}
     )
     url = f"http://{host}:{port}"
     try:

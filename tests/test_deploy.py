@@ -3,6 +3,7 @@ image and settings FacilFlow reads, and what dagster-k8s submits for a run of ea
 rendered from the Helm values and checked. No cluster runs here: the Kubernetes API that
 would receive the Jobs is the one stand-in, a recorder of what the run launcher sends."""
 
+import configparser
 import importlib
 import json
 import re
@@ -20,7 +21,11 @@ from dagster._core.test_utils import create_run_for_test
 from dagster_k8s import K8sRunLauncher
 
 import jobs
-from facilflow_assets.environment import PROJECT_ROOT, steps_in_own_pods
+from facilflow_assets.environment import (
+    PROJECT_ROOT,
+    server_governance_settings,
+    steps_in_own_pods,
+)
 
 DEPLOY = PROJECT_ROOT / "deploy"
 VERSION = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -153,6 +158,38 @@ def test_the_config_map_and_secret_set_what_prod_reads_and_nothing_it_does_not()
     # Credentials, and the URLs that carry them, live in the secret only.
     assert not [n for n in config["data"] if re.search("PASSWORD|SECRET|ACCESS_KEY", n)]
     assert {"FACILFLOW_REDIS_URL", "FACILFLOW_OUTBOX_URL"} <= set(secret["stringData"])
+
+
+def test_the_mlflow_server_takes_the_user_dagster_runs_as_for_its_service_account(
+    tmp_path, monkeypatch
+):
+    [server] = [d for d in _objects("Deployment") if d["metadata"]["name"] == "mlflow"]
+    [container] = server["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=facilflow-governance" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"]["value"] == "true"
+    [auth] = [c for c in _objects("ConfigMap") if c["metadata"]["name"] == "mlflow-auth"]
+    [volume] = server["spec"]["template"]["spec"]["volumes"]
+    [mount] = container["volumeMounts"]
+    path = Path(env["MLFLOW_AUTH_CONFIG_PATH"]["value"])
+    assert (volume["configMap"]["name"], mount["mountPath"]) == ("mlflow-auth", str(path.parent))
+    ini = tmp_path / path.name
+    ini.write_text(auth["data"][path.name])
+    assert configparser.ConfigParser().read(ini)  # as MLflow's basic auth reads it
+
+    [config] = [c for c in _objects("ConfigMap") if c["metadata"]["name"] == "facilflow-config"]
+    [secret] = [s for s in _objects("Secret") if s["metadata"]["name"] == "facilflow-secrets"]
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    monkeypatch.setenv("FACILFLOW_APPROVERS", config["data"]["FACILFLOW_APPROVERS"])
+    service_accounts, _ = server_governance_settings()  # as the governance app reads it
+    # The user the code location and its runs talk to MLflow as, from the secret.
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(secret["stringData"])
+    assert secret["stringData"]["MLFLOW_TRACKING_USERNAME"] in service_accounts
+    values = yaml.safe_load((DEPLOY / "helm" / "dagster-values.yaml").read_text())
+    [location] = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for where in (location, launcher):
+        assert {"name": "facilflow-secrets"} in where["envSecrets"]
 
 
 class RecordedKubernetesApi:

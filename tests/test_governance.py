@@ -11,6 +11,7 @@ from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.governance.audit import AuditTrail, production_at
+from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.requests import (
     DECISION,
     DECISION_BY,
@@ -23,7 +24,6 @@ from facilflow_assets.governance.requests import (
     request_production,
 )
 from facilflow_assets.governance.review import PROMOTION_RUN_TAG
-from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.transitions import GovernanceError, rollback_target, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources

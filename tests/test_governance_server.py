@@ -1,157 +1,534 @@
-"""The approval protocol enforced by the project's MLflow server app, with real users."""
+"""The approval protocol on a real `mlflow server` with the governance app and real users.
 
+Each attack is tried as a user of the shared server would try it, through the REST routes
+(both API prefixes); after it the sensors and the promotion job run as the daemon runs
+them, with the service account's credentials. Every attack must end with Production,
+Staging and the audit trail unchanged and the refusal explained. The whole module runs
+twice: with the tests' permissions (every user EDIT by default) and with production's
+(default READ, EDIT granted to the requester, approvers and the attacker where they need it,
+as deploy/k8s/mlflow.yaml sets it up).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
 import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 
+from facilflow_assets.cli import main
 from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG, version_digest
 from facilflow_assets.governance.requests import (
     DECISION,
     DECISION_BY,
+    REQUEST_BY,
+    REQUEST_STATUS,
     Decision,
     decide,
     request_production,
 )
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
-from tests.mlflow_server import mlflow_server
+from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
+from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.serving.models import ModelTampered, confirmed, load, resolve
+from jobs.promotion import promotion_job
+from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
+from sensors.approval import approval_sensor
+from sensors.redeploy import redeploy_sensor
+from tests.mlflow_server import mlflow_server, postgres_database
 
-MODEL = "demo.flight_delay"
+MODEL, EXPERIMENT, AUDIT = "demo.flight_delay", "/demo/flight_delay", "/demo/flight_delay/audit"
 APPROVERS = ["carol", "dave"]
-OTHER_TENANT_MODEL, OTHER_APPROVER = "globex.flight_delay", "erin"
-USERS = ["alice", "carol", "dave", "mallory", OTHER_APPROVER]
+SERVICE = "facilflow"
+OTHER_TENANT_APPROVER = "erin"
+USERS = [SERVICE, "alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER]
 ADMIN_PASSWORD = "admin-password-1234"
 AUTH_INI = """[mlflow]
-default_permission = EDIT
+default_permission = {default}
 database_uri = sqlite:///{db}
 admin_username = admin
 admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+
+[facilflow]
+service_accounts = {service}
 """
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+# The governance rule's refusal, or MLflow's own permission check where it refuses first.
+REFUSED = "service account|Permission denied"
 
 
-@pytest.fixture(scope="module")
-def governed_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("governed")
+def password(user: str) -> str:
+    return ADMIN_PASSWORD if user == "admin" else f"{user}-password-1234"
+
+
+@pytest.fixture(
+    scope="module", params=["EDIT", "READ"], ids=["tests-permissions", "prod-permissions"]
+)
+def server(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"governed-{request.param.lower()}")
     ini = root / "auth.ini"
-    ini.write_text(AUTH_INI.format(db=root / "auth.db", password=ADMIN_PASSWORD))
+    ini.write_text(
+        AUTH_INI.format(
+            default=request.param, db=root / "auth.db", password=ADMIN_PASSWORD, service=SERVICE
+        )
+    )
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        # Approvers per tenant: demo's decide for demo's models, globex's for globex's.
-        "FACILFLOW_APPROVERS": f"demo={','.join(APPROVERS)};globex={OTHER_APPROVER}",
+        "FACILFLOW_APPROVERS": f"demo={','.join(APPROVERS)};globex={OTHER_TENANT_APPROVER}",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "facilflow-test-secret",
     }
-    with mlflow_server(root / "artifacts", app_name="facilflow-governance", env=env) as url:
-        yield url
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    with (
+        postgres_database() as backend,
+        mlflow_server(
+            root / "artifacts", app_name="facilflow-governance", env=env, backend=backend
+        ) as url,
+    ):
+        world = World(url, root / "artifacts", root, backend)
+        try:
+            world.provision(grant_edit=request.param == "READ")
+            yield world
+        finally:  # the identity the World switched to must not outlive the module
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.update({key: value})
 
 
-def _as(monkeypatch, user: str, password: str) -> None:
-    """MLflow's client sends these credentials with every request."""
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+class World:
+    """The server, its users, and a model with a version in Production and one in Staging,
+    both put there by the real protocol."""
 
+    def __init__(self, url: str, artifacts: Path, root: Path, backend: str):
+        self.url, self.artifacts, self.root, self.backend = url, artifacts, root, backend
 
-@pytest.fixture(scope="module")
-def staged_version(governed_server):
-    with pytest.MonkeyPatch.context() as patch:
-        _as(patch, "admin", ADMIN_PASSWORD)
-        auth = get_app_client("basic-auth", tracking_uri=governed_server)
-        for user in USERS:
-            auth.create_user(user, f"{user}-password-1234")
-        client = MlflowClient(governed_server, governed_server)
-        experiment_id = client.create_experiment("/demo/flight_delay")
-        run = client.create_run(experiment_id, tags={"facilflow.evaluation": "passed"})
-        client.create_registered_model(MODEL)
-        version = client.create_model_version(
-            MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    def client(self, user: str) -> MlflowClient:
+        """A client acting as `user`: MLflow reads the credentials from the environment at
+        each request, so the latest call to this decides who every client acts as."""
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password(user)
+        return MlflowClient(self.url, self.url)
+
+    def post(self, user: str, path: str, body: dict, method: str = "POST") -> requests.Response:
+        return requests.request(
+            method, f"{self.url}{path}", json=body, auth=(user, password(user)), timeout=30
         )
-        move_to_stage(client, MODEL, str(version.version), Stage.STAGING)
-        return str(version.version)
+
+    def provision(self, grant_edit: bool) -> None:
+        admin = self.client("admin")
+        auth = get_app_client("basic-auth", tracking_uri=self.url)
+        for user in USERS:
+            auth.create_user(user, password(user))
+        service = self.client(SERVICE)
+        self.experiment_id = service.create_experiment(EXPERIMENT)
+        service.create_registered_model(MODEL)
+        if grant_edit:  # production: READ by default, EDIT where each one's job needs it
+            self.client("admin")
+            for user in ("alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER):
+                auth.grant_user_permission(user, "experiment", self.experiment_id, "EDIT")
+                auth.grant_user_permission(user, "registered_model", MODEL, "EDIT")
+        del admin
+        self.production = self.staged_version()
+        self.promote(self.production)
+        self.staging = self.staged_version()
+
+    def staged_version(self) -> str:
+        """A version with real files, evaluated and staged as the registry asset does."""
+        service = self.client(SERVICE)
+        run = service.create_run(self.experiment_id, tags={"facilflow.evaluation": "passed"})
+        folder = self.root / f"model-{run.info.run_id}"
+        folder.mkdir()
+        (folder / "MLmodel").write_text(f"run_id: {run.info.run_id}\n")
+        (folder / "model.txt").write_text("tree\n")
+        service.log_artifacts(run.info.run_id, str(folder), "model")
+        version = str(
+            service.create_model_version(
+                MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+            ).version
+        )
+        service.set_model_version_tag(MODEL, version, STAGE_TAG, Stage.NONE)
+        digest = version_digest(service, MODEL, version)
+        service.set_model_version_tag(MODEL, version, DIGEST_TAG, digest)
+        transition(service, self.audit(service), MODEL, version, Stage.STAGING, SYSTEM_ACTOR, "ok")
+        return version
+
+    def audit(self, client: MlflowClient) -> AuditTrail:
+        return AuditTrail(client, AUDIT)
+
+    def promote(self, version: str) -> None:
+        """alice requests, carol approves, the sensor orders it, the promotion job runs."""
+        alice = self.client("alice")
+        request_production(alice, self.audit(alice), MODEL, version, "alice", "AUC +2%")
+        carol = self.client("carol")
+        decide(
+            carol, self.audit(carol), MODEL, version, "carol", Decision.APPROVED, "ok", APPROVERS
+        )
+        [order] = self.approval_tick().run_requests
+        assert self.run_promotion(order).success
+
+    def resources(self) -> dict:
+        tenant = TenantResource(tenant="demo", use_case="flight_delay")
+        return {
+            "mlflow": MlflowResource(
+                tracking_uri=self.url, artifact_root="mlflow-artifacts:/", tenant=tenant
+            ),
+            "tenant": tenant,
+            "governance": GovernanceResource(approvers=",".join(APPROVERS)),
+            "events": EventsResource(outbox_url=f"sqlite:///{self.root / 'outbox.db'}"),
+        }
+
+    def approval_tick(self) -> dg.SensorResult:
+        self.client(SERVICE)
+        with dg.build_sensor_context(resources=self.resources()) as context:
+            return approval_sensor(context)
+
+    def redeploy_tick(self, cursor: str) -> dg.SensorResult | dg.SkipReason:
+        self.client(SERVICE)
+        with dg.build_sensor_context(cursor=cursor, resources=self.resources()) as context:
+            return redeploy_sensor(context)
+
+    def run_promotion(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        self.client(SERVICE)
+        return promotion_job.execute_in_process(
+            run_config=run_request.run_config,
+            resources=self.resources(),
+            tags=run_request.tags,
+            raise_on_error=False,
+        )
+
+    def state(self) -> tuple:
+        """What no attack may change: the aliases, the stage tags and the audit trail."""
+        service = self.client(SERVICE)
+        aliases = service.get_registered_model(MODEL).aliases
+        stages = {
+            str(v.version): v.tags.get(STAGE_TAG)
+            for v in service.search_model_versions(f"name = '{MODEL}'")
+        }
+        trail = [
+            (r.version, r.action, r.actor, r.stamp) for r in self.audit(service).history(MODEL)
+        ]
+        return dict(aliases), stages, trail
+
+    def violations(self) -> list[dict]:
+        outbox = self.resources()["events"].outbox()
+        return [
+            json.loads(e.body)
+            for e in outbox.waiting(limit=1000)
+            if e.event_type == "MODEL_GOVERNANCE_VIOLATION"
+        ]
 
 
-def _client_as(monkeypatch, url: str, user: str):
-    _as(monkeypatch, user, f"{user}-password-1234")
-    client = MlflowClient(url, url)
-    return client, AuditTrail(client, "/demo/flight_delay/audit")
+def _refused(response: requests.Response, words: str) -> None:
+    """Refused with the governance rule's reason, or by MLflow's own permission check, which
+    runs first and already refuses some of these writes to users without MANAGE."""
+    assert response.status_code in (401, 403), (response.status_code, response.text)
+    assert words in response.text or response.text == "Permission denied", response.text
 
 
-def test_the_server_enforces_who_decides_and_stamps_the_approver(
-    governed_server, staged_version, monkeypatch
-):
-    url, version = governed_server, staged_version
-    client, audit = _client_as(monkeypatch, url, "alice")
-    with pytest.raises(MlflowException, match="must name the authenticated user alice"):
-        request_production(client, audit, MODEL, version, "bob", "pretending")
-    assert not any(
-        k.startswith("facilflow.request") for k in client.get_model_version(MODEL, version).tags
-    )  # refused: nothing half-set
-    request_production(client, audit, MODEL, version, "alice", "AUC +2%")
-    # alice is no approver: the server refuses, whatever the client-side checks say.
-    with pytest.raises(MlflowException, match="alice is not a designated approver"):
-        client.set_model_version_tag(MODEL, version, DECISION, "approved")
-
-    client, _ = _client_as(monkeypatch, url, "mallory")
-    with pytest.raises(MlflowException, match="mallory is not a designated approver"):
-        client.set_model_version_tag(MODEL, version, DECISION, "approved")
-
-    client, _ = _client_as(monkeypatch, url, "dave")
-    with pytest.raises(MlflowException, match="must name the authenticated user dave"):
-        client.set_model_version_tag(MODEL, version, DECISION_BY, "carol")
-    # A decision set by hand, as in the MLflow UI: the server writes who made it.
-    client.set_model_version_tag(MODEL, version, DECISION, "approved")
-    tags = client.get_model_version(MODEL, version).tags
-    assert (tags[DECISION], tags[DECISION_BY]) == ("approved", "dave")
-    assert tags[STAGE_TAG] == "Staging"
+def _the_daemon_acts_on_nothing(world: World) -> None:
+    """The sensors and the promotion job as the daemon would run them: no promotion, and
+    the endpoint's version stays the audited Production one."""
+    for run_request in world.approval_tick().run_requests or []:
+        assert not world.run_promotion(run_request).success
+    redeploy = world.redeploy_tick(world.production)
+    assert not getattr(redeploy, "run_requests", None)
 
 
-def test_a_requester_who_is_an_approver_cannot_decide_their_own_request(
-    governed_server, monkeypatch
-):
-    url = governed_server
-    client, audit = _client_as(monkeypatch, url, "admin")
-    _as(monkeypatch, "admin", ADMIN_PASSWORD)
-    admin = MlflowClient(url, url)
-    experiment = admin.get_experiment_by_name("/demo/flight_delay")
-    run = admin.create_run(experiment.experiment_id, tags={"facilflow.evaluation": "passed"})
-    version = str(
-        admin.create_model_version(
-            MODEL, f"{run.info.artifact_uri}/m", run_id=run.info.run_id
-        ).version
+def test_the_real_protocol_promotes_and_the_daemon_deploys_it(server):
+    world = server
+    service = world.client(SERVICE)
+    assert confirmed(service, MODEL, "Production").version == world.production
+    assert confirmed(service, MODEL, "Staging").version == world.staging
+    actions = [(r.version, r.action, r.actor) for r in world.audit(service).history(MODEL)]
+    assert (world.production, "request", "alice") in actions
+    assert (world.production, "approval", "carol") in actions
+    assert (world.production, "transition", "carol") in actions
+    [deploy] = world.redeploy_tick("none").run_requests
+    assert deploy.run_key == f"deploy:{MODEL}:v{world.production}:after:none"
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("user", ["mallory", "alice", "carol"])
+def test_1_no_user_moves_the_production_or_staging_alias(server, prefix, user):
+    before = server.state()
+    for alias in ("production", "staging", "Production"):
+        body = {"name": MODEL, "alias": alias, "version": server.staging}
+        _refused(server.post(user, f"{prefix}/registered-models/alias", body), "service account")
+        body = {"name": MODEL, "alias": alias}
+        response = server.post(user, f"{prefix}/registered-models/alias", body, "DELETE")
+        _refused(response, "service account")
+    assert server.state() == before
+    _the_daemon_acts_on_nothing(server)
+    assert server.state() == before
+
+
+def test_1_even_the_service_account_moves_production_only_after_an_audited_approval(server):
+    before = server.state()
+    body = {"name": MODEL, "alias": "production", "version": server.staging}
+    _refused(
+        server.post(SERVICE, f"{PREFIXES[0]}/registered-models/alias", body), "audited approval"
     )
-    move_to_stage(admin, MODEL, version, Stage.STAGING)
-    client, audit = _client_as(monkeypatch, url, "carol")
-    request_production(client, audit, MODEL, version, "carol", "mine")
-    with pytest.raises(MlflowException, match="carol requested this transition"):
-        client.set_model_version_tag(MODEL, version, DECISION, "approved")
-    client, _ = _client_as(monkeypatch, url, "dave")
-    decide(client, MODEL, version, "dave", Decision.REJECTED, "not yet", APPROVERS)
-    assert client.get_model_version(MODEL, version).tags[DECISION_BY] == "dave"
+    assert server.state() == before
 
 
-def test_an_approver_of_one_tenant_cannot_decide_for_another(
-    governed_server, staged_version, monkeypatch
-):
-    url = governed_server
-    _as(monkeypatch, "admin", ADMIN_PASSWORD)
-    admin = MlflowClient(url, url)
-    experiment_id = admin.create_experiment("/globex/flight_delay")
-    run = admin.create_run(experiment_id, tags={"facilflow.evaluation": "passed"})
-    admin.create_registered_model(OTHER_TENANT_MODEL)
-    source = f"{run.info.artifact_uri}/m"
-    other = str(admin.create_model_version(OTHER_TENANT_MODEL, source, run.info.run_id).version)
-    move_to_stage(admin, OTHER_TENANT_MODEL, other, Stage.STAGING)
-    client, audit = _client_as(monkeypatch, url, "alice")
-    request_production(client, audit, OTHER_TENANT_MODEL, other, "alice", "globex's turn")
-    for approver in APPROVERS:  # demo's approvers, on globex's model
-        client, _ = _client_as(monkeypatch, url, approver)
-        with pytest.raises(MlflowException, match=f"{approver} is not a designated approver "
-                                                  f"of {OTHER_TENANT_MODEL}"):  # fmt: skip
-            client.set_model_version_tag(OTHER_TENANT_MODEL, other, DECISION, "approved")
-    assert DECISION not in client.get_model_version(OTHER_TENANT_MODEL, other).tags
-    client, _ = _client_as(monkeypatch, url, OTHER_APPROVER)  # globex's, on demo's model
-    with pytest.raises(MlflowException, match=f"{OTHER_APPROVER} is not a designated approver "
-                                              f"of {MODEL}"):  # fmt: skip
-        client.set_model_version_tag(MODEL, staged_version, DECISION, "rejected")
-    client.set_model_version_tag(OTHER_TENANT_MODEL, other, DECISION, "approved")
-    tags = client.get_model_version(OTHER_TENANT_MODEL, other).tags
-    assert (tags[DECISION], tags[DECISION_BY]) == ("approved", OTHER_APPROVER)
+@pytest.mark.parametrize("user", ["mallory", "alice", "carol", OTHER_TENANT_APPROVER])
+def test_2_a_version_created_with_stage_request_and_decision_tags_is_refused(server, user):
+    before = server.state()
+    service = server.client(SERVICE)
+    source = service.get_model_version(MODEL, server.staging).source
+    forged = {
+        STAGE_TAG: "Staging",
+        REQUEST_BY: "alice",
+        REQUEST_STATUS: "pending",
+        DECISION: "approved",
+        DECISION_BY: "dave",
+        DIGEST_TAG: "sha256:0",
+    }
+    for prefix in PREFIXES:
+        body = {
+            "name": MODEL,
+            "source": source,
+            "tags": [{"key": k, "value": v} for k, v in forged.items()],
+        }
+        _refused(server.post(user, f"{prefix}/model-versions/create", body), "service account")
+    assert server.state() == before
+    _the_daemon_acts_on_nothing(server)
+    assert server.state() == before
+
+
+def test_2_a_requester_cannot_approve_their_own_request_nor_another_tenant_decide(server):
+    world = server
+    alice = world.client("alice")
+    request_production(alice, world.audit(alice), MODEL, world.staging, "alice", "please")
+    try:
+        for user, words in (
+            ("alice", "alice is not a designated approver"),
+            ("mallory", "mallory is not a designated approver"),
+            (OTHER_TENANT_APPROVER, f"{OTHER_TENANT_APPROVER} is not a designated approver"),
+        ):
+            client = world.client(user)
+            with pytest.raises(MlflowException, match=words):
+                client.set_model_version_tag(MODEL, world.staging, DECISION, "approved")
+        before = world.state()
+        _the_daemon_acts_on_nothing(world)
+        assert world.state() == before
+    finally:
+        _close_request(world, world.staging)
+
+
+def test_2_an_approver_who_requested_cannot_decide_and_decisions_are_stamped(server):
+    world = server
+    carol = world.client("carol")
+    request_production(carol, world.audit(carol), MODEL, world.staging, "carol", "mine")
+    try:
+        with pytest.raises(MlflowException, match="carol requested this transition"):
+            carol.set_model_version_tag(MODEL, world.staging, DECISION, "approved")
+        dave = world.client("dave")
+        with pytest.raises(MlflowException, match="must name the authenticated user dave"):
+            dave.set_model_version_tag(MODEL, world.staging, DECISION_BY, "carol")
+        dave.set_model_version_tag(MODEL, world.staging, DECISION, "rejected")  # as in the UI
+        tags = dave.get_model_version(MODEL, world.staging).tags
+        assert (tags[DECISION], tags[DECISION_BY]) == ("rejected", "dave")
+        with pytest.raises(MlflowException, match="already rejected by dave"):
+            dave.set_model_version_tag(MODEL, world.staging, DECISION, "approved")
+    finally:
+        _close_request(world, world.staging)
+
+
+def _close_request(world: World, version: str) -> None:
+    """The service closes a request the test left open (as the sensor closes a refusal)."""
+    service = world.client(SERVICE)
+    service.set_model_version_tag(MODEL, version, REQUEST_STATUS, "refused")
+
+
+def test_3_an_approved_models_files_cannot_be_replaced_and_a_replacement_is_refused(server):
+    world = server
+    service = world.client(SERVICE)
+    version = service.get_model_version(MODEL, world.production)
+    run_id = version.run_id
+    experiment = service.get_run(run_id).info.experiment_id
+    path = f"{experiment}/{run_id}/artifacts/model/MLmodel"
+    for user in ("mallory", "alice", "carol"):
+        for prefix in ("/api/2.0", "/ajax-api/2.0"):
+            response = requests.put(
+                f"{world.url}{prefix}/mlflow-artifacts/artifacts/{path}",
+                data=b"flavors: {}\n",
+                auth=(user, password(user)),
+                timeout=30,
+            )
+            _refused(response, "registered version's files")
+            response = requests.delete(
+                f"{world.url}{prefix}/mlflow-artifacts/artifacts/{experiment}/{run_id}",
+                auth=(user, password(user)),
+                timeout=30,
+            )
+            _refused(response, "registered version's files")
+    ref = confirmed(service, MODEL, "Production")
+    assert ref.digest == version_digest(service, MODEL, world.production)
+
+    # Past the server (a write straight into the bucket): every loader refuses the files.
+    stored = world.artifacts / path
+    original = stored.read_bytes()
+    stored.write_bytes(b"flavors: {}\n")
+    try:
+        with pytest.raises(ModelTampered, match="not the .* that were evaluated and approved"):
+            load(service, resolve(service, MODEL, "Production"))
+    finally:
+        stored.write_bytes(original)
+
+
+def test_4_a_refused_or_archived_request_is_not_revived_nor_an_evaluation_rewritten(server):
+    world = server
+    run_id = world.client(SERVICE).get_model_version(MODEL, world.staging).run_id
+    before = world.state()
+    for user in ("mallory", "alice"):
+        client = world.client(user)
+        with pytest.raises(MlflowException, match="service account"):
+            client.set_model_version_tag(MODEL, world.staging, STAGE_TAG, "Production")
+        with pytest.raises(MlflowException, match="service account"):
+            client.set_tag(run_id, "facilflow.evaluation", "passed")
+        with pytest.raises(MlflowException, match="service account"):
+            client.delete_tag(run_id, "facilflow.evaluation")
+    assert world.state() == before
+    # A newer staged version archives this one, which never held Production: it cannot be
+    # requested back, and its closed request cannot be set pending again.
+    archived, world.staging = world.staging, world.staged_version()
+    before = world.state()
+    assert before[1][archived] == "Archived"
+    alice = world.client("alice")
+    with pytest.raises(MlflowException, match="never held Production"):
+        request_production(alice, world.audit(alice), MODEL, archived, "alice", "again")
+    with pytest.raises(MlflowException, match="service account"):
+        alice.set_model_version_tag(MODEL, archived, STAGE_TAG, "Staging")
+    assert world.state() == before
+    _the_daemon_acts_on_nothing(world)
+    assert world.state() == before
+
+
+def test_5_the_audit_trail_cannot_be_written_or_rewritten_by_users(server):
+    world = server
+    before = world.state()
+    service = world.client(SERVICE)
+    audit_id = service.get_experiment_by_name(AUDIT).experiment_id
+    record = service.search_runs([audit_id], max_results=1)[0].info.run_id
+    for user in ("mallory", "alice", "carol"):
+        client = world.client(user)
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.create_run(audit_id, tags={"facilflow.audit.action": "transition"})
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.set_tag(record, "facilflow.audit.actor", "mallory")
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.delete_run(record)
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.rename_experiment(audit_id, "/demo/flight_delay/audit-old")
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.delete_experiment(audit_id)
+        with pytest.raises(MlflowException, match=REFUSED):
+            client.create_experiment("/demo/other/audit")
+    assert world.state() == before
+
+
+def test_5_a_rollback_by_a_plain_user_is_only_a_request_until_an_approver_decides(server):
+    world = server
+    earlier = world.production
+    world.promote(world.staging)  # a second version in Production: a rollback has a target
+    world.production, world.staging = world.staging, world.staged_version()
+    before = world.state()
+    runner = CliRunner()
+    env = {
+        "FACILFLOW_ENV": "prod",
+        "MLFLOW_TRACKING_URI": world.url,
+        "MLFLOW_TRACKING_USERNAME": "mallory",
+        "MLFLOW_TRACKING_PASSWORD": password("mallory"),
+        "FACILFLOW_TENANT": "demo",
+        "FACILFLOW_USE_CASE": "flight_delay",
+        "FACILFLOW_APPROVERS": ",".join(APPROVERS),
+        "FACILFLOW_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "FACILFLOW_OUTBOX_URL": f"sqlite:///{world.root / 'cli-outbox.db'}",
+        "KAFKA_BOOTSTRAP_SERVERS": "",
+    }
+    result = runner.invoke(main, ["models", "rollback", "--comment", "v2 misbehaves"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"version {earlier} back in Production (a rollback)" in result.output
+    aliases, stages, trail = world.state()
+    assert (aliases, stages) == before[:2]  # nothing moved
+    assert trail[: len(before[2])] == before[2]
+    assert [(v, action, actor) for v, action, actor, _ in trail[len(before[2]) :]] == [
+        (earlier, "request", "mallory")
+    ]
+    _the_daemon_acts_on_nothing(world)  # no approver decided
+    assert world.state()[:2] == before[:2]
+    dave = world.client("dave")  # an approver decides: the rollback is carried out
+    decide(dave, world.audit(dave), MODEL, earlier, "dave", Decision.APPROVED, "yes", APPROVERS)
+    [order] = world.approval_tick().run_requests
+    assert world.run_promotion(order).success
+    assert confirmed(world.client(SERVICE), MODEL, "Production").version == earlier
+    last = world.audit(world.client(SERVICE)).history(MODEL)
+    assert ("rollback", earlier, "dave") in [(r.action, r.version, r.actor) for r in last]
+    world.production = earlier
+
+
+def test_6_tenant_models_cannot_be_renamed_deleted_or_squatted(server):
+    world = server
+    before = world.state()
+    for user in ("mallory", "alice", "carol"):
+        for prefix in PREFIXES:
+            body = {"name": MODEL, "new_name": "demo.flight_delay_old"}
+            _refused(
+                world.post(user, f"{prefix}/registered-models/rename", body), "service account"
+            )
+            body = {"name": MODEL}
+            response = world.post(user, f"{prefix}/registered-models/delete", body, "DELETE")
+            _refused(response, "service account")
+            body = {"name": MODEL, "version": world.production}
+            response = world.post(user, f"{prefix}/model-versions/delete", body, "DELETE")
+            _refused(response, "service account")
+            body = {"name": "demo.churn"}
+            _refused(
+                world.post(user, f"{prefix}/registered-models/create", body), "service account"
+            )
+            body = {"name": MODEL, "version": world.staging, "stage": "Production"}
+            response = world.post(user, f"{prefix}/model-versions/transition-stage", body)
+            _refused(response, "transition-stage is refused")
+    assert world.state() == before
+
+
+def test_7_an_alias_moved_past_the_app_is_reported_and_not_deployed(server):
+    """Defence in depth: with the alias moved straight in the database (no route can), the
+    redeploy sensor finds no record of the move, reports it and deploys nothing."""
+    world = server
+    service = world.client(SERVICE)
+    engine = sa.create_engine(world.backend)
+    with engine.begin() as connection:
+        previous = connection.execute(
+            sa.text("SELECT version FROM registered_model_aliases WHERE alias = 'production'")
+        ).scalar_one()
+        connection.execute(
+            sa.text("UPDATE registered_model_aliases SET version = :v WHERE alias = 'production'"),
+            {"v": int(world.staging)},
+        )
+    try:
+        result = world.redeploy_tick(world.production)
+        assert not result.run_requests
+        [check] = result.asset_events
+        assert check.passed is False and f"points at version {world.staging}" in check.description
+        assert any(
+            f"points at version {world.staging}" in v["payload"]["problem"]
+            for v in world.violations()
+        )
+        with pytest.raises(Exception, match="audit trail"):
+            confirmed(service, MODEL, "Production")
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE registered_model_aliases SET version = :v WHERE alias = 'production'"
+                ),
+                {"v": previous},
+            )
+        engine.dispose()

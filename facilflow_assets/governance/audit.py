@@ -42,10 +42,10 @@ def server_records_decisions(client: MlflowClient) -> bool:
     uri = client.tracking_uri
     if urlparse(uri).scheme not in ("http", "https"):
         return False
-    from mlflow.tracking._tracking_service.utils import _get_default_host_creds
+    from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
-    response = http_request(_get_default_host_creds(uri), GOVERNANCE_ROUTE, "GET", max_retries=0)
+    response = http_request(get_default_host_creds(uri), GOVERNANCE_ROUTE, "GET", max_retries=0)
     return response.status_code == 200
 
 

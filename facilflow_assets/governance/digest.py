@@ -13,13 +13,17 @@ import mlflow.artifacts
 from mlflow.tracking import MlflowClient
 
 DIGEST_TAG = "facilflow.model_digest"
+# Written by MLflow's client into what it downloads from a models:/ URI, not stored content.
+DOWNLOAD_METADATA = {"registered_model_meta"}
 _CHUNK = 1 << 20
 
 
 def directory_digest(directory: Path) -> str:
     """sha256 over every file's relative path and content, in path order."""
     total = hashlib.sha256()
-    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.name not in DOWNLOAD_METADATA
+    )
     if not files:
         raise FileNotFoundError(f"{directory} holds no files to take a digest of")
     for path in files:

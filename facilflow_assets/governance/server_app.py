@@ -34,6 +34,8 @@ from starlette.routing import Match, Mount
 from facilflow_assets.environment import server_governance_settings
 from facilflow_assets.governance.audit import GOVERNANCE_ROUTE
 from facilflow_assets.governance.server_rules import (
+    ALLOWED,
+    RULES,
     Call,
     GovernanceSettings,
     Refusal,
@@ -47,18 +49,21 @@ _state: ServerState | None = None
 
 def create_app(app: Flask = mlflow_app):
     settings = GovernanceSettings(*server_governance_settings())
+    # Before basic auth's hook: any client may learn that this server records decisions
+    # (MLflow's auth would refuse an unknown route to everyone but admins).
+    app.before_request(_answer_governance_probe)
     served = create_basic_auth_app(app)  # the Flask app, or FastAPI around it under uvicorn
     # Registered after basic auth's own hook, so only authenticated requests reach it.
     app.before_request(lambda: _govern_flask_route(settings))
-    app.add_url_rule(
-        _add_static_prefix(GOVERNANCE_ROUTE),
-        "facilflow_governance",
-        lambda: {"enforced": True},
-        methods=["GET"],
-    )
     if served is not app:
         served.middleware("http")(_native_route_guard(served, settings))
     return served
+
+
+def _answer_governance_probe() -> Response | None:
+    if request.method == "GET" and request.path == _add_static_prefix(GOVERNANCE_ROUTE):
+        return Response(json.dumps({"enforced": True}), mimetype="application/json")
+    return None
 
 
 def _server(settings: GovernanceSettings) -> ServerState:
@@ -147,3 +152,28 @@ def _deny(message: str) -> Response:
         status=403,
         mimetype="application/json",
     )
+
+
+def writing_routes(served) -> dict[str, str]:
+    """Every route of the built server that can write state, by view or route name, with one
+    of its paths: the Flask URL map (non-read methods, and GraphQL) and the routes FastAPI
+    serves itself."""
+    flask_app = mlflow_app
+    found = {
+        rule.endpoint: rule.rule
+        for rule in flask_app.url_map.iter_rules()
+        if (rule.methods or set()) - READS or rule.endpoint == "_graphql"
+    }
+    for route in getattr(served, "routes", []):
+        if isinstance(route, Mount):
+            continue
+        router = getattr(route, "original_router", None)
+        for inner in router.routes if router else [route]:
+            if set(getattr(inner, "methods", None) or ()) - READS:
+                found.setdefault(inner.name, inner.path)
+    return found
+
+
+def ungoverned(routes: dict[str, str]) -> dict[str, str]:
+    """The writing routes that no rule governs and no allow-list entry explains."""
+    return {name: path for name, path in routes.items() if name not in RULES | ALLOWED}

@@ -642,7 +642,6 @@ ALLOWED: dict[str, str] = {
             "_add_items_to_review_queue",
             "_remove_items_from_review_queue",
             "_set_review_queue_item_status",
-            "otel_traces",
             "export_traces",
         )
     },  # fmt: skip
