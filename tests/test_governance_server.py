@@ -34,7 +34,7 @@ from facilflow_assets.governance.requests import (
     decide,
     request_production,
 )
-from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
+from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.serving.models import ModelTampered, confirmed, load, resolve
 from jobs.promotion import promotion_job
@@ -401,8 +401,11 @@ def test_4_a_refused_or_archived_request_is_not_revived_nor_an_evaluation_rewrit
     before = world.state()
     assert before[1][archived] == "Archived"
     alice = world.client("alice")
-    with pytest.raises(MlflowException, match="never held Production"):
+    with pytest.raises(GovernanceError, match="never held Production"):  # the CLI's check
         request_production(alice, world.audit(alice), MODEL, archived, "alice", "again")
+    alice.set_model_version_tag(MODEL, archived, REQUEST_BY, "alice")  # no request pending
+    with pytest.raises(MlflowException, match="never held Production"):  # the server's
+        alice.set_model_version_tag(MODEL, archived, REQUEST_STATUS, "pending")
     with pytest.raises(MlflowException, match="service account"):
         alice.set_model_version_tag(MODEL, archived, STAGE_TAG, "Staging")
     assert world.state() == before

@@ -134,6 +134,7 @@ def test_the_demo_takes_the_version_to_production_through_the_approval_workflow(
     assert governance["approved_by"] == "dave"
     actions = [(r["action"], r["actor"], r["to_stage"]) for r in governance["history"]]
     assert actions == [
+        ("transition", "facilflow", "Staging"),  # the evaluation passed: staged, audited
         ("request", "carol", "Production"),
         ("approval", "dave", ""),
         ("transition", "dave", "Production"),
