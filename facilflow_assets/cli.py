@@ -197,7 +197,9 @@ def models() -> None:
     """Versions of the use case's registered model: stages, requests, approvals, history.
 
     The acting user is the MLflow user (MLFLOW_TRACKING_USERNAME), else FACILFLOW_USER,
-    else the operating-system user.
+    else the operating-system user. Approvals are enforced only by an MLflow server running
+    the facilflow-governance app, which authenticates that user; the embedded local store
+    has no users, so there anyone can claim any name.
     """
 
 
