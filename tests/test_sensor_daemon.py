@@ -62,7 +62,9 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
     registry.add_version(stage=Stage.PRODUCTION)
     version = registry.add_version()
     request_production(registry.client, registry.audit, MODEL, version, "carol", "better")
-    decide(registry.client, MODEL, version, "dave", Decision.APPROVED, "ok", APPROVERS)
+    decide(
+        registry.client, registry.audit, MODEL, version, "dave", Decision.APPROVED, "ok", APPROVERS
+    )
 
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FACILFLOW_HOME": str(facilflow_home)}
     _dagster("sensor", "start", "approval_sensor", env=env)

@@ -16,8 +16,11 @@ import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.features.target_rows import latest_keys
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
 from facilflow_assets.monitoring.assets import feature_drift
-from facilflow_assets.registry.stages import Stage, move_to_stage
+from facilflow_assets.registry.stages import Stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.batch import SCORE, batch_predictions
 from facilflow_assets.serving.deployment import prediction_endpoint
@@ -72,10 +75,19 @@ class Deployment:
         """Version 1's model registered again, in Staging: a challenger to route to."""
         production = self.client.get_model_version_by_alias(MODEL, "production")
         version = self.client.create_model_version(
-            MODEL, production.source, run_id=production.run_id, model_id=production.model_id
+            MODEL,
+            production.source,
+            run_id=production.run_id,
+            model_id=production.model_id,
+            tags={DIGEST_TAG: production.tags[DIGEST_TAG]},  # the same files
         )
-        move_to_stage(self.client, MODEL, str(version.version), Stage.STAGING)
+        self.move(str(version.version), Stage.STAGING)
         return str(version.version)
+
+    def move(self, version: str, stage: Stage) -> None:
+        """An audited move, as the registry asset and the promotion job make them."""
+        audit = AuditTrail(self.client, self.resources["tenant"].audit_experiment_name)
+        transition(self.client, audit, MODEL, version, stage, SYSTEM_ACTOR, "test")
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +211,7 @@ def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes
     loop.start()
     try:
         time.sleep(1)
-        move_to_stage(deployment.client, MODEL, new, Stage.PRODUCTION)
+        deployment.move(new, Stage.PRODUCTION)
         deployment.deploy()
         time.sleep(1)
     finally:
@@ -210,15 +222,15 @@ def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes
     assert deployment.post(deployment.sample).json()["model_version"] == new
 
     broken = deployment.client.create_model_version(
-        MODEL, str(deployment.home / "nowhere"), run_id=None
+        MODEL, str(deployment.home / "nowhere"), run_id=None, tags={DIGEST_TAG: "sha256:none"}
     )
-    move_to_stage(deployment.client, MODEL, str(broken.version), Stage.PRODUCTION)
+    deployment.move(str(broken.version), Stage.PRODUCTION)
     failed = deployment.deploy(raise_on_error=False)
     assert not failed.success
     [failure] = [e for e in failed.all_events if e.is_step_failure]
     assert f"models:/{MODEL}/{broken.version}" in str(failure.event_specific_data.error)
     assert deployment.post(deployment.sample).json()["model_version"] == new
-    move_to_stage(deployment.client, MODEL, new, Stage.PRODUCTION)
+    deployment.move(new, Stage.PRODUCTION)
 
 
 def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment):

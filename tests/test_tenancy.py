@@ -14,6 +14,7 @@ from feast import FeatureStore
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.requests import (
     DECISION,
     DECISION_BY,
@@ -21,8 +22,8 @@ from facilflow_assets.governance.requests import (
     decide,
     request_production,
 )
-from facilflow_assets.governance.transitions import GovernanceError, transition
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
+from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
+from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.resource_map import build_resources
 from jobs.promotion import promotion_job
 from resources import GovernanceResource, StorageResource, TenantResource
@@ -54,9 +55,16 @@ class Tenant:
             experiment.experiment_id, tags={"facilflow.evaluation": "passed"}
         )
         version = self.client.create_model_version(
-            self.model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+            self.model,
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run.info.run_id,
+            tags={DIGEST_TAG: f"sha256:{run.info.run_id}"},  # never loaded here
         )
-        move_to_stage(self.client, self.model, str(version.version), stage)
+        if stage != Stage.NONE:
+            transition(
+                self.client, self.audit, self.model, str(version.version), stage, SYSTEM_ACTOR,
+                "evaluated",
+            )  # fmt: skip
         return str(version.version)
 
     def versions(self) -> dict[str, dict[str, str]]:
@@ -73,7 +81,8 @@ class Tenant:
             return approval_sensor(context)
 
     def redeploy_tick(self) -> dg.SensorResult | dg.SkipReason:
-        with dg.build_sensor_context(resources=self._with("mlflow", "tenant")) as context:
+        resources = self._with("mlflow", "tenant", "events")
+        with dg.build_sensor_context(resources=resources) as context:
             return redeploy_sensor(context)
 
     def promote(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -106,8 +115,9 @@ def test_one_tenants_sensors_and_jobs_never_touch_the_others_models(tenants):
         transition(tenant.client, tenant.audit, tenant.model, first, Stage.PRODUCTION, "ops", "")
         pending = tenant.add_version()
         request_production(tenant.client, tenant.audit, tenant.model, pending, "alice", "next")
-        decide(tenant.client, tenant.model, pending, tenant.approvers[0], Decision.APPROVED, "",
-               tenant.approvers)  # fmt: skip
+        approver = tenant.approvers[0]
+        decide(tenant.client, tenant.audit, tenant.model, pending, approver, Decision.APPROVED,
+               "", tenant.approvers)  # fmt: skip
     before = globex.versions()
 
     [order] = acme.approval_tick().run_requests
@@ -129,7 +139,16 @@ def test_an_approver_of_one_tenant_is_refused_by_the_others_workflow(tenants):
     pending = acme.add_version()
     request_production(acme.client, acme.audit, acme.model, pending, "alice", "review please")
     with pytest.raises(GovernanceError, match="erin is not a designated approver"):
-        decide(acme.client, acme.model, pending, "erin", Decision.APPROVED, "", acme.approvers)
+        decide(
+            acme.client,
+            acme.audit,
+            acme.model,
+            pending,
+            "erin",
+            Decision.APPROVED,
+            "",
+            acme.approvers,
+        )
     # Set by hand in the MLflow UI instead: acme's sensor refuses it and launches nothing.
     acme.client.set_model_version_tag(acme.model, pending, DECISION, "approved")
     acme.client.set_model_version_tag(acme.model, pending, DECISION_BY, "erin")

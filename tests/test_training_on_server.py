@@ -14,6 +14,7 @@ from facilflow_assets.evaluation.assets import (
     evaluation_report,
 )
 from facilflow_assets.evaluation.report import EvaluationReport
+from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.registry import assets as registry_assets
 from facilflow_assets.registry import versions as registry_versions
 from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_model_version
@@ -136,9 +137,10 @@ def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeyp
     def refuse(*_args, **_kwargs):
         raise RuntimeError("alias store unavailable")
 
-    monkeypatch.setattr(registry_versions, "move_to_stage", refuse)
+    monkeypatch.setattr(registry_versions, "transition", refuse)
+    audit = AuditTrail(client, "/demo/flight_delay_rollback/audit")
     with pytest.raises(RuntimeError, match="alias store unavailable"):
-        registry_assets.register_and_stage(client, name, candidate, report)
+        registry_assets.register_and_stage(client, audit, name, candidate, report)
     assert client.search_model_versions(f"name = '{name}'") == []
 
 
