@@ -65,6 +65,10 @@ class Registry:
             move_to_stage(self.client, MODEL, str(version.version), stage)
         return str(version.version)
 
+    def approve(self, version: str, approver: str, comment: str) -> None:
+        decide(self.client, self.audit, MODEL, version, approver, Decision.APPROVED, comment,
+               APPROVERS)  # fmt: skip
+
     def tags(self, version: str) -> dict[str, str]:
         return self.client.get_model_version(MODEL, version).tags
 
@@ -141,16 +145,7 @@ def test_request_self_approval_refused_approval_promotes_once(registry):
     assert DECISION not in registry.tags(new)
 
     assert registry.tick().run_requests == []  # no decision yet
-    decide(
-        registry.client,
-        registry.audit,
-        MODEL,
-        new,
-        "dave",
-        Decision.APPROVED,
-        "metrics hold up",
-        APPROVERS,
-    )
+    registry.approve(new, "dave", "metrics hold up")
     with pytest.raises(GovernanceError, match="already approved by dave"):
         decide(
             registry.client, registry.audit, MODEL, new, "carol", Decision.REJECTED, "", APPROVERS
@@ -386,16 +381,7 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
                        env={"FACILFLOW_USER": "carol"})  # fmt: skip
     assert asked.exit_code == 0, asked.output
     registry.tick()  # sees the request again: no second notification
-    decide(
-        registry.client,
-        registry.audit,
-        MODEL,
-        new,
-        "dave",
-        Decision.APPROVED,
-        "metrics hold up",
-        APPROVERS,
-    )
+    registry.approve(new, "dave", "metrics hold up")
     [order] = registry.tick().run_requests
     registry.tick()
     assert registry.run(order).success

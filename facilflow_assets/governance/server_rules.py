@@ -433,6 +433,64 @@ def service_only(call: Call) -> None:
     call.service_only("this administration route (FacilFlow uses none of it)")
 
 
+# Routes by what they write, named as MLflow names their views and FastAPI routes.
+RUN_WRITES = """
+_update_run _delete_run _restore_run _set_tag _delete_tag _log_metric _log_param _log_batch
+_log_inputs _log_outputs _log_model serve_upload_artifact
+""".split()
+
+LOGGED_MODEL_WRITES = """
+_create_logged_model _finalize_logged_model _delete_logged_model _log_logged_model_params
+_set_logged_model_tags _delete_logged_model_tag
+""".split()
+
+ADMINISTRATION = """
+_create_webhook _update_webhook _delete_webhook _test_webhook _create_workspace_handler
+_update_workspace_handler _delete_workspace_handler _generate_demo _delete_demo _cancel_job
+submit_job cancel_job serve_create_promptlab_run serve_gateway_proxy
+_create_prompt_optimization_job _delete_prompt_optimization_job
+_cancel_prompt_optimization_job _invoke_genai_evaluate_handler
+_invoke_issue_detection_handler _invoke_scorer_handler _upsert_online_scoring_config
+_register_scorer _delete_scorer _create_gateway_endpoint _update_gateway_endpoint
+_delete_gateway_endpoint _set_gateway_endpoint_tag _delete_gateway_endpoint_tag
+_attach_model_to_gateway_endpoint _detach_model_from_gateway_endpoint
+_create_gateway_endpoint_binding _delete_gateway_endpoint_binding
+_create_gateway_model_definition _update_gateway_model_definition
+_delete_gateway_model_definition _create_gateway_secret _update_gateway_secret
+_delete_gateway_secret _create_budget_policy _update_budget_policy _delete_budget_policy
+_create_gateway_guardrail _delete_gateway_guardrail _add_guardrail_to_endpoint
+_remove_guardrail_from_endpoint _update_endpoint_guardrail_config invocations
+chat_completions openai_passthrough_chat openai_passthrough_embeddings
+typesafe_passthrough_system_one openai_passthrough_responses
+openai_passthrough_responses_compact anthropic_passthrough_messages
+gemini_passthrough_generate_content gemini_passthrough_stream_generate_content raw_proxy
+send_message patch_session resolve_permission resolve_client_tool_result update_config
+install_skills_endpoint create_mcp_server update_mcp_server delete_mcp_server
+set_mcp_server_tag delete_mcp_server_tag set_mcp_server_alias delete_mcp_server_alias
+create_mcp_server_version update_mcp_server_version delete_mcp_server_version
+set_mcp_server_version_tag delete_mcp_server_version_tag create_mcp_access_endpoint
+update_mcp_access_endpoint delete_mcp_access_endpoint
+""".split()
+
+GENAI_RECORDS = """
+_deprecated_start_trace_v2 _deprecated_end_trace_v2 _start_trace_v3 _set_trace_tag
+_delete_trace_tag _set_trace_tag_v3 _delete_trace_tag_v3 _delete_traces
+_link_prompts_to_trace _link_traces_to_run _create_assessment _update_assessment
+_delete_assessment _create_dataset_handler _delete_dataset_handler
+_add_dataset_to_experiments_handler _remove_dataset_from_experiments_handler
+_upsert_dataset_records_handler _delete_dataset_records_handler _set_dataset_tags_handler
+_delete_dataset_tag_handler _create_issue _update_issue _create_label_schema
+_update_label_schema _delete_label_schema _create_review_queue _update_review_queue
+_delete_review_queue _get_or_create_user_queue _add_items_to_review_queue
+_remove_items_from_review_queue _set_review_queue_item_status export_traces
+""".split()
+
+USER_ADMINISTRATION = """
+create_user update_user_password update_user_admin delete_user grant_user_permission
+revoke_user_permission create_role update_role delete_role add_role_permission
+remove_role_permission update_role_permission assign_role unassign_role <lambda>
+""".split()
+
 Rule = Callable[[Call], None]
 
 RULES: dict[str, Rule] = {
@@ -458,35 +516,9 @@ RULES: dict[str, Rule] = {
     "_delete_experiment_tag": experiment_write,
     # runs
     "_create_run": create_run,
-    **{
-        endpoint: run_write
-        for endpoint in (
-            "_update_run",
-            "_delete_run",
-            "_restore_run",
-            "_set_tag",
-            "_delete_tag",
-            "_log_metric",
-            "_log_param",
-            "_log_batch",
-            "_log_inputs",
-            "_log_outputs",
-            "_log_model",
-            "serve_upload_artifact",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(RUN_WRITES, run_write),
     # logged models (MLflow 3's model artifacts)
-    **{
-        endpoint: logged_model_write
-        for endpoint in (
-            "_create_logged_model",
-            "_finalize_logged_model",
-            "_delete_logged_model",
-            "_log_logged_model_params",
-            "_set_logged_model_tags",
-            "_delete_logged_model_tag",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(LOGGED_MODEL_WRITES, logged_model_write),
     # artifacts through the server's proxy (Flask's routes and FastAPI's upload_artifact)
     "_upload_artifact": proxied_artifact_write,
     "upload_artifact": proxied_artifact_write,
@@ -498,89 +530,7 @@ RULES: dict[str, Rule] = {
         logged_model_write(call) if call.params.get("model_id") else run_write(call)
     ),
     # administration FacilFlow does not use: outbound calls, secrets, server-side jobs
-    **{
-        endpoint: service_only
-        for endpoint in (
-            "_create_webhook",
-            "_update_webhook",
-            "_delete_webhook",
-            "_test_webhook",
-            "_create_workspace_handler",
-            "_update_workspace_handler",
-            "_delete_workspace_handler",
-            "_generate_demo",
-            "_delete_demo",
-            "_cancel_job",
-            "submit_job",
-            "cancel_job",
-            "serve_create_promptlab_run",
-            "serve_gateway_proxy",
-            "_create_prompt_optimization_job",
-            "_delete_prompt_optimization_job",
-            "_cancel_prompt_optimization_job",
-            "_invoke_genai_evaluate_handler",
-            "_invoke_issue_detection_handler",
-            "_invoke_scorer_handler",
-            "_upsert_online_scoring_config",
-            "_register_scorer",
-            "_delete_scorer",
-            "_create_gateway_endpoint",
-            "_update_gateway_endpoint",
-            "_delete_gateway_endpoint",
-            "_set_gateway_endpoint_tag",
-            "_delete_gateway_endpoint_tag",
-            "_attach_model_to_gateway_endpoint",
-            "_detach_model_from_gateway_endpoint",
-            "_create_gateway_endpoint_binding",
-            "_delete_gateway_endpoint_binding",
-            "_create_gateway_model_definition",
-            "_update_gateway_model_definition",
-            "_delete_gateway_model_definition",
-            "_create_gateway_secret",
-            "_update_gateway_secret",
-            "_delete_gateway_secret",
-            "_create_budget_policy",
-            "_update_budget_policy",
-            "_delete_budget_policy",
-            "_create_gateway_guardrail",
-            "_delete_gateway_guardrail",
-            "_add_guardrail_to_endpoint",
-            "_remove_guardrail_from_endpoint",
-            "_update_endpoint_guardrail_config",
-            "invocations",
-            "chat_completions",
-            "openai_passthrough_chat",
-            "openai_passthrough_embeddings",
-            "typesafe_passthrough_system_one",
-            "openai_passthrough_responses",
-            "openai_passthrough_responses_compact",
-            "anthropic_passthrough_messages",
-            "gemini_passthrough_generate_content",
-            "gemini_passthrough_stream_generate_content",
-            "raw_proxy",
-            "send_message",
-            "patch_session",
-            "resolve_permission",
-            "resolve_client_tool_result",
-            "update_config",
-            "install_skills_endpoint",
-            "create_mcp_server",
-            "update_mcp_server",
-            "delete_mcp_server",
-            "set_mcp_server_tag",
-            "delete_mcp_server_tag",
-            "set_mcp_server_alias",
-            "delete_mcp_server_alias",
-            "create_mcp_server_version",
-            "update_mcp_server_version",
-            "delete_mcp_server_version",
-            "set_mcp_server_version_tag",
-            "delete_mcp_server_version_tag",
-            "create_mcp_access_endpoint",
-            "update_mcp_access_endpoint",
-            "delete_mcp_access_endpoint",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(ADMINISTRATION, service_only),
 }
 
 _READ = "a read sent as POST; it writes nothing"
@@ -606,65 +556,8 @@ ALLOWED: dict[str, str] = {
     "_not_implemented": "answers 'not implemented' and writes nothing",
     "_graphql": "MLflow's GraphQL mutations are searches only (the coverage test checks it)",
     "serve_post_ui_telemetry": "UI usage counters: no model lifecycle state",
-    **{
-        endpoint: _GENAI
-        for endpoint in (
-            "_deprecated_start_trace_v2",
-            "_deprecated_end_trace_v2",
-            "_start_trace_v3",
-            "_set_trace_tag",
-            "_delete_trace_tag",
-            "_set_trace_tag_v3",
-            "_delete_trace_tag_v3",
-            "_delete_traces",
-            "_link_prompts_to_trace",
-            "_link_traces_to_run",
-            "_create_assessment",
-            "_update_assessment",
-            "_delete_assessment",
-            "_create_dataset_handler",
-            "_delete_dataset_handler",
-            "_add_dataset_to_experiments_handler",
-            "_remove_dataset_from_experiments_handler",
-            "_upsert_dataset_records_handler",
-            "_delete_dataset_records_handler",
-            "_set_dataset_tags_handler",
-            "_delete_dataset_tag_handler",
-            "_create_issue",
-            "_update_issue",
-            "_create_label_schema",
-            "_update_label_schema",
-            "_delete_label_schema",
-            "_create_review_queue",
-            "_update_review_queue",
-            "_delete_review_queue",
-            "_get_or_create_user_queue",
-            "_add_items_to_review_queue",
-            "_remove_items_from_review_queue",
-            "_set_review_queue_item_status",
-            "export_traces",
-        )
-    },  # fmt: skip
-    **{
-        endpoint: _AUTH
-        for endpoint in (
-            "create_user",
-            "update_user_password",
-            "update_user_admin",
-            "delete_user",
-            "grant_user_permission",
-            "revoke_user_permission",
-            "create_role",
-            "update_role",
-            "delete_role",
-            "add_role_permission",
-            "remove_role_permission",
-            "update_role_permission",
-            "assign_role",
-            "unassign_role",
-            "<lambda>",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(GENAI_RECORDS, _GENAI),
+    **dict.fromkeys(USER_ADMINISTRATION, _AUTH),
 }
 
 
