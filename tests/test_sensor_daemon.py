@@ -67,12 +67,11 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
     )
 
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FACILFLOW_HOME": str(facilflow_home)}
-    _dagster("sensor", "start", "approval_sensor", env=env)
     log = tmp_path / "daemon.log"
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        [state] = instance.all_instigator_state()
 
-        def ticks() -> list:
+        def ticks() -> list:  # approval_sensor runs by default: no start needed
+            [state] = [s for s in instance.all_instigator_state() if s.name == "approval_sensor"]
             return instance.get_ticks(state.instigator_origin_id, state.selector_id)
 
         daemon = _daemon(env, log)
