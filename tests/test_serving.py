@@ -7,6 +7,8 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import numpy as np
@@ -231,6 +233,26 @@ def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes
     assert f"models:/{MODEL}/{broken.version}" in str(failure.event_specific_data.error)
     assert deployment.post(deployment.sample).json()["model_version"] == new
     deployment.move(new, Stage.PRODUCTION)
+
+
+def test_replaced_model_files_are_not_deployed_and_the_endpoint_keeps_its_version(deployment):
+    serving = deployment.post(deployment.sample).json()["model_version"]
+    production = deployment.client.get_model_version_by_alias(MODEL, "production")
+    mlmodel = Path(urlparse(production.source).path) / "MLmodel"
+    original = mlmodel.read_bytes()
+    mlmodel.write_bytes(original + b"# replaced after the approval\n")  # past the server
+    try:
+        failed = deployment.deploy(raise_on_error=False)
+    finally:
+        mlmodel.write_bytes(original)
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.is_step_failure]
+    assert "not the" in str(failure.event_specific_data.error)
+    assert "evaluated and approved" in str(failure.event_specific_data.error)
+    waiting = deployment.resources["events"].outbox().waiting(limit=1000)
+    violations = [e for e in waiting if e.event_type == "MODEL_GOVERNANCE_VIOLATION"]
+    assert violations and "prediction_endpoint" in violations[-1].body
+    assert deployment.post(deployment.sample).json()["model_version"] == serving
 
 
 def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment):
