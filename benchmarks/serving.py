@@ -27,9 +27,10 @@ import numpy as np
 import requests
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
+from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.loopback import free_port
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.deployment import prediction_endpoint, sample_request
+from facilflow_assets.serving.deployment import prediction_endpoint
 from facilflow_assets.serving.models import PRODUCTION, ModelRef, load, resolve
 from facilflow_assets.use_case import current_use_case
 from resources import ServingResource
@@ -126,7 +127,7 @@ def main() -> None:
         client = built.mlflow.client()
         ref = resolve(client, built.tenant.registered_model_name, PRODUCTION)
         model = load(client, ref)
-        sample = sample_request(built.storage)
+        sample = latest_keys(built.storage, current_use_case())
         store = built.feast.feature_store()
         online = store.get_online_features(
             features=store.get_feature_service(current_use_case().feature_service),
