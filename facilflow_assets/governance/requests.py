@@ -137,12 +137,34 @@ def request_production(
     )
     made = read_request(client.get_model_version(name, version))
     if on_client:
-        audit.record(
-            name, version, "request", actor, from_stage=stage_of(current),
-            to_stage=Stage.PRODUCTION, comment=comment, stamp=made.requested_at,
-            digest=current.tags.get(DIGEST_TAG, ""),
-        )  # fmt: skip
+        record_request(audit, current, actor, comment, made.requested_at)
     return made
+
+
+def record_request(
+    audit: AuditTrail, version: ModelVersion, actor: str, comment: str, requested_at: str
+) -> None:
+    """The audit record of a request, as the sensors match it against the request's tags."""
+    audit.record(
+        version.name, str(version.version), "request", actor, from_stage=stage_of(version),
+        to_stage=Stage.PRODUCTION, comment=comment, stamp=requested_at,
+        digest=version.tags.get(DIGEST_TAG, ""),
+    )  # fmt: skip
+
+
+def record_decision(
+    audit: AuditTrail,
+    version: ModelVersion,
+    actor: str,
+    decision: Decision,
+    comment: str,
+    decided_at: str,
+) -> None:
+    """The audit record of a decision, bound to the digest of the files decided on."""
+    audit.record(
+        version.name, str(version.version), decision_action(decision), actor, comment=comment,
+        stamp=decided_at, digest=version.tags.get(DIGEST_TAG, ""),
+    )  # fmt: skip
 
 
 def request_eligibility(version: ModelVersion, records: list[AuditRecord]) -> str:
@@ -204,10 +226,7 @@ def decide(
     )
     if not server_records_decisions(client):
         decided = read_request(client.get_model_version(name, version))
-        audit.record(
-            name, version, decision_action(decision), actor, comment=comment,
-            stamp=decided.decided_at, digest=current.tags.get(DIGEST_TAG, ""),
-        )  # fmt: skip
+        record_decision(audit, current, actor, decision, comment, decided.decided_at)
 
 
 def _set_tags_or_none(client: MlflowClient, name: str, version: str, tags: dict) -> None:

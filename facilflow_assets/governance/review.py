@@ -95,9 +95,7 @@ def review_decisions(
                 Closing(version, request, RequestStatus.REJECTED, request.decided_by)
             )
             continue
-        refusal = promotion_refusal(client, version, request, approvers, records)
-        violation = "" if refusal else unconfirmed_decision(records, request, _digest(version))
-        reason = refusal or violation
+        reason, violation = promotion_refusal(client, version, request, approvers, records)
         if reason:
             review.closings.append(
                 Closing(
@@ -106,7 +104,7 @@ def review_decisions(
                     RequestStatus.REFUSED,
                     request.decided_by,
                     reason,
-                    violation=bool(violation),
+                    violation=violation,
                 )
             )
             continue
@@ -135,11 +133,16 @@ def promotion_refusal(
     request: TransitionRequest,
     approvers: list[str],
     records: list[AuditRecord],
-) -> str:
-    """Why the approved request may not be carried out, or '' when it may."""
-    return refusal_reason(request, request.decided_by, approvers) or readiness_problem(
+) -> tuple[str, bool]:
+    """Why the approved request may not be carried out ('' when it may), and whether that
+    is because the audit trail does not confirm its tags (a governance violation)."""
+    refusal = refusal_reason(request, request.decided_by, approvers) or readiness_problem(
         client, version, records
     )
+    if refusal:
+        return refusal, False
+    violation = unconfirmed_decision(records, request, version.tags.get(DIGEST_TAG, ""))
+    return violation, bool(violation)
 
 
 def close(
@@ -176,9 +179,7 @@ def promote(
             f"{order.model} version {order.version} has no pending request to carry out"
         )
     records = audit.history(order.model)
-    refusal = promotion_refusal(client, version, request, approvers, records)
-    violation = "" if refusal else unconfirmed_decision(records, request, _digest(version))
-    reason = refusal or violation
+    reason, violation = promotion_refusal(client, version, request, approvers, records)
     if reason:
         close(client, audit, version, RequestStatus.REFUSED, order.approved_by, reason)
         refused = f"promotion of {order.model} version {order.version} refused: {reason}"
@@ -199,7 +200,3 @@ def promote(
         order.model, order.version, REQUEST_STATUS, RequestStatus.PROMOTED.value
     )
     return displaced
-
-
-def _digest(version: ModelVersion) -> str:
-    return version.tags.get(DIGEST_TAG, "")

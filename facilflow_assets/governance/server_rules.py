@@ -49,11 +49,12 @@ from facilflow_assets.governance.requests import (
     REQUEST_STATUS,
     Decision,
     RequestStatus,
-    decision_action,
     read_request,
+    record_decision,
+    record_request,
     request_eligibility,
 )
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.registry.stages import Stage
 
 RESERVED_PREFIX = "facilflow."
 RESERVED_ALIASES = {s.alias for s in Stage if s.alias}
@@ -285,17 +286,7 @@ def _request_tag(call: Call, version: ModelVersion, key: str, deleting: bool) ->
     call.server.set_version_tag(version, REQUEST_AT, requested_at)
     for stale in sorted(DECISION_TAGS & set(tags)):
         call.server.registry.delete_model_version_tag(version.name, version.version, stale)
-    audit.record(
-        version.name,
-        str(version.version),
-        "request",
-        user,
-        from_stage=tags.get(STAGE_TAG, Stage.NONE.value),
-        to_stage=Stage.PRODUCTION,
-        comment=tags.get(REQUEST_COMMENT, ""),
-        stamp=requested_at,
-        digest=tags.get(DIGEST_TAG, ""),
-    )
+    record_request(audit, version, user, tags.get(REQUEST_COMMENT, ""), requested_at)
 
 
 def _decision_tag(call: Call, version: ModelVersion, key: str) -> None:
@@ -326,15 +317,8 @@ def _decision_tag(call: Call, version: ModelVersion, key: str) -> None:
     decided_at = _now()
     call.server.set_version_tag(version, DECISION_BY, user)
     call.server.set_version_tag(version, DECISION_AT, decided_at)
-    call.server.audit(version.name).record(
-        version.name,
-        str(version.version),
-        decision_action(decision),
-        user,
-        comment=tags.get(DECISION_COMMENT, ""),
-        stamp=decided_at,
-        digest=tags.get(DIGEST_TAG, ""),
-    )
+    audit = call.server.audit(version.name)
+    record_decision(audit, version, user, decision, tags.get(DECISION_COMMENT, ""), decided_at)
 
 
 def _now() -> str:
