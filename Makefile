@@ -7,16 +7,6 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
 
-# The use case `make demo` and `make dev` work on: a file in facilflow_assets/use_cases/
-# (FACILFLOW_USE_CASE; flight_delay by default). Another one gets a working directory, a
-# Dagster instance and an endpoint port of its own, so both run side by side:
-# `make demo USE_CASE=airport_rain`.
-USE_CASE ?= $(or $(FACILFLOW_USE_CASE),flight_delay)
-export FACILFLOW_USE_CASE := $(USE_CASE)
-ifneq ($(USE_CASE),flight_delay)
-export FACILFLOW_HOME ?= $(CURDIR)/.facilflow/use_cases/$(USE_CASE)
-export FACILFLOW_SERVE_PORT ?= 8001
-endif
 WORK_DIR := $(or $(FACILFLOW_HOME),$(CURDIR)/.facilflow)
 export DAGSTER_HOME := $(WORK_DIR)/dagster_home
 
@@ -33,17 +23,17 @@ $(INSTALLED): $(UV) requirements.lock pyproject.toml
 
 install: $(INSTALLED)
 
-# The local Dagster instance: sqlite storage under DAGSTER_HOME, no telemetry.
-$(DAGSTER_HOME)/dagster.yaml:
+# The local Dagster instance: sqlite storage under DAGSTER_HOME, no telemetry, and a run
+# queue that gives each tenant at most two runs at a time and one training.
+$(DAGSTER_HOME)/dagster.yaml: deploy/local-dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	cp deploy/local-dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/facilflow demo
 
-# The suite tests the default use case's code location; it runs the second one itself.
 test: install
-	FACILFLOW_USE_CASE=flight_delay $(BIN)/pytest --numprocesses 2
+	$(BIN)/pytest --numprocesses 2
 
 MLFLOW_DIR := $(WORK_DIR)/mlflow
 

@@ -16,7 +16,11 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
 
 
 def write_json_atomic(document: object, path: Path) -> Path:
-    return _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=2)))
+    return write_text_atomic(json.dumps(document, indent=2), path)
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _write_atomic(path: Path, write: Callable[[str], object]) -> Path:

@@ -18,22 +18,66 @@ import polars as pl
     default=None,
     help="Local working directory (default: .facilflow in the project).",
 )
+@click.option(
+    "--tenant",
+    envvar="FACILFLOW_TENANT",
+    default="demo",
+    show_default=True,
+    help="The tenant whose models to work on (FACILFLOW_TENANT).",
+)
 @click.pass_context
-def main(context: click.Context, home: Path | None) -> None:
+def main(context: click.Context, home: Path | None, tenant: str) -> None:
     """FacilFlow: the ML lifecycle as Dagster assets."""
-    context.obj = {"home": home}
+    context.obj = {"home": home, "tenant": tenant}
+
+
+def _use_case_option(group):
+    """`--use-case` on a command group: which of the tenant's use cases it works on."""
+
+    def remember(context: click.Context, _, value: str | None) -> str:
+        from facilflow_assets.scope import ModelScope, ScopeError
+        from facilflow_assets.tenants import load_tenants
+
+        tenants = load_tenants()
+        tenant = context.obj["tenant"]
+        if tenant not in tenants:
+            raise click.BadParameter(
+                f"no tenant '{tenant}' in tenants.yaml; there are: {', '.join(tenants)}",
+                param_hint="--tenant",
+            )
+        served = tenants[tenant].use_cases
+        name = value or served[0]
+        if name not in served:
+            raise click.BadParameter(
+                f"tenant '{tenant}' runs no use case '{name}'; it runs: {', '.join(served)}"
+            )
+        try:
+            context.obj["scope"] = ModelScope(tenant, name)
+        except ScopeError as error:
+            raise click.BadParameter(str(error)) from None
+        return name
+
+    return click.option(
+        "--use-case",
+        "-u",
+        envvar="FACILFLOW_USE_CASE",
+        default=None,
+        callback=remember,
+        expose_value=False,
+        help="The use case (FACILFLOW_USE_CASE); the tenant's first by default.",
+    )(group)
 
 
 @main.command()
 @click.pass_context
 def demo(context: click.Context) -> None:
-    """Materialize every asset on the embedded defaults and print a summary.
+    """Build every use case of the demo tenant and walk one through its whole lifecycle, on
+    the embedded defaults; print a summary.
 
     Runs are recorded in the local instance `<home>/dagster_home`, the one `make dev`
     opens, so the Dagster UI shows them afterwards.
     """
-    from facilflow_assets.definitions import all_asset_checks, all_assets
-    from facilflow_assets.demo import SUMMARY_FILE, facts_table, run_demo, summary_table
+    from facilflow_assets.demo.run import SUMMARY_FILE, facts_table, run_demo, summary_table
     from facilflow_assets.environment import LOCAL_HOME, Environment
     from facilflow_assets.metadata import markdown_table
     from facilflow_assets.resource_map import build_resources
@@ -46,9 +90,10 @@ def demo(context: click.Context) -> None:
         _demo_broker(resources, home) as resources,
         dg.DagsterInstance.from_config(str(dagster_home)) as instance,
     ):
-        outcome = run_demo([*all_asset_checks, *all_assets], resources, instance, home)
+        outcome = run_demo(resources, instance, home)
     click.echo(summary_table(outcome.assets))
-    click.echo("\n" + facts_table(outcome.model))
+    models = [{"use_case": name, **facts} for name, facts in outcome.models.items()]
+    click.echo("\n" + markdown_table(pl.DataFrame(models)))
     governance = {k: v for k, v in outcome.governance.items() if k != "history"}
     click.echo("\n" + facts_table(governance))
     click.echo("\n" + markdown_table(pl.DataFrame(outcome.governance["history"])))
@@ -98,8 +143,11 @@ def _resources(context: click.Context, *keys: str):
     settings included), outside any Dagster run."""
     from facilflow_assets.environment import get_environment
     from facilflow_assets.resource_map import build_resources
+    from facilflow_assets.tenants import load_tenants
 
-    configured = build_resources(get_environment(), home=context.obj["home"])
+    tenant = load_tenants().get(context.obj["tenant"])
+    approvers = tenant.approvers if tenant else []
+    configured = build_resources(get_environment(), home=context.obj["home"], approvers=approvers)
     with dg.build_resources({key: configured[key] for key in keys}) as resources:
         yield resources
 
@@ -111,14 +159,18 @@ def use_cases() -> None:
 
 @use_cases.command("list")
 def list_use_cases() -> None:
-    """Every use case file, with what it predicts; `*` marks the one this code location runs."""
-    from facilflow_assets.use_case import USE_CASES_DIR, current_use_case, load_use_case
+    """Every use case file, with what it predicts and the tenants that run it."""
+    from facilflow_assets.tenants import load_tenants
+    from facilflow_assets.use_case import USE_CASES_DIR, load_use_case
 
-    current = current_use_case().use_case
+    tenants = load_tenants()
     for path in sorted(USE_CASES_DIR.glob("*.yaml")):
-        use_case = load_use_case(path)
-        marker = "*" if use_case.use_case == current else " "
-        click.echo(f"{marker} {use_case.use_case}: {use_case.description}")
+        runs = [name for name, spec in tenants.items() if path.stem in spec.use_cases]
+        try:
+            described = load_use_case(path).description
+        except ValueError as error:
+            described = f"does not load: {error}"
+        click.echo(f"{path.stem} [{', '.join(runs) or 'no tenant'}]: {described}")
 
 
 @use_cases.command("check")
@@ -132,7 +184,7 @@ def check_use_case(path: Path) -> None:
 
     try:
         use_case = load_use_case(path)
-        objects = feast_objects(use_case)
+        objects = feast_objects(use_case, Path("features"))
     except (FeatureSpecError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     target = use_case.target
@@ -153,6 +205,38 @@ def check_use_case(path: Path) -> None:
         click.echo(f"{name}: {value}")
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_use_case_option
+@click.argument("feast_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def feast(context: click.Context, feast_args: tuple[str, ...]) -> None:
+    """Run the `feast` CLI on a use case's Feast project: `facilflow feast -u airport_rain
+    apply`, `... materialize-incremental 2013-12-31T23:00:00`, `... feature-views list`.
+
+    The repository is generated from the use-case file into <home>/feast/repos/<project>/,
+    with the registry and stores the assets use; no file is edited by hand, and no other
+    use case's project is touched.
+    """
+    import subprocess
+    import sys
+
+    from facilflow_assets.features.feast_repo import write_feature_repo
+    from facilflow_assets.use_case import use_case_path
+
+    scope = context.obj["scope"]
+    with _resources(context, "feast") as resources:
+        store = resources.feast
+        repo = write_feature_repo(
+            store.state_dir / "repos" / scope.feast_project,
+            store.repo_settings(scope),
+            use_case_path(scope.use_case),
+            store.storage.files(scope).features_dir,
+        )
+    executable = Path(sys.executable).parent / "feast"
+    completed = subprocess.run([str(executable), *feast_args], cwd=repo, check=False)
+    context.exit(completed.returncode)
+
+
 @main.group()
 def serve() -> None:
     """The real-time endpoint's Ray cluster on this machine."""
@@ -168,8 +252,9 @@ def stop(context: click.Context) -> None:
 
 
 @main.group()
+@_use_case_option
 def runs() -> None:
-    """MLflow runs of the use case's experiment."""
+    """MLflow runs of a use case's experiment."""
 
 
 @runs.command("compare")
@@ -183,7 +268,7 @@ def compare(context: click.Context, metric: str | None, top: int) -> None:
 
     with _resources(context, "mlflow") as resources:
         mlflow = resources.mlflow
-        experiment = mlflow.ensure_experiment()
+        experiment = mlflow.ensure_experiment(context.obj["scope"])
         try:
             table = compare_runs(mlflow.client(), experiment.experiment_id, metric, top)
         except NoSuchMetricError as error:
@@ -193,8 +278,9 @@ def compare(context: click.Context, metric: str | None, top: int) -> None:
 
 
 @main.group()
+@_use_case_option
 def models() -> None:
-    """Versions of the use case's registered model: stages, requests, approvals, history.
+    """Versions of a use case's registered model: stages, requests, approvals, history.
 
     The acting user is the MLflow user (MLFLOW_TRACKING_USERNAME), else FACILFLOW_USER,
     else the operating-system user. Approvals are enforced only by an MLflow server running
@@ -208,7 +294,7 @@ class _Registry(NamedTuple):
     audit: object  # AuditTrail
     name: str
     approvers: list[str]
-    tenant: object  # TenantResource
+    scope: object  # ModelScope
     events: object  # EventsResource
 
 
@@ -218,16 +304,16 @@ def _registry(context: click.Context) -> Iterator[_Registry]:
     from facilflow_assets.governance.audit import AuditTrail
     from facilflow_assets.governance.transitions import GovernanceError
 
-    with _resources(context, "mlflow", "tenant", "governance", "events") as resources:
+    scope = context.obj["scope"]
+    with _resources(context, "mlflow", "governance", "events") as resources:
         client = resources.mlflow.client()
-        tenant = resources.tenant
         try:
             yield _Registry(
                 client,
-                AuditTrail(client, tenant.audit_experiment_name),
-                tenant.registered_model_name,
-                resources.governance.approvers_of(tenant.registered_model_name),
-                tenant,
+                AuditTrail(client, scope.audit_experiment_name),
+                scope.registered_model_name,
+                resources.governance.approvers_of(scope.registered_model_name),
+                scope,
                 resources.events,
             )
         except GovernanceError as error:
@@ -264,7 +350,7 @@ def request(context: click.Context, version: str, comment: str) -> None:
         made = request_production(
             registry.client, registry.audit, registry.name, version, acting_user(), comment
         )
-        registry.events.record([requested(registry.tenant, made, registry.approvers)])
+        registry.events.record([requested(registry.scope, made, registry.approvers)])
         click.echo(
             f"requested {registry.name} version {version} for Production; approvers: "
             + ", ".join(registry.approvers)
@@ -350,7 +436,7 @@ def rollback(context: click.Context, comment: str) -> None:
         made = request_production(
             registry.client, registry.audit, registry.name, target, acting_user(), comment
         )
-        registry.events.record([requested(registry.tenant, made, registry.approvers)])
+        registry.events.record([requested(registry.scope, made, registry.approvers)])
         click.echo(
             f"requested {registry.name} version {target} back in Production (a rollback); "
             f"approvers: {', '.join(registry.approvers)}"

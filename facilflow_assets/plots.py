@@ -74,16 +74,56 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float, label
     return figure
 
 
-def score_histogram(scores: np.ndarray, threshold: float, label: str, subject: str) -> Figure:
+def predicted_vs_actual(
+    actual: np.ndarray, predictions: dict[str, np.ndarray], label: str, sample: int = 5000
+) -> Figure:
+    """Each model's predictions against the actual amounts (a sample of the rows), with the
+    diagonal where they would agree."""
+    rows = np.random.default_rng(0).permutation(len(actual))[:sample]
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    for name, predicted in predictions.items():
+        axes.scatter(actual[rows], predicted[rows], s=4, alpha=0.3, label=name)
+    low, high = np.percentile(actual, [0.5, 99.5])
+    axes.plot([low, high], [low, high], linestyle=":", color="grey")
+    axes.set(xlabel=f"actual {label}", ylabel=f"predicted {label}", xlim=(low, high),
+             title="Predicted against actual, holdout")  # fmt: skip
+    axes.legend(loc="upper left", markerscale=3)
+    figure.tight_layout()
+    return figure
+
+
+def residuals(actual: np.ndarray, predictions: dict[str, np.ndarray], label: str) -> Figure:
+    """The distribution of each model's error (predicted minus actual)."""
+    errors = {name: predicted - actual for name, predicted in predictions.items()}
+    low, high = np.percentile(np.concatenate(list(errors.values())), [1, 99])
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.hist(scores, bins=np.linspace(0, 1, 41))
-    axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
-    axes.set(
-        xlabel=f"predicted probability of {label}",
-        ylabel=f"{subject}s",
-        title="Score distribution",
-    )
+    for name, error in errors.items():
+        axes.hist(error, bins=np.linspace(low, high, 61), alpha=0.5, label=name)
+    axes.axvline(0, linestyle=":", color="grey")
+    axes.set(xlabel=f"predicted minus actual {label}", ylabel="rows", title="Residuals, holdout")
     axes.legend(loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
+def score_histogram(
+    scores: np.ndarray, threshold: float | None, label: str, subject: str
+) -> Figure:
+    """The distribution of a day's predictions: probabilities with the decision threshold,
+    or predicted amounts (`threshold` None)."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    if threshold is None:
+        axes.hist(scores, bins=60)
+        axes.set(xlabel=f"predicted {label}", ylabel=f"{subject}s", title="Prediction distribution")
+    else:
+        axes.hist(scores, bins=np.linspace(0, 1, 41))
+        axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
+        axes.set(
+            xlabel=f"predicted probability of {label}",
+            ylabel=f"{subject}s",
+            title="Score distribution",
+        )
+        axes.legend(loc="upper right")
     figure.tight_layout()
     return figure
 

@@ -1,4 +1,8 @@
-"""The resources of each environment: embedded defaults locally, EnvVar settings in prod."""
+"""The resources of each environment: embedded defaults locally, EnvVar settings in prod.
+
+One map serves every location: the shared one uses storage and dbt, a tenant's location the
+rest. Nothing in it is a use case's: assets name their use case's objects themselves.
+"""
 
 from pathlib import Path
 
@@ -7,12 +11,11 @@ from dagster_dbt import DbtCliResource
 
 from facilflow_assets.environment import (
     LOCAL_HOME,
-    PROJECT_ROOT,
     Environment,
     local_bootstrap_servers,
     local_serve_port,
 )
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.tenants import DEFAULT_TENANT, load_tenants
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
     EventsResource,
@@ -23,36 +26,29 @@ from resources import (
     RetrainingPolicyResource,
     ServingResource,
     StorageResource,
-    TenantResource,
 )
 
-DEFAULT_TENANT = "demo"
-FEATURE_REPO = str(PROJECT_ROOT / "feature_repo")
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make dev` serves the local store
-LOCAL_APPROVERS = "carol,dave"
 
 
-def build_resources(environment: Environment, home: Path | None = None) -> dict[str, object]:
-    """The resource map for `environment`; `home` overrides the local working directory."""
+def build_resources(
+    environment: Environment, home: Path | None = None, approvers: list[str] | None = None
+) -> dict[str, object]:
+    """The resource map for `environment`; `home` overrides the local working directory and
+    `approvers` are the local approvers, the default tenant's unless given (prod reads
+    FACILFLOW_APPROVERS)."""
     if environment is Environment.PROD:
         storage = StorageResource(home=dg.EnvVar("FACILFLOW_HOME"))
-        tenant = TenantResource(
-            tenant=dg.EnvVar("FACILFLOW_TENANT"), use_case=dg.EnvVar("FACILFLOW_USE_CASE")
-        )
         return {
             "storage": storage,
-            "tenant": tenant,
             "feast": FeastResource(
-                repo_path=FEATURE_REPO,
                 storage=storage,
-                tenant=tenant,
                 online_store="redis",
                 redis_url=dg.EnvVar("FACILFLOW_REDIS_URL"),
             ),
             "mlflow": MlflowResource(
                 tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
                 artifact_root=dg.EnvVar("FACILFLOW_ARTIFACT_ROOT"),
-                tenant=tenant,
             ),
             "governance": GovernanceResource(approvers=dg.EnvVar("FACILFLOW_APPROVERS")),
             "retraining": RetrainingPolicyResource(on=dg.EnvVar("FACILFLOW_RETRAIN_ON_DRIFT")),
@@ -79,19 +75,20 @@ def build_resources(environment: Environment, home: Path | None = None) -> dict[
             ),
         }
     storage = StorageResource(home=str(home or LOCAL_HOME))
-    tenant = TenantResource(tenant=DEFAULT_TENANT, use_case=current_use_case().use_case)
     return {
         "storage": storage,
-        "tenant": tenant,
-        "feast": FeastResource(repo_path=FEATURE_REPO, storage=storage, tenant=tenant),
+        "feast": FeastResource(storage=storage),
         "mlflow": MlflowResource(
             tracking_uri=f"sqlite:///{storage.mlflow_dir / 'mlflow.db'}",
             artifact_root=(storage.mlflow_dir / "artifacts").as_uri(),
             ui_url=LOCAL_MLFLOW_UI,
-            tenant=tenant,
         ),
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
-        "governance": GovernanceResource(approvers=LOCAL_APPROVERS),
+        "governance": GovernanceResource(
+            approvers=",".join(
+                load_tenants()[DEFAULT_TENANT].approvers if approvers is None else approvers
+            )
+        ),
         "retraining": RetrainingPolicyResource(),
         "serving": ServingResource(
             http_port=local_serve_port(),

@@ -2,15 +2,14 @@
 
 The file holds everything FacilFlow builds for the use case: its feature tables (the
 feature spec), the Feast objects serving them, the rows a model predicts for and their
-label, the baseline a candidate must beat, and the days scored in batch. The code location
-builds its assets for one use case, named by FACILFLOW_USE_CASE (`flight_delay` by default).
+label, the baseline a candidate must beat, and the days scored in batch. Each tenant's
+code location builds a whole lifecycle for every use case it lists.
 """
 
-import functools
-import os
 import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -24,8 +23,6 @@ from facilflow_assets.features.spec import (
 )
 
 USE_CASES_DIR = Path(__file__).parent / "use_cases"
-USE_CASE_VARIABLE = "FACILFLOW_USE_CASE"
-DEFAULT_USE_CASE = "flight_delay"
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
 # Fields of the endpoint's answer, which the label's name must not take.
 ANSWER_FIELDS = {"request_id", "prediction", "model", "model_version", "role"}
@@ -36,7 +33,8 @@ class UseCaseError(ValueError):
 
 
 class LabelSpec(StrictModel):
-    """The label: a 0/1 column of the target model, or one derived from a column."""
+    """The label: a column of the target model (0/1 for a binary task, an amount for a
+    regression), or one derived from a column."""
 
     column: str = Field(description="Column of the target model the label is read from.")
     ahead: str | None = Field(
@@ -126,9 +124,9 @@ class SplitSpec(StrictModel):
 
 
 class BaselineSpec(StrictModel):
-    """The naive model a first candidate must beat: the label's rate per group in the train
-    months, shrunk where a group has few rows toward the coarser rate: the first column's
-    group, or the overall rate when there is one column."""
+    """The naive model a first candidate must beat: the label's mean per group in the train
+    months (its rate, for a 0/1 label), shrunk where a group has few rows toward the coarser
+    mean: the first column's group, or the overall mean when there is one column."""
 
     name: str
     description: str
@@ -181,9 +179,15 @@ class UseCase(FeatureSpec):
     """A whole use case; see the module docstring and the README's format section."""
 
     description: str = Field(description="What the model predicts, in one sentence.")
+    task: Literal["binary", "regression"] = Field(
+        default="binary",
+        description="binary: the probability of a 0/1 label; regression: the label's amount.",
+    )
     target: TargetSpec
     score: str = Field(
-        pattern=NAME_PATTERN, description="Column name of the predicted probability."
+        pattern=NAME_PATTERN,
+        description="Column name of the prediction in batch scores: the probability (binary) "
+        "or the predicted amount (regression).",
     )
     calendar: CalendarSpec
     splits: SplitSpec
@@ -197,6 +201,12 @@ class UseCase(FeatureSpec):
     @property
     def label(self) -> str:
         return self.target.label.output
+
+    @property
+    def answer_field(self) -> str:
+        """The endpoint's answer: the decision named after the label (binary), or
+        `predicted_<label>` (regression)."""
+        return self.label if self.task == "binary" else f"predicted_{self.label}"
 
     def served_features(self) -> set[str]:
         """Every feature of the feature service, by its full name `<view>__<feature>`."""
@@ -216,6 +226,16 @@ class UseCase(FeatureSpec):
         _check_on_demand(self)
         if self.score in {*self.target.keys, self.target.time, self.label}:
             raise ValueError(f"field 'score': '{self.score}' is taken by a key, the time or label")
+        if self.task == "regression" and self.target.label.above is not None:
+            raise ValueError(
+                "target, label, field 'above': a regression predicts the amount itself; "
+                "'above' makes a 0/1 label, for task: binary"
+            )
+        if self.answer_field in {*self.target.keys} | ANSWER_FIELDS:
+            raise ValueError(
+                f"the endpoint's answer field '{self.answer_field}' is taken by a key or "
+                "another answer field"
+            )
         calendar = self.calendar
         if not calendar.start <= self.splits.train_start < self.splits.holdout_start < calendar.end:
             raise ValueError(
@@ -323,8 +343,13 @@ def load_use_case(path: Path) -> UseCase:
     return use_case
 
 
-@functools.cache
-def current_use_case() -> UseCase:
-    """The use case this code location is built for (FACILFLOW_USE_CASE)."""
-    name = os.environ.get(USE_CASE_VARIABLE, "").strip() or DEFAULT_USE_CASE
-    return load_use_case(use_case_path(name))
+def load_use_cases(names: list[str]) -> tuple[list[UseCase], dict[str, str]]:
+    """The named use cases that load, and for each that does not, what is wrong with it: one
+    broken file must not take the others down."""
+    loaded, broken = [], {}
+    for name in names:
+        try:
+            loaded.append(load_use_case(use_case_path(name)))
+        except ValueError as error:  # FeatureSpecError and UseCaseError are ValueErrors
+            broken[name] = str(error)
+    return loaded, broken

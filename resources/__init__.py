@@ -7,8 +7,7 @@ from resources.mlflow import MlflowResource, TrackingUnavailableError
 from resources.ray_cluster import RayResource
 from resources.retraining import RetrainingPolicyResource
 from resources.serving import ServingResource
-from resources.storage import StorageResource
-from resources.tenancy import TenantResource
+from resources.storage import StorageResource, UseCaseFiles
 
 __all__ = [
     "EventsResource",
@@ -19,6 +18,6 @@ __all__ = [
     "RetrainingPolicyResource",
     "ServingResource",
     "StorageResource",
-    "TenantResource",
     "TrackingUnavailableError",
+    "UseCaseFiles",
 ]

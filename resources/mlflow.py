@@ -12,7 +12,7 @@ from mlflow.entities import Experiment, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from pydantic import Field, PrivateAttr
 
-from resources.tenancy import TenantResource
+from facilflow_assets.scope import ModelScope
 
 REACHABILITY_TIMEOUT_S = 5.0
 SQLITE_PREFIX = "sqlite:///"
@@ -39,7 +39,6 @@ class MlflowResource(ConfigurableResource):
         default=None,
         description="Base URL of the MLflow UI for links; the tracking URI when it is a server.",
     )
-    tenant: TenantResource
     _dagster_run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -70,33 +69,36 @@ class MlflowResource(ConfigurableResource):
                 f"the MLflow tracking server at {self.tracking_uri} does not answer ({exc})"
             ) from None
 
-    @property
-    def experiment_artifact_location(self) -> str:
-        return f"{self.artifact_root.rstrip('/')}/{self.tenant.tenant}/{self.tenant.use_case}"
+    def experiment_artifact_location(self, scope: ModelScope) -> str:
+        return f"{self.artifact_root.rstrip('/')}/{scope.tenant}/{scope.use_case}"
 
-    def ensure_experiment(self) -> Experiment:
+    def ensure_experiment(self, scope: ModelScope) -> Experiment:
         """The use case's experiment, created with a description on first use."""
         client = self.client()
-        name = self.tenant.experiment_name
+        name = scope.experiment_name
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment
         experiment_id = client.create_experiment(
             name,
-            artifact_location=self.experiment_artifact_location,
+            artifact_location=self.experiment_artifact_location(scope),
             tags={
                 "mlflow.note.content": (
-                    f"Models of the '{self.tenant.use_case}' use case of tenant "
-                    f"'{self.tenant.tenant}', trained and tracked by FacilFlow."
+                    f"Models of the '{scope.use_case}' use case of tenant "
+                    f"'{scope.tenant}', trained and tracked by FacilFlow."
                 ),
-                **{f"facilflow.{k}": v for k, v in self.tenant.event_fields().items()},
+                **{f"facilflow.{k}": v for k, v in scope.event_fields().items()},
             },
         )
         return client.get_experiment(experiment_id)
 
     @contextlib.contextmanager
     def tracked_run(
-        self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None
+        self,
+        scope: ModelScope,
+        run_name: str,
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
     ) -> Iterator[Run]:
         """A run of the use case's experiment, tagged with the Dagster run that made it.
 
@@ -105,7 +107,7 @@ class MlflowResource(ConfigurableResource):
         flavors' `log_model`) writes to it inside the block.
         """
         client = self.client()
-        experiment = self.ensure_experiment()
+        experiment = self.ensure_experiment(scope)
         tags = {**tags, **({DAGSTER_RUN_TAG: self._dagster_run_id} if self._dagster_run_id else {})}
         if resume_run_id:
             client.update_run(resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
@@ -135,11 +137,10 @@ class MlflowResource(ConfigurableResource):
         if not self._dagster_run_id:
             return
         client = self.client()
-        experiment = client.get_experiment_by_name(self.tenant.experiment_name)
-        if experiment is None:
-            return
+        # Any experiment the run's steps wrote to; the Dagster run id names only this run's.
+        experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
         for run in client.search_runs(
-            [experiment.experiment_id],
+            experiments,
             filter_string=f"tags.{DAGSTER_RUN_TAG} = '{self._dagster_run_id}' "
             "and attributes.status = 'RUNNING'",
         ):

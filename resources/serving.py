@@ -25,6 +25,7 @@ from pydantic import Field
 from ray import serve
 
 from facilflow_assets.loopback import accepts_connections, free_port
+from facilflow_assets.scope import ModelScope
 from resources.ray_cluster import LOCAL_RAY_ENV
 
 HEAD_FILE = "ray-head.json"
@@ -62,8 +63,8 @@ class ServingResource(ConfigurableResource):
     def endpoint_url(self, route_prefix: str) -> str:
         return self.base_url + route_prefix
 
-    def request_log_path(self, use_case: str) -> Path:
-        return Path(self.request_log_dir) / use_case
+    def request_log_path(self, scope: ModelScope) -> Path:
+        return Path(self.request_log_dir) / scope.tenant / scope.use_case
 
     def _head_file(self) -> Path:
         return Path(self.state_dir) / HEAD_FILE

@@ -1,5 +1,6 @@
 """Where FacilFlow keeps its files: raw and feature parquet, the DuckDB warehouse."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -7,6 +8,8 @@ import polars as pl
 import polars.selectors as cs
 from dagster import ConfigurableResource
 from pydantic import Field
+
+from facilflow_assets.scope import ModelScope
 
 
 class StorageResource(ConfigurableResource):
@@ -30,29 +33,15 @@ class StorageResource(ConfigurableResource):
         return self.root / "mlflow"
 
     @property
-    def features_dir(self) -> Path:
-        return self.root / "features"
-
-    @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    def predictions_path(self, use_case: str, day: str) -> Path:
-        """Batch predictions of one day."""
-        return self.root / "predictions" / use_case / f"{day}.parquet"
-
-    def training_set_path(self, feature_service: str) -> Path:
-        return self.root / "training" / f"{feature_service}.parquet"
 
     def raw_path(self, table: str) -> Path:
         return self.raw_dir / f"{table}.parquet"
 
-    def feature_table_path(self, table: str) -> Path:
-        return self.features_dir / f"{table}.parquet"
+    def files(self, scope: ModelScope) -> "UseCaseFiles":
+        """The files of one tenant's use case, in a folder of their own."""
+        return UseCaseFiles(self.root / "tenants" / scope.tenant / scope.use_case)
 
     def read_warehouse(self, model: str) -> pl.DataFrame:
         """A dbt model by its asset key (`staging/stg_weather`), read from the warehouse."""
@@ -66,3 +55,32 @@ class StorageResource(ConfigurableResource):
             frame = pl.from_arrow(relation.to_arrow_table())
         # DuckDB names the session's zone (often 'Etc/UTC'); every timestamp here is UTC.
         return frame.with_columns(cs.datetime(time_zone="*").dt.convert_time_zone("UTC"))
+
+
+@dataclass(frozen=True)
+class UseCaseFiles:
+    """Where a use case's feature tables, training sets, candidate and scores live."""
+
+    root: Path
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.root / "monitoring"
+
+    def feature_table_path(self, table: str) -> Path:
+        return self.features_dir / f"{table}.parquet"
+
+    def training_set_path(self, feature_service: str) -> Path:
+        return self.root / "training" / f"{feature_service}.parquet"
+
+    def predictions_path(self, day: str) -> Path:
+        """Batch predictions of one day."""
+        return self.root / "predictions" / f"{day}.parquet"

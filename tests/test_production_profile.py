@@ -1,7 +1,7 @@
 """The whole lifecycle on the production profile: `build_resources(Environment.PROD)` with
 every setting from the environment, as deploy/ sets them, pointed at real services here.
 It runs the second use case, rain at an airport in the next hour, which is declared in its
-file alone (FACILFLOW_USE_CASE=airport_rain), in a process of its own: its feature table,
+file alone, for a tenant of the test's own, in a process of its own: its feature table,
 Feast project, model, evaluation, governance, endpoint, batch and drift all come from there.
 
 Dagster's instance storage and the event outbox are PostgreSQL databases of their own, the
@@ -28,11 +28,12 @@ import redis
 import yaml
 from moto.server import ThreadedMotoServer
 
-from facilflow_assets.demo import SUMMARY_FILE
+from facilflow_assets.demo.run import SUMMARY_FILE
 from facilflow_assets.environment import PROJECT_ROOT, Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
 from resources import ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
 from tests.mlflow_server import free_port, mlflow_server, postgres_database
@@ -71,8 +72,6 @@ def production(tmp_path_factory):
             "FACILFLOW_ENV": "prod",
             "FACILFLOW_HOME": str(home),
             "FACILFLOW_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
-            "FACILFLOW_TENANT": tenant,
-            "FACILFLOW_USE_CASE": USE_CASE,
             "FACILFLOW_APPROVERS": f"{tenant}=carol,dave",
             "FACILFLOW_RETRAIN_ON_DRIFT": "feature,prediction",
             "FACILFLOW_REDIS_URL": "127.0.0.1:6379",
@@ -94,7 +93,7 @@ def production(tmp_path_factory):
         address = head.cluster_address()
         env.setenv("FACILFLOW_RAY_ADDRESS", address)
         env.setenv("FACILFLOW_SERVE_RAY_ADDRESS", address)
-        cleanup.callback(_remove_online_keys, build_resources(Environment.PROD)["feast"])
+        cleanup.callback(_remove_online_keys, build_resources(Environment.PROD)["feast"], tenant)
         dagster_home = root / "dagster_home"
         dagster_home.mkdir()
         storage = {"postgres": {"postgres_url": services["dagster"]}}
@@ -102,7 +101,7 @@ def production(tmp_path_factory):
             yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}})
         )
         demo = subprocess.run(
-            [sys.executable, "-m", "tests.demo_process", str(home)],
+            [sys.executable, "-m", "tests.demo_process", str(home), tenant, USE_CASE],
             env={**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONWARNINGS": "ignore"},
             cwd=PROJECT_ROOT,
             capture_output=True,
@@ -121,10 +120,10 @@ def production(tmp_path_factory):
         }
 
 
-def _remove_online_keys(feast) -> None:
+def _remove_online_keys(feast, tenant: str) -> None:
     """The tenant's keys in the shared Redis."""
     with dg.build_resources({"feast": feast}) as built:
-        built.feast.feature_store().teardown()
+        built.feast.feature_store(ModelScope(tenant, USE_CASE)).teardown()
 
 
 @contextlib.contextmanager
@@ -192,13 +191,15 @@ def test_the_lifecycle_reaches_production_serves_and_monitors_on_the_production_
 
 def test_the_second_use_case_builds_only_its_own_tables_and_feature_service(production):
     summary, home = production["summary"], production["home"]
-    assets = {a["asset"] for a in summary["assets"]}
-    assert "features/airport_weather" in assets
-    assert not assets & {"features/weather_hourly", "features/carrier_history"}
-    assert sorted(p.name for p in (home / "features").iterdir()) == ["airport_weather.parquet"]
-    training = pl.read_parquet(home / "training" / "airport_rain_v1.parquet")
+    prefix = f"{production['tenant']}/{USE_CASE}/features/"
+    features = {a["asset"] for a in summary["assets"] if a["asset"].startswith(prefix)}
+    assert features == {prefix + name for name in ("airport_weather", "feast_registry",
+                                                   "online_store", "training_set")}  # fmt: skip
+    files = home / "tenants" / production["tenant"] / USE_CASE
+    assert sorted(p.name for p in (files / "features").iterdir()) == ["airport_weather.parquet"]
+    training = pl.read_parquet(files / "training" / "airport_rain_v1.parquet")
     assert training.height > 25_000 and 0.05 < training["rains_next_hour"].mean() < 0.1
-    batch = pl.read_parquet(home / "predictions" / USE_CASE / "2013-06-15.parquet")
+    batch = pl.read_parquet(files / "predictions" / "2013-06-15.parquet")
     assert {"airport_code", "reported_at", "rain_probability"} <= set(batch.columns)
 
 
@@ -208,7 +209,10 @@ def test_dagster_keeps_its_runs_and_events_in_postgresql(production):
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
     jobs = dict(_rows(production["services"]["dagster"], "SELECT run_id, pipeline_name FROM runs"))
     assert {r.run_id for r in instance.get_runs()} == set(jobs)
-    assert "promotion_job" in jobs.values() and len(jobs) >= 8
+    assert f"{USE_CASE}_promotion_job" in jobs.values() and len(jobs) >= 8
+    tags = {(run.tags.get("facilflow/tenant"), run.tags.get("facilflow/use_case"))
+            for run in instance.get_runs() if run.job_name != "warehouse_job"}  # fmt: skip
+    assert tags == {(production["tenant"], USE_CASE)}
     [(materializations,)] = _rows(
         production["services"]["dagster"],
         "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'",

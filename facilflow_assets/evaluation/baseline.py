@@ -1,4 +1,5 @@
-"""What a candidate must beat: the Production version, or a naive historical rate."""
+"""What a candidate must beat: the Production version, or the label's historical mean per
+group (a rate, for a 0/1 label)."""
 
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ class BaselineError(ValueError):
 class Baseline:
     name: str
     description: str
-    probabilities: np.ndarray
+    predictions: np.ndarray  # probabilities (binary) or amounts (regression), per holdout row
     model_version: str | None = None
 
 
@@ -44,35 +45,36 @@ def production_baseline(
     return Baseline(
         name=f"production v{version.version}",
         description=f"{registered_model} version {version.version}, now in Production",
-        probabilities=booster.predict(feature_matrix(holdout, booster.feature_name())),
+        predictions=booster.predict(feature_matrix(holdout, booster.feature_name())),
         model_version=version.version,
     )
 
 
-def historical_rate_baseline(
+def historical_mean_baseline(
     train: pl.DataFrame, holdout: pl.DataFrame, label: str, spec: BaselineSpec
 ) -> Baseline:
-    """Each holdout row scored with the label's rate in its group (`spec.group_by`) in the
-    train months, shrunk toward the rate of its coarser group (the first column's, or the
-    overall rate for one column) where the group has few rows."""
+    """Each holdout row scored with the label's mean in its group (`spec.group_by`) in the
+    train months (its rate, for a 0/1 label), shrunk toward the mean of its coarser group
+    (the first column's, or the overall mean for one column) where the group has few rows."""
     groups, coarser = spec.group_by, spec.group_by[:-1]
-    overall = train[label].mean()
+    value = pl.col(label).cast(pl.Float64)
+    overall = train.select(value.mean()).item()
     scored = holdout.select(groups).with_row_index("row")
     if coarser:
-        coarse_rates = train.group_by(coarser).agg(prior_rate=pl.col(label).mean())
-        scored = scored.join(coarse_rates, on=coarser, how="left")
+        coarse_means = train.group_by(coarser).agg(prior_mean=value.mean())
+        scored = scored.join(coarse_means, on=coarser, how="left")
     else:
-        scored = scored.with_columns(prior_rate=pl.lit(None, pl.Float64))
-    counts = train.group_by(groups).agg(positives=pl.col(label).sum(), rows=pl.len())
+        scored = scored.with_columns(prior_mean=pl.lit(None, pl.Float64))
+    sums = train.group_by(groups).agg(total=value.sum(), rows=pl.len())
     scored = (
-        scored.join(counts, on=groups, how="left")
-        .with_columns(pl.col("prior_rate").fill_null(overall))
+        scored.join(sums, on=groups, how="left")
+        .with_columns(pl.col("prior_mean").fill_null(overall))
         .with_columns(
-            rate=(pl.col("positives").fill_null(0) + spec.prior_rows * pl.col("prior_rate"))
+            mean=(pl.col("total").fill_null(0) + spec.prior_rows * pl.col("prior_mean"))
             / (pl.col("rows").fill_null(0) + spec.prior_rows)
         )
         .sort("row")
     )
     return Baseline(
-        name=spec.name, description=spec.description, probabilities=scored["rate"].to_numpy()
+        name=spec.name, description=spec.description, predictions=scored["mean"].to_numpy()
     )

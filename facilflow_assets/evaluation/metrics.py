@@ -1,7 +1,17 @@
-"""Holdout metrics of a delay classifier."""
+"""Holdout metrics of a model, by task, and which one decides against the baseline."""
+
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 TOP_SHARE = 0.1  # lift is measured in the riskiest tenth of rows
 
@@ -20,3 +30,37 @@ def classification_metrics(
         "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7))),
         "top_decile_lift": float(labels[top].mean() / labels.mean()),
     }
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, bias (mean of predicted minus actual: positive overestimates) and R²."""
+    return {
+        "rmse": float(root_mean_squared_error(actual, predicted)),
+        "mae": float(mean_absolute_error(actual, predicted)),
+        "bias": float(np.mean(predicted - actual)),
+        "r2": float(r2_score(actual, predicted)),
+    }
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a task's holdout is scored: its metrics and the one that decides."""
+
+    primary: str  # the metric a candidate is judged on against the baseline
+    higher_is_better: bool
+
+    def metrics(self, labels: np.ndarray, predictions: np.ndarray, threshold: float):
+        if self.primary == "auc":
+            return classification_metrics(labels.astype(int), predictions, threshold)
+        return regression_metrics(labels, predictions)
+
+    def lift(self, candidate: dict[str, float], baseline: dict[str, float]) -> float:
+        """The candidate's relative gain on the primary metric (0.02: 2% better)."""
+        ratio = candidate[self.primary] / baseline[self.primary]
+        return ratio - 1 if self.higher_is_better else 1 - ratio
+
+
+SCORING = {
+    "binary": Scoring(primary="auc", higher_is_better=True),
+    "regression": Scoring(primary="rmse", higher_is_better=False),
+}

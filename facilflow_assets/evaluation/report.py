@@ -13,7 +13,8 @@ from facilflow_assets.metadata import markdown_table
 
 
 class EvaluationConfig(dg.Config):
-    """What a candidate must clear on the holdout to be registered."""
+    """What a candidate must clear on the holdout to be registered: the AUC and log-loss
+    thresholds judge a binary model, the RMSE ones a regression."""
 
     candidate_run_id: str = Field(
         default="",
@@ -26,6 +27,13 @@ class EvaluationConfig(dg.Config):
         description="Lowest relative AUC gain over the baseline (0.02: 2% above it).",
     )
     max_log_loss: float = Field(default=0.6, gt=0, description="Highest acceptable log loss.")
+    max_rmse: float | None = Field(
+        default=None, gt=0, description="Highest acceptable RMSE (regression); none if unset."
+    )
+    min_rmse_lift: float = Field(
+        default=0.0,
+        description="Lowest relative RMSE reduction against the baseline (0.05: 5% lower).",
+    )
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability from which a row counts as positive."
     )
@@ -42,7 +50,8 @@ class EvaluationReport:
     holdout_rows: int
     candidate_metrics: dict[str, float]
     baseline_metrics: dict[str, float]
-    auc_lift: float  # candidate AUC over baseline AUC, minus 1
+    primary_metric: str  # the metric judged against the baseline: auc, or rmse
+    lift: float  # the candidate's relative gain on it (auc: ratio - 1; rmse: 1 - ratio)
     thresholds: dict[str, float]
     failures: list[str]  # one sentence per threshold not cleared
     model_digest: str  # of the model files scored: what registration and approval bind to
@@ -85,30 +94,37 @@ class EvaluationReport:
                 "",
                 markdown_table(self.comparison()),
                 "",
-                f"AUC lift over the baseline: {self.auc_lift:+.2%}. Verdict: {verdict}",
+                f"{self.primary_metric.upper()} lift over the baseline: {self.lift:+.2%}. "
+                f"Verdict: {verdict}",
             ]
         )
 
 
 def judge(
-    candidate: dict[str, float], auc_lift: float, config: EvaluationConfig
+    candidate: dict[str, float], primary: str, lift: float, config: EvaluationConfig
 ) -> tuple[dict[str, float], list[str]]:
-    """The thresholds applied and a sentence for each one the candidate misses."""
-    thresholds = {
-        "min_auc": config.min_auc,
-        "min_auc_lift": config.min_auc_lift,
-        "max_log_loss": config.max_log_loss,
-    }
-    failures = []
-    if candidate["auc"] < config.min_auc:
-        failures.append(f"AUC {candidate['auc']:.4f} is below min_auc {config.min_auc}")
-    if auc_lift < config.min_auc_lift:
-        failures.append(
-            f"AUC lift over the baseline {auc_lift:+.4f} is below min_auc_lift "
-            f"{config.min_auc_lift:+}"
-        )
-    if candidate["log_loss"] > config.max_log_loss:
-        failures.append(
-            f"log loss {candidate['log_loss']:.4f} is above max_log_loss {config.max_log_loss}"
-        )
+    """The thresholds applied to a candidate judged on `primary` (auc or rmse), and a
+    sentence for each one it misses."""
+    if primary == "auc":
+        limits = [
+            ("min_auc", candidate["auc"] < config.min_auc, f"AUC {candidate['auc']:.4f}"),
+            ("min_auc_lift", lift < config.min_auc_lift, f"AUC lift over the baseline {lift:+.4f}"),
+            ("max_log_loss", candidate["log_loss"] > config.max_log_loss,
+             f"log loss {candidate['log_loss']:.4f}"),
+        ]  # fmt: skip
+    else:
+        limits = [
+            ("min_rmse_lift", lift < config.min_rmse_lift,
+             f"RMSE reduction against the baseline {lift:+.4f}"),
+        ]  # fmt: skip
+        if config.max_rmse is not None:
+            limits.append(
+                ("max_rmse", candidate["rmse"] > config.max_rmse, f"RMSE {candidate['rmse']:.4f}")
+            )
+    thresholds = {name: getattr(config, name) for name, _, _ in limits}
+    failures = [
+        f"{what} is {'below' if name.startswith('min') else 'above'} {name} {thresholds[name]:+}"
+        for name, missed, what in limits
+        if missed
+    ]
     return thresholds, failures

@@ -53,7 +53,8 @@ class TrainingStarted(_Payload):
 class TrainingCompleted(_Payload):
     mlflow_run_id: str
     model_uri: str
-    valid_auc: float
+    valid_auc: float | None = None  # a binary model's
+    valid_rmse: float | None = None  # a regression's
     trials: int = Field(ge=0)
     failed_trials: int = Field(ge=0)
 

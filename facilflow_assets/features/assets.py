@@ -8,14 +8,20 @@ from facilflow_assets.features.checks import check_specs, evaluate_checks
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
 from facilflow_assets.features.spec import FeatureTableSpec
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import UseCase
 from resources import StorageResource
 
 FEATURES_GROUP = "features"
 
 
-def build_feature_table_asset(table: FeatureTableSpec) -> dg.AssetsDefinition:
-    key = dg.AssetKey([FEATURES_GROUP, table.name])
+def build_feature_table_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """One asset per feature table of the use case, each read from its warehouse model."""
+    return [build_feature_table_asset(table, scope) for table in use_case.tables]
+
+
+def build_feature_table_asset(table: FeatureTableSpec, scope: ModelScope) -> dg.AssetsDefinition:
+    key = scope.key(FEATURES_GROUP, table.name)
 
     @dg.asset(
         key=key,
@@ -40,7 +46,7 @@ def build_feature_table_asset(table: FeatureTableSpec) -> dg.AssetsDefinition:
                 f"feature table '{table.name}' failed its checks {failed}; "
                 "the previous version is kept"
             )
-        path = write_parquet_atomic(frame, storage.feature_table_path(table.name))
+        path = write_parquet_atomic(frame, storage.files(scope).feature_table_path(table.name))
         context.log.info(f"{table.name}: {frame.height:,} rows, {frame.width} columns -> {path}")
         yield dg.MaterializeResult(metadata=_feature_metadata(table, frame, path))
 
@@ -56,6 +62,3 @@ def _feature_metadata(table: FeatureTableSpec, frame: pl.DataFrame, path) -> dic
         "last_event": dg.MetadataValue.text(str(times.max())),
         "features": dg.MetadataValue.int(len(table.keep) + len(table.features)),
     }
-
-
-feature_table_assets = [build_feature_table_asset(t) for t in current_use_case().tables]

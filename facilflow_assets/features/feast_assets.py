@@ -8,40 +8,14 @@ import polars as pl
 import polars.selectors as cs
 from pydantic import Field
 
+from facilflow_assets.asset_keys import FEATURES_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_parquet_atomic
-from facilflow_assets.features.assets import FEATURES_GROUP, feature_table_assets
+from facilflow_assets.features.feast_objects import repo_contents
 from facilflow_assets.features.target_rows import EVENT_TIME, entity_frame, labelled_rows
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import UseCase
 from resources import FeastResource, StorageResource
-
-REGISTRY_KEY = dg.AssetKey([FEATURES_GROUP, "feast_registry"])
-ONLINE_STORE_KEY = dg.AssetKey([FEATURES_GROUP, "online_store"])
-TRAINING_SET_KEY = dg.AssetKey([FEATURES_GROUP, "training_set"])
-FEATURE_TABLE_KEYS = [a.key for a in feature_table_assets]
-USE_CASE = current_use_case()
-
-
-@dg.asset(
-    key=REGISTRY_KEY,
-    group_name=FEATURES_GROUP,
-    kinds={"feast"},
-    deps=FEATURE_TABLE_KEYS,
-    description="The Feast registry, made to match feature_repo/ (as `feast apply`).",
-)
-def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
-    contents = feast.apply()
-    return dg.MaterializeResult(
-        metadata={
-            "project": feast.tenant.feast_project,
-            "entities": len(contents.entities),
-            "feature_views": dg.MetadataValue.json(sorted(v.name for v in contents.feature_views)),
-            "on_demand_feature_views": len(contents.on_demand_feature_views),
-            "feature_services": dg.MetadataValue.json(
-                sorted(s.name for s in contents.feature_services)
-            ),
-        }
-    )
 
 
 class MaterializeConfig(dg.Config):
@@ -63,25 +37,112 @@ class MaterializeConfig(dg.Config):
         return end if end.tzinfo else end.replace(tzinfo=UTC)
 
 
-@dg.asset(
-    key=ONLINE_STORE_KEY,
-    group_name=FEATURES_GROUP,
-    kinds={"feast"},
-    deps=[REGISTRY_KEY],
-    description="Latest feature values per entity in the online store, loaded incrementally.",
-)
-def online_store(
-    context: dg.AssetExecutionContext, config: MaterializeConfig, feast: FeastResource
+def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's Feast registry, online store and training set."""
+    keys = UseCaseKeys(scope)
+    target = use_case.target
+
+    @dg.asset(
+        key=keys.feast_registry,
+        group_name=FEATURES_GROUP,
+        kinds={"feast"},
+        deps=[keys.feature_table(t.name) for t in use_case.tables],
+        description=f"The Feast registry of project {scope.feast_project}, made to match the "
+        "use case's file (as `feast apply`).",
+    )
+    def feast_registry(feast: FeastResource, storage: StorageResource) -> dg.MaterializeResult:
+        contents = repo_contents(use_case, storage.files(scope).features_dir)
+        feast.apply(scope, contents)
+        return dg.MaterializeResult(
+            metadata={
+                "project": scope.feast_project,
+                "entities": len(contents.entities),
+                "feature_views": dg.MetadataValue.json(
+                    sorted(v.name for v in contents.feature_views)
+                ),
+                "on_demand_feature_views": len(contents.on_demand_feature_views),
+                "feature_services": dg.MetadataValue.json(
+                    sorted(s.name for s in contents.feature_services)
+                ),
+            }
+        )
+
+    @dg.asset(
+        key=keys.online_store,
+        group_name=FEATURES_GROUP,
+        kinds={"feast"},
+        deps=[keys.feast_registry],
+        description="Latest feature values per entity in the online store, loaded incrementally.",
+    )
+    def online_store(
+        context: dg.AssetExecutionContext, config: MaterializeConfig, feast: FeastResource
+    ) -> dg.MaterializeResult:
+        return load_online_store(context, config, feast.feature_store(scope), feast.online_store)
+
+    class TrainingSetConfig(dg.Config):
+        feature_service: str = Field(
+            default=use_case.feature_service, description="Feast feature service."
+        )
+        prediction_lead_minutes: int = Field(
+            default=target.lead_minutes,
+            ge=0,
+            description=f"Features are as of this long before the {target.subject}'s "
+            f"{target.time} (the use case's lead by default).",
+        )
+
+    @dg.asset(
+        key=keys.training_set,
+        group_name=FEATURES_GROUP,
+        kinds={"feast", "polars", "parquet"},
+        deps=[keys.feast_registry, dg.AssetKey(target.model.split("/"))],
+        description=f"Every {target.subject} with a known label and the feature service's "
+        "features, joined point-in-time through Feast's get_historical_features.",
+    )
+    def training_set(
+        context: dg.AssetExecutionContext,
+        config: TrainingSetConfig,
+        feast: FeastResource,
+        storage: StorageResource,
+    ) -> dg.MaterializeResult:
+        entity_df = build_entity_frame(storage, use_case, config.prediction_lead_minutes)
+        label = use_case.label
+        store = feast.feature_store(scope)
+        service = store.get_feature_service(config.feature_service)
+        frame = historical_features(store, service, entity_df)
+        path = write_parquet_atomic(frame, storage.files(scope).training_set_path(service.name))
+        version = data_version(frame)
+        feature_columns = [c for c in frame.columns if "__" in c]
+        context.log.info(f"training set: {frame.height:,} rows x {len(feature_columns)} features")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(version),
+            metadata={
+                **table_metadata(frame, path),
+                "data_version": version,
+                "feature_service": service.name,
+                "features": len(feature_columns),
+                "entity_columns": dg.MetadataValue.json([*target.keys, EVENT_TIME]),
+                "label": label,
+                **label_summary(frame[label]),
+                "prediction_lead_minutes": config.prediction_lead_minutes,
+            },
+        )
+
+    return [feast_registry, online_store, training_set]
+
+
+def load_online_store(
+    context: dg.AssetExecutionContext, config: MaterializeConfig, store, kind: str
 ) -> dg.MaterializeResult:
-    store = feast.feature_store()
+    """Materialize every view of `store`: a first load from its oldest row, incremental
+    loads after."""
     views = store.list_feature_views()
-    end = config.end_time() or _newest_row(feast, views) + timedelta(microseconds=1)
+    end = config.end_time() or _newest_row(views) + timedelta(microseconds=1)
     fresh = [v.name for v in views if not v.materialization_intervals]
     loaded = [v.name for v in views if v.materialization_intervals]
     if fresh:
         # A view never loaded starts at its oldest row, not at now - TTL as Feast's
         # incremental default would, which skips historical data entirely.
-        start = _oldest_row(feast, [v for v in views if v.name in fresh])
+        start = _oldest_row([v for v in views if v.name in fresh])
         context.log.info(f"first load of {fresh} from {start} to {end}")
         store.materialize(start_date=start, end_date=end, feature_views=fresh)
     if loaded:
@@ -97,14 +158,21 @@ def online_store(
             "first_loads": dg.MetadataValue.json(fresh),
             "incremental_loads": dg.MetadataValue.json(loaded),
             "intervals": dg.MetadataValue.json(intervals),
-            "online_store": feast.online_store,
+            "online_store": kind,
         }
     )
 
 
-def _event_times(feast: FeastResource, views) -> pl.DataFrame:
+def label_summary(label: pl.Series) -> dict[str, float]:
+    """The label's share of positives (a 0/1 label) or its mean and spread (an amount)."""
+    if label.n_unique() <= 2 and set(label.drop_nulls().unique().to_list()) <= {0, 1}:
+        return {"label_positive_share": float(label.mean())}
+    return {"label_mean": float(label.mean()), "label_std": float(label.std())}
+
+
+def _event_times(views) -> pl.DataFrame:
     frames = [
-        pl.scan_parquet(feast.storage.features_dir / _file_name(view)).select(
+        pl.scan_parquet(view.batch_source.path).select(
             pl.col(view.batch_source.timestamp_field).alias("t")
         )
         for view in views
@@ -112,72 +180,18 @@ def _event_times(feast: FeastResource, views) -> pl.DataFrame:
     return pl.concat(frames).select(first=pl.col("t").min(), last=pl.col("t").max()).collect()
 
 
-def _file_name(view) -> str:
-    return view.batch_source.path.rsplit("/", 1)[-1]
+def _oldest_row(views) -> datetime:
+    return _event_times(views)["first"][0]
 
 
-def _oldest_row(feast: FeastResource, views) -> datetime:
-    return _event_times(feast, views)["first"][0]
+def _newest_row(views) -> datetime:
+    return _event_times(views)["last"][0]
 
 
-def _newest_row(feast: FeastResource, views) -> datetime:
-    return _event_times(feast, views)["last"][0]
-
-
-class TrainingSetConfig(dg.Config):
-    feature_service: str = Field(
-        default=USE_CASE.feature_service, description="Feast feature service."
-    )
-    prediction_lead_minutes: int = Field(
-        default=USE_CASE.target.lead_minutes,
-        ge=0,
-        description=f"Features are as of this long before the {USE_CASE.target.subject}'s "
-        f"{USE_CASE.target.time} (the use case's lead by default).",
-    )
-
-
-@dg.asset(
-    key=TRAINING_SET_KEY,
-    group_name=FEATURES_GROUP,
-    kinds={"feast", "polars", "parquet"},
-    deps=[REGISTRY_KEY, dg.AssetKey(USE_CASE.target.model.split("/"))],
-    description=f"Every {USE_CASE.target.subject} with a known label and the feature service's "
-    "features, joined point-in-time through Feast's get_historical_features.",
-)
-def training_set(
-    context: dg.AssetExecutionContext,
-    config: TrainingSetConfig,
-    feast: FeastResource,
-    storage: StorageResource,
-) -> dg.MaterializeResult:
-    entity_df = build_entity_frame(storage, config.prediction_lead_minutes)
-    label = USE_CASE.label
-    store = feast.feature_store()
-    service = store.get_feature_service(config.feature_service)
-    frame = historical_features(store, service, entity_df)
-    path = write_parquet_atomic(frame, storage.training_set_path(service.name))
-    version = data_version(frame)
-    feature_columns = [c for c in frame.columns if "__" in c]
-    context.log.info(f"training set: {frame.height:,} rows x {len(feature_columns)} features")
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(version),
-        metadata={
-            **table_metadata(frame, path),
-            "data_version": version,
-            "feature_service": service.name,
-            "features": len(feature_columns),
-            "entity_columns": dg.MetadataValue.json([*USE_CASE.target.keys, EVENT_TIME]),
-            "label": label,
-            "label_positive_share": float(frame[label].mean()),
-            "prediction_lead_minutes": config.prediction_lead_minutes,
-        },
-    )
-
-
-def build_entity_frame(storage: StorageResource, lead_minutes: int) -> pl.DataFrame:
+def build_entity_frame(storage: StorageResource, use_case: UseCase, lead_minutes: int):
     """One row per labelled target row: keys, prediction time and label."""
-    rows = labelled_rows(storage, USE_CASE)
-    return entity_frame(rows, USE_CASE.target, lead_minutes, USE_CASE.label)
+    rows = labelled_rows(storage, use_case)
+    return entity_frame(rows, use_case.target, lead_minutes, use_case.label)
 
 
 def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame:
@@ -196,6 +210,3 @@ def data_version(frame: pl.DataFrame) -> str:
     digest = hashlib.sha256(str(frame.schema).encode())
     digest.update(frame.sort(frame.columns[0]).hash_rows(seed=0).to_numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-feast_assets = [feast_registry, online_store, training_set]

@@ -1,13 +1,17 @@
 """The Feast objects of a use case, built from its file: entities, one file source and one
 feature view per feature table, the on-demand views and the feature service.
 
-Source paths are relative to the Feast repository (`feature_repo/`), i.e. the local working
-directory `.facilflow/`; Dagster points each source at its own working directory on apply.
+Each file source reads the parquet file its feature table asset writes in the use case's
+`features_dir`.
 """
+
+from pathlib import Path
 
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.feature_view import DUMMY_ENTITY
 from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_contents import RepoContents
 from feast.types import Float64, String
 
 from facilflow_assets.features.feast_schema import feature_fields
@@ -17,7 +21,23 @@ from facilflow_assets.use_case import OnDemandSpec, UseCase
 RATIO_FUNCTION = "ratios"
 
 
-def feast_objects(use_case: UseCase) -> list:
+def repo_contents(use_case: UseCase, features_dir: Path) -> RepoContents:
+    """The use case's objects as `feast apply` parses them from a repository."""
+    objects = feast_objects(use_case, features_dir)
+    return RepoContents(
+        projects=[],
+        data_sources=[o for o in objects if isinstance(o, FileSource)],
+        feature_views=[o for o in objects if isinstance(o, FeatureView)],
+        on_demand_feature_views=[o for o in objects if isinstance(o, OnDemandFeatureView)],
+        stream_feature_views=[],
+        label_views=[],
+        entities=[*(o for o in objects if isinstance(o, Entity)), DUMMY_ENTITY],
+        feature_services=[o for o in objects if isinstance(o, FeatureService)],
+        permissions=[],
+    )
+
+
+def feast_objects(use_case: UseCase, features_dir: Path) -> list:
     """Every Feast object of the use case, in the order `feast apply` would create them."""
     tags = {"use_case": use_case.use_case}
     owner = use_case.feast.owner
@@ -31,7 +51,10 @@ def feast_objects(use_case: UseCase) -> list:
         )
         for e in use_case.feast.entities
     }
-    views = {t.name: _feature_view(use_case, t.name, entities, tags) for t in use_case.tables}
+    views = {
+        t.name: _feature_view(use_case, t.name, entities, tags, features_dir)
+        for t in use_case.tables
+    }
     on_demand = [_on_demand_view(v, views, tags, owner) for v in use_case.feast.on_demand]
     service = FeatureService(
         name=use_case.feature_service,
@@ -45,17 +68,21 @@ def feast_objects(use_case: UseCase) -> list:
 
 
 def _feature_view(
-    use_case: UseCase, name: str, entities: dict[str, Entity], tags: dict[str, str]
+    use_case: UseCase,
+    name: str,
+    entities: dict[str, Entity],
+    tags: dict[str, str],
+    features_dir: Path,
 ) -> FeatureView:
     table = use_case.table(name)
     view = use_case.feast.views[name]
     source = FileSource(
         name=f"{name}_source",
-        path=f"../.facilflow/features/{name}.parquet",
+        path=str(features_dir / f"{name}.parquet"),
         timestamp_field=table.timestamp_column,
         field_mapping=view.join_keys,
         description=table.description,
-        tags=tags | {"asset": f"features/{name}"},
+        tags=tags | {"feature_table": name},
     )
     members = [entities[e] for e in view.entities]
     return FeatureView(

@@ -17,11 +17,11 @@ from facilflow_assets.events.envelope import (
 from facilflow_assets.governance.requests import TransitionRequest
 from facilflow_assets.governance.review import PromotionOrder, Review
 from facilflow_assets.registry.stages import Stage
-from resources import TenantResource
+from facilflow_assets.scope import ModelScope
 
 
 def requested(
-    tenant: TenantResource, request: TransitionRequest, approvers: list[str]
+    scope: ModelScope, request: TransitionRequest, approvers: list[str]
 ) -> LifecycleEvent:
     """The approvers' notification of a request."""
     payload = TransitionRequested(
@@ -31,7 +31,7 @@ def requested(
         comment=request.comment,
         approvers=approvers,
     )
-    return tenant.event(
+    return scope.event(
         EventType.MODEL_TRANSITION_REQUESTED,
         payload,
         version=request.version,
@@ -39,12 +39,10 @@ def requested(
     )
 
 
-def review_events(
-    tenant: TenantResource, review: Review, approvers: list[str]
-) -> list[LifecycleEvent]:
+def review_events(scope: ModelScope, review: Review, approvers: list[str]) -> list[LifecycleEvent]:
     """Every request seen (its notification), every approval to carry out, every rejection
     and refusal to close."""
-    events = [requested(tenant, request, approvers) for request in review.requests]
+    events = [requested(scope, request, approvers) for request in review.requests]
     # A decision is reported once: its event id comes from the version and the decision time.
     decisions = [
         (
@@ -76,12 +74,12 @@ def review_events(
         if closing.request is not None  # unreadable tags: refused and audited, no event
     ]
     for event_type, payload, version, decided_at in decisions:
-        events.append(tenant.event(event_type, payload, version=version, once_per=decided_at))
+        events.append(scope.event(event_type, payload, version=version, once_per=decided_at))
     return events
 
 
 def promoted(
-    tenant: TenantResource,
+    scope: ModelScope,
     version: str,
     by: str,
     comment: str,
@@ -98,7 +96,7 @@ def promoted(
         previous_version=previous_version,
         rollback=rollback,
     )
-    return tenant.event(
+    return scope.event(
         EventType.MODEL_PROMOTED,
         payload,
         version=version,
@@ -108,11 +106,11 @@ def promoted(
 
 
 def promotion_event(
-    tenant: TenantResource, order: PromotionOrder, displaced: str | None, dagster_run_id: str
+    scope: ModelScope, order: PromotionOrder, displaced: str | None, dagster_run_id: str
 ) -> LifecycleEvent:
     """The promotion an approved order led to, once per decision."""
     return promoted(
-        tenant,
+        scope,
         order.version,
         order.approved_by,
         order.comment,
@@ -123,10 +121,10 @@ def promotion_event(
 
 
 def violation_event(
-    tenant: TenantResource, check: str, problem: str, version: str | None = None
+    scope: ModelScope, check: str, problem: str, version: str | None = None
 ) -> LifecycleEvent:
     """MODEL_GOVERNANCE_VIOLATION: what `check` found unconfirmed, once per problem."""
-    return tenant.event(
+    return scope.event(
         EventType.MODEL_GOVERNANCE_VIOLATION,
         GovernanceViolation(check=check, problem=problem),
         version=version,

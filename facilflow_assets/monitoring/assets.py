@@ -17,6 +17,7 @@ from evidently.presets import DataDriftPreset
 from mlflow.tracking import MlflowClient
 from pydantic import Field
 
+from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.events.envelope import DriftDetected, EventType
 from facilflow_assets.metadata import markdown_table
@@ -33,12 +34,11 @@ from facilflow_assets.monitoring.reference import (
     read_reference,
     read_thresholds,
 )
-from facilflow_assets.serving.batch import BATCH_PREDICTIONS_KEY, DAYS, SCORE
-from resources import EventsResource, MlflowResource, StorageResource, TenantResource
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.batch import days_of
+from facilflow_assets.use_case import UseCase
+from resources import EventsResource, MlflowResource, StorageResource
 
-MONITORING_GROUP = "monitoring"
-FEATURE_DRIFT_KEY = dg.AssetKey([MONITORING_GROUP, "feature_drift"])
-PREDICTION_DRIFT_KEY = dg.AssetKey([MONITORING_GROUP, "prediction_drift"])
 REPORT_SAMPLE_ROWS = 20_000  # rows of each side drawn in the HTML report; verdicts use all
 
 
@@ -61,12 +61,12 @@ class PredictionDriftConfig(dg.Config):
     )
 
 
-def _scored_day(storage: StorageResource, tenant: TenantResource, day: str) -> pl.DataFrame:
-    path = storage.predictions_path(tenant.use_case, day)
+def _scored_day(storage: StorageResource, scope: ModelScope, day: str) -> pl.DataFrame:
+    path = storage.files(scope).predictions_path(day)
     if not path.exists():
         raise DriftInputError(
             f"no batch predictions for {day} at {path}; materialize "
-            f"{BATCH_PREDICTIONS_KEY.to_user_string()} for that day first"
+            f"{UseCaseKeys(scope).batch_predictions.to_user_string()} for that day first"
         )
     frame = pl.read_parquet(path)
     if frame.height == 0:
@@ -82,12 +82,12 @@ class ScoredDay(NamedTuple):
 
 
 def _scored_day_with_source(
-    storage: StorageResource, mlflow: MlflowResource, tenant: TenantResource, day: str
+    storage: StorageResource, mlflow: MlflowResource, scope: ModelScope, day: str
 ) -> ScoredDay:
-    scored = _scored_day(storage, tenant, day)
+    scored = _scored_day(storage, scope, day)
     version = scored["model_version"][0]
     client = mlflow.client()
-    source_run = client.get_model_version(tenant.registered_model_name, version).run_id
+    source_run = client.get_model_version(scope.registered_model_name, version).run_id
     return ScoredDay(scored, version, client, source_run)
 
 
@@ -122,13 +122,13 @@ def _publish(
     thresholds: dict[str, float] | None,
     storage: StorageResource,
     mlflow: MlflowResource,
-    tenant: TenantResource,
+    scope: ModelScope,
     events: EventsResource,
     version: str,
 ) -> dg.MaterializeResult:
     """Reports on disk and in MLflow, the drift event, the check and the metadata."""
     day = context.partition_key
-    folder = storage.root / "monitoring" / tenant.use_case / f"{kind}_drift"
+    folder = storage.files(scope).monitoring_dir / f"{kind}_drift"
     html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
     _evidently_report(reference, current, html, result.drift_share_threshold, thresholds)
     summary = {
@@ -144,12 +144,12 @@ def _publish(
     }
     write_json_atomic(summary, summary_path)
     client = mlflow.client()
-    experiment = mlflow.ensure_experiment()
+    experiment = mlflow.ensure_experiment(scope)
     run = client.create_run(
         experiment.experiment_id,
         run_name=f"{kind}-drift-{day}",
         tags={"facilflow.monitoring": f"{kind}_drift", "facilflow.partition": day,
-              "facilflow.model_version": version, "dagster_run_id": context.run_id},
+              "facilflow.model_version": version, "dagster_run_id": context.run.run_id},
     )  # fmt: skip
     client.log_metric(run.info.run_id, "drift_share", result.drift_share)
     for path in (html, summary_path):
@@ -163,11 +163,11 @@ def _publish(
             drifted_columns=result.drifted_columns,
             report=str(html),
         )
-        event = tenant.event(
+        event = scope.event(
             EventType.MODEL_DRIFT_DETECTED,
             payload,
             version=version,
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
             once_per=f"{kind}:{day}",
         )
         events.record([event])
@@ -197,25 +197,64 @@ def _publish(
     )
 
 
-@dg.asset(
-    key=FEATURE_DRIFT_KEY,
-    group_name=MONITORING_GROUP,
-    partitions_def=DAYS,
-    kinds={"evidently", "mlflow"},
-    deps=[BATCH_PREDICTIONS_KEY],
-    check_specs=[dg.AssetCheckSpec("no_feature_drift", asset=FEATURE_DRIFT_KEY)],
-    description="The day's model inputs against a sample of the rows the serving version was "
-    "trained on, column by column with Evidently's drift tests.",
-)
-def feature_drift(
+def build_monitoring_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's daily feature and prediction drift."""
+    keys = UseCaseKeys(scope)
+    days = days_of(use_case)
+
+    @dg.asset(
+        key=keys.feature_drift,
+        group_name=MONITORING_GROUP,
+        partitions_def=days,
+        kinds={"evidently", "mlflow"},
+        deps=[keys.batch_predictions],
+        check_specs=[dg.AssetCheckSpec("no_feature_drift", asset=keys.feature_drift)],
+        description="The day's model inputs against a sample of the rows the serving version "
+        "was trained on, column by column with Evidently's drift tests.",
+    )
+    def feature_drift(
+        context: dg.AssetExecutionContext,
+        config: FeatureDriftConfig,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return measure_feature_drift(context, config, scope, storage, mlflow, events)
+
+    @dg.asset(
+        key=keys.prediction_drift,
+        group_name=MONITORING_GROUP,
+        partitions_def=days,
+        kinds={"evidently", "mlflow"},
+        deps=[keys.batch_predictions],
+        check_specs=[dg.AssetCheckSpec("no_prediction_drift", asset=keys.prediction_drift)],
+        description="The day's scores against the serving version's holdout scores: "
+        "Evidently's distribution test, and the shift of the mean in reference standard "
+        "deviations.",
+    )
+    def prediction_drift(
+        context: dg.AssetExecutionContext,
+        config: PredictionDriftConfig,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return measure_prediction_drift(
+            context, config, use_case.score, scope, storage, mlflow, events
+        )
+
+    return [feature_drift, prediction_drift]
+
+
+def measure_feature_drift(
     context: dg.AssetExecutionContext,
     config: FeatureDriftConfig,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    day = _scored_day_with_source(storage, mlflow, tenant, context.partition_key)
+    day = _scored_day_with_source(storage, mlflow, scope, context.partition_key)
     reference = read_reference(day.client, day.source_run, FEATURES_FILE)
     thresholds = read_thresholds(day.client, day.source_run)
     if thresholds is None:
@@ -228,33 +267,24 @@ def feature_drift(
     result = column_drift(reference, day.scored, columns, config.drift_share, where, thresholds)
     context.log.info(f"feature drift: {result.drifted_columns or 'none'}")
     return _publish(context, "feature", result, reference, day.scored.select(columns), {},
-                    thresholds, storage, mlflow, tenant, events, day.version)  # fmt: skip
+                    thresholds, storage, mlflow, scope, events, day.version)  # fmt: skip
 
 
-@dg.asset(
-    key=PREDICTION_DRIFT_KEY,
-    group_name=MONITORING_GROUP,
-    partitions_def=DAYS,
-    kinds={"evidently", "mlflow"},
-    deps=[BATCH_PREDICTIONS_KEY],
-    check_specs=[dg.AssetCheckSpec("no_prediction_drift", asset=PREDICTION_DRIFT_KEY)],
-    description="The day's scores against the serving version's holdout scores: Evidently's "
-    "distribution test, and the shift of the mean in reference standard deviations.",
-)
-def prediction_drift(
+def measure_prediction_drift(
     context: dg.AssetExecutionContext,
     config: PredictionDriftConfig,
+    score: str,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    day = _scored_day_with_source(storage, mlflow, tenant, context.partition_key)
+    day = _scored_day_with_source(storage, mlflow, scope, context.partition_key)
     reference = read_reference(day.client, day.source_run, PREDICTIONS_FILE)
-    current = day.scored.select(pl.col(SCORE).alias(PREDICTION))
+    current = day.scored.select(pl.col(score).alias(PREDICTION))
     result = mean_shift(reference, current, PREDICTION, config.max_mean_shift_std)
     shift_std = result.columns[0].score
     extra = {"mean_shift_std": shift_std, "max_mean_shift_std": config.max_mean_shift_std}
     context.log.info(f"prediction drift: {result.drifted} (mean shift {shift_std:.2f} std)")
     return _publish(context, "prediction", result, reference, current, extra, None,
-                    storage, mlflow, tenant, events, day.version)  # fmt: skip
+                    storage, mlflow, scope, events, day.version)  # fmt: skip

@@ -6,9 +6,9 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.events.envelope import EventType, SlaBreached
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.monitoring.assets import MONITORING_GROUP
 from facilflow_assets.monitoring.serving_health import (
     HealthThresholds,
     VersionHealth,
@@ -18,10 +18,9 @@ from facilflow_assets.monitoring.serving_health import (
     version_health,
 )
 from facilflow_assets.plots import latency_by_minute, markdown_image, png
-from facilflow_assets.serving.deployment import ENDPOINT_KEY
-from resources import EventsResource, ServingResource, TenantResource
+from facilflow_assets.scope import ModelScope
+from resources import EventsResource, ServingResource
 
-SERVING_HEALTH_KEY = dg.AssetKey([MONITORING_GROUP, "serving_health"])
 WITHIN_SLA_CHECK = "within_sla"
 
 
@@ -56,7 +55,7 @@ def _latency_plot(requests: pl.DataFrame, sla_ms: float) -> str:
 
 
 def _breach_event(
-    tenant: TenantResource,
+    scope: ModelScope,
     version: VersionHealth,
     config: ServingHealthConfig,
     window: tuple[datetime, datetime],
@@ -72,7 +71,7 @@ def _breach_event(
         p95_sla_ms=config.p95_sla_ms,
         breaches=list(version.breaches),
     )
-    return tenant.event(
+    return scope.event(
         EventType.SERVING_SLA_BREACHED,
         payload,
         version=version.model_version,
@@ -81,28 +80,43 @@ def _breach_event(
     )
 
 
-@dg.asset(
-    key=SERVING_HEALTH_KEY,
-    group_name=MONITORING_GROUP,
-    kinds={"polars"},
-    deps=[ENDPOINT_KEY],
-    check_specs=[dg.AssetCheckSpec(WITHIN_SLA_CHECK, asset=SERVING_HEALTH_KEY)],
-    description="p95 latency and error rate of each served version over the last window of "
-    "the request log, against the SLA and the error-rate threshold.",
-)
-def serving_health(
+def build_serving_health_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's endpoint health."""
+    keys = UseCaseKeys(scope)
+
+    @dg.asset(
+        key=keys.serving_health,
+        group_name=MONITORING_GROUP,
+        kinds={"polars"},
+        deps=[keys.prediction_endpoint],
+        check_specs=[dg.AssetCheckSpec(WITHIN_SLA_CHECK, asset=keys.serving_health)],
+        description="p95 latency and error rate of each served version over the last window "
+        "of the request log, against the SLA and the error-rate threshold.",
+    )
+    def serving_health(
+        context: dg.AssetExecutionContext,
+        config: ServingHealthConfig,
+        serving: ServingResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return judge_serving_health(context, config, scope, serving, events)
+
+    return [serving_health]
+
+
+def judge_serving_health(
     context: dg.AssetExecutionContext,
     config: ServingHealthConfig,
+    scope: ModelScope,
     serving: ServingResource,
-    tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
     end = datetime.now(UTC)
     window = (end - timedelta(minutes=config.window_minutes), end)
-    requests = requests_between(serving.request_log_path(tenant.use_case), *window)
+    requests = requests_between(serving.request_log_path(scope), *window)
     health = version_health(requests, config.thresholds())
     breached = [h for h in health if h.breaches]
-    events.record([_breach_event(tenant, h, config, window, context.run_id) for h in breached])
+    events.record([_breach_event(scope, h, config, window, context.run.run_id) for h in breached])
     judged = [h for h in health if h.judged]
     if breached:
         verdict = "; ".join(f"version {h.model_version}: {', '.join(h.breaches)}" for h in breached)

@@ -4,7 +4,8 @@ import dagster as dg
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.evaluation.assets import EVALUATION_KEY, REPORT_FILE
+from facilflow_assets.asset_keys import REGISTRY_GROUP, UseCaseKeys
+from facilflow_assets.evaluation.assets import REPORT_FILE
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
@@ -18,11 +19,11 @@ from facilflow_assets.registry.versions import (
     registered_event,
     stage_evaluated,
 )
-from facilflow_assets.training.candidate import Candidate
-from resources import EventsResource, MlflowResource, StorageResource, TenantResource
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate
+from facilflow_assets.use_case import UseCase
+from resources import EventsResource, MlflowResource, StorageResource
 
-REGISTRY_GROUP = "registry"
-REGISTERED_VERSION_KEY = dg.AssetKey([REGISTRY_GROUP, "registered_model_version"])
 AUDIT_CHECK = "audit_trail_confirms_stages"
 
 
@@ -30,23 +31,54 @@ class RegistrationRefused(RuntimeError):
     """The candidate did not pass its evaluation, or the report is not about it."""
 
 
-@dg.asset(
-    key=REGISTERED_VERSION_KEY,
-    group_name=REGISTRY_GROUP,
-    kinds={"mlflow"},
-    deps=[EVALUATION_KEY],
-    description="The evaluated candidate registered as a new version of the use case's model "
-    "and moved to Staging.",
-)
-def registered_model_version(
+def build_registry_assets(
+    use_case: UseCase, scope: ModelScope
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The use case's registered version, and the check that the audit trail confirms the
+    Production and Staging aliases."""
+    keys = UseCaseKeys(scope)
+
+    @dg.asset(
+        key=keys.registered_model_version,
+        group_name=REGISTRY_GROUP,
+        kinds={"mlflow"},
+        deps=[keys.evaluation_report],
+        description=f"The evaluated candidate registered as a new version of "
+        f"{scope.registered_model_name} and moved to Staging.",
+    )
+    def registered_model_version(
+        context: dg.AssetExecutionContext,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return register(context, use_case, scope, storage, mlflow, events)
+
+    @dg.asset_check(
+        asset=keys.registered_model_version,
+        name=AUDIT_CHECK,
+        description="The Production and Staging aliases point where the audit trail's last "
+        "moves put them, with the files recorded then; the sensors report a failure of it "
+        "whenever they find an alias, tag or file the trail does not confirm.",
+    )
+    def audit_trail_confirms_stages(mlflow: MlflowResource) -> dg.AssetCheckResult:
+        return audit_check(mlflow.client(), scope)
+
+    return [registered_model_version], [audit_trail_confirms_stages]
+
+
+def register(
     context: dg.AssetExecutionContext,
+    use_case: UseCase,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    candidate = Candidate.read(storage.models_dir / "candidate.json")
-    report = EvaluationReport.read(storage.models_dir / REPORT_FILE)
+    """Register the use case's passed candidate and stage it, once per training run."""
+    files = storage.files(scope)
+    candidate = Candidate.read(files.models_dir / CANDIDATE_FILE)
+    report = EvaluationReport.read(files.models_dir / REPORT_FILE)
     if report.candidate_run_id != candidate.run_id:
         raise RegistrationRefused(
             f"the evaluation report is about run {report.candidate_run_id}, not the candidate "
@@ -57,8 +89,8 @@ def registered_model_version(
             f"run {candidate.run_id} failed its evaluation: {'; '.join(report.failures)}"
         )
     client = mlflow.client()
-    audit = AuditTrail(client, tenant.audit_experiment_name)
-    name = ensure_registered_model(client, tenant)
+    audit = AuditTrail(client, scope.audit_experiment_name)
+    name = ensure_registered_model(client, scope, use_case.description)
     version = existing_version(client, name, candidate.run_id)
     if version is None:
         version = register_and_stage(client, audit, name, candidate, report)
@@ -71,7 +103,7 @@ def registered_model_version(
     stage = Stage(client.get_model_version(name, version.version).tags[STAGE_TAG])
     # Also on a re-run that found the version: the event id is the run's, so it goes out once.
     events.record(
-        [registered_event(tenant, version, stage, report.candidate_metrics, context.run_id)]
+        [registered_event(scope, version, stage, report.candidate_metrics, context.run.run_id)]
     )
     url = mlflow.model_version_url(name, version.version)
     return dg.MaterializeResult(
@@ -82,7 +114,7 @@ def registered_model_version(
             "alias": stage.alias or "",
             "model_uri": f"models:/{name}/{version.version}",
             "source_run": candidate.run_id,
-            "holdout_auc": report.candidate_metrics["auc"],
+            f"holdout_{report.primary_metric}": report.candidate_metrics[report.primary_metric],
             **({"mlflow_model_version": dg.MetadataValue.url(url)} if url else {}),
         }
     )
@@ -105,19 +137,9 @@ def register_and_stage(
     return version
 
 
-@dg.asset_check(
-    asset=REGISTERED_VERSION_KEY,
-    name=AUDIT_CHECK,
-    description="The Production and Staging aliases point where the audit trail's last moves "
-    "put them, with the files recorded then; the sensors report a failure of it whenever they "
-    "find an alias, tag or file the trail does not confirm.",
-)
-def audit_trail_confirms_stages(
-    mlflow: MlflowResource, tenant: TenantResource
-) -> dg.AssetCheckResult:
-    client = mlflow.client()
-    name = tenant.registered_model_name
-    records = AuditTrail(client, tenant.audit_experiment_name).history(name)
+def audit_check(client: MlflowClient, scope: ModelScope) -> dg.AssetCheckResult:
+    name = scope.registered_model_name
+    records = AuditTrail(client, scope.audit_experiment_name).history(name)
     problems = []
     for stage in (Stage.STAGING, Stage.PRODUCTION):
         holder = version_in_stage(client, name, stage)
@@ -133,10 +155,10 @@ def audit_trail_confirms_stages(
     )
 
 
-def failed_audit_check(problem: str) -> dg.AssetCheckEvaluation:
+def failed_audit_check(scope: ModelScope, problem: str) -> dg.AssetCheckEvaluation:
     """A failure of the audit-trail check, as a sensor reports what it found."""
     return dg.AssetCheckEvaluation(
-        asset_key=REGISTERED_VERSION_KEY,
+        asset_key=UseCaseKeys(scope).registered_model_version,
         check_name=AUDIT_CHECK,
         passed=False,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -12,25 +12,24 @@ from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG, version_digest
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.training.candidate import Candidate
-from facilflow_assets.use_case import current_use_case
-from resources import TenantResource
 
 SOURCE_RUN_TAG = "facilflow.source_run"
 READY_TIMEOUT_S = 300
 
 
-def ensure_registered_model(client: MlflowClient, tenant: TenantResource) -> str:
+def ensure_registered_model(client: MlflowClient, scope: ModelScope, description: str) -> str:
     """The use case's registered model, created on first use; returns its name."""
-    name = tenant.registered_model_name
+    name = scope.registered_model_name
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(
             name,
-            tags={f"facilflow.{k}": v for k, v in tenant.event_fields().items()},
-            description=f"{current_use_case().description}, of tenant '{tenant.tenant}' "
-            f"(use case '{tenant.use_case}'), registered by FacilFlow.",
+            tags={f"facilflow.{k}": v for k, v in scope.event_fields().items()},
+            description=f"{description}, of tenant '{scope.tenant}' "
+            f"(use case '{scope.use_case}'), registered by FacilFlow.",
         )
     return name
 
@@ -42,7 +41,7 @@ def existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersi
 
 
 def registered_event(
-    tenant: TenantResource,
+    scope: ModelScope,
     version: ModelVersion,
     stage: Stage,
     metrics: dict[str, float],
@@ -50,7 +49,7 @@ def registered_event(
 ) -> LifecycleEvent:
     """MODEL_REGISTERED, once per source run, whether the sensor or the asset got there first."""
     payload = Registered(mlflow_run_id=version.run_id, stage=stage.value, metrics=metrics)
-    return tenant.event(
+    return scope.event(
         EventType.MODEL_REGISTERED,
         payload,
         version=str(version.version),
@@ -97,6 +96,7 @@ def stage_evaluated(
     """Record the passed evaluation on `version`, bound to the digest of the files it
     scored, and move it to Staging (audited)."""
     metrics = report.candidate_metrics
+    primary = report.primary_metric
     number = str(version.version)
     found = version_digest(client, name, number)
     if found != report.model_digest:
@@ -108,16 +108,16 @@ def stage_evaluated(
         name,
         number,
         description=(
-            f"{version.description.removesuffix(' not evaluated yet.')} Holdout AUC "
-            f"{metrics['auc']:.4f} against {report.baseline} "
-            f"{report.baseline_metrics['auc']:.4f} ({report.auc_lift:+.2%})."
+            f"{version.description.removesuffix(' not evaluated yet.')} Holdout "
+            f"{primary.upper()} {metrics[primary]:.4f} against {report.baseline} "
+            f"{report.baseline_metrics[primary]:.4f} ({report.lift:+.2%} better)."
         ),
     )
     tags = {
         DIGEST_TAG: report.model_digest,
         "facilflow.baseline": report.baseline,
         **{f"facilflow.holdout_{k}": f"{v:.6f}" for k, v in metrics.items()},
-        "facilflow.holdout_auc_lift": f"{report.auc_lift:.6f}",
+        f"facilflow.holdout_{primary}_lift": f"{report.lift:.6f}",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, number, key, value)

@@ -7,25 +7,26 @@ import polars as pl
 from pydantic import Field
 
 from facilflow_assets import plots
+from facilflow_assets.asset_keys import DEPLOYMENT_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_parquet_atomic
-from facilflow_assets.features.feast_assets import REGISTRY_KEY, historical_features
+from facilflow_assets.features.feast_assets import historical_features
 from facilflow_assets.features.target_rows import entity_frame, rows_of_day
 from facilflow_assets.metadata import table_metadata
-from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.models import PRODUCTION, STAGE_ALIASES, confirmed, load, resolve
 from facilflow_assets.serving.scoring import resolve_mapping, score, score_on_cluster
-from facilflow_assets.use_case import current_use_case
-from resources import FeastResource, MlflowResource, RayResource, StorageResource, TenantResource
+from facilflow_assets.use_case import UseCase
+from resources import FeastResource, MlflowResource, RayResource, StorageResource
 
-DEPLOYMENT_GROUP = "deployment"
-BATCH_PREDICTIONS_KEY = dg.AssetKey([DEPLOYMENT_GROUP, "batch_predictions"])
-USE_CASE = current_use_case()
-DAYS = dg.DailyPartitionsDefinition(
-    start_date=USE_CASE.calendar.start.isoformat(),
-    end_date=USE_CASE.calendar.end.isoformat(),
-    timezone=USE_CASE.calendar.time_zone,
-)
-SCORE = USE_CASE.score
+
+def days_of(use_case: UseCase) -> dg.DailyPartitionsDefinition:
+    """The use case's calendar as daily partitions, in its time zone."""
+    calendar = use_case.calendar
+    return dg.DailyPartitionsDefinition(
+        start_date=calendar.start.isoformat(),
+        end_date=calendar.end.isoformat(),
+        timezone=calendar.time_zone,
+    )
 
 
 class BatchScoringConfig(dg.Config):
@@ -41,14 +42,9 @@ class BatchScoringConfig(dg.Config):
         description="Model input -> column of the day's feature frame. Inputs not named here "
         "are read from the column of the same name; each is checked against the signature.",
     )
-    feature_service: str = Field(
-        default=USE_CASE.feature_service, description="Feast feature service."
-    )
+    feature_service: str = Field(description="Feast feature service.")
     prediction_lead_minutes: int = Field(
-        default=USE_CASE.target.lead_minutes,
-        ge=0,
-        description=f"Features as of this long before the {USE_CASE.target.subject}'s "
-        f"{USE_CASE.target.time}.",
+        ge=0, description="Features as of this long before the target row's time."
     )
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
     on_ray_cluster: bool = Field(
@@ -58,36 +54,66 @@ class BatchScoringConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=BATCH_PREDICTIONS_KEY,
-    group_name=DEPLOYMENT_GROUP,
-    partitions_def=DAYS,
-    kinds={"lightgbm", "feast", "parquet"},
-    deps=[REGISTRY_KEY, REGISTERED_VERSION_KEY],
-    description=f"Every {USE_CASE.target.subject} of the day ({USE_CASE.calendar.time_zone} "
-    "time), scored with the chosen model version on its point-in-time features, in the step's "
-    "process or (on_ray_cluster) spread over the Ray cluster's nodes.",
-)
-def batch_predictions(
+def build_batch_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's daily batch scores."""
+    keys = UseCaseKeys(scope)
+    target = use_case.target
+
+    class UseCaseBatchScoringConfig(BatchScoringConfig):
+        feature_service: str = Field(
+            default=use_case.feature_service, description="Feast feature service."
+        )
+        prediction_lead_minutes: int = Field(
+            default=target.lead_minutes,
+            ge=0,
+            description=f"Features as of this long before the {target.subject}'s {target.time}.",
+        )
+
+    @dg.asset(
+        key=keys.batch_predictions,
+        group_name=DEPLOYMENT_GROUP,
+        partitions_def=days_of(use_case),
+        kinds={"lightgbm", "feast", "parquet"},
+        deps=[keys.feast_registry, keys.registered_model_version],
+        description=f"Every {target.subject} of the day ({use_case.calendar.time_zone} "
+        "time), scored with the chosen model version on its point-in-time features, in the "
+        "step's process or (on_ray_cluster) spread over the Ray cluster's nodes.",
+    )
+    def batch_predictions(
+        context: dg.AssetExecutionContext,
+        config: UseCaseBatchScoringConfig,
+        storage: StorageResource,
+        feast: FeastResource,
+        mlflow: MlflowResource,
+        ray_cluster: RayResource,
+    ) -> dg.MaterializeResult:
+        return score_day(context, config, use_case, scope, storage, feast, mlflow, ray_cluster)
+
+    return [batch_predictions]
+
+
+def score_day(
     context: dg.AssetExecutionContext,
     config: BatchScoringConfig,
+    use_case: UseCase,
+    scope: ModelScope,
     storage: StorageResource,
     feast: FeastResource,
     mlflow: MlflowResource,
-    tenant: TenantResource,
     ray_cluster: RayResource,
 ) -> dg.MaterializeResult:
+    """Score the partition's day of `use_case` rows; write them beside their inputs."""
     day = context.partition_key
     client = mlflow.client()
     by_stage = config.version in STAGE_ALIASES  # then the audit trail must confirm it holds it
     ref = (confirmed if by_stage else resolve)(
-        client, config.model or tenant.registered_model_name, config.version
+        client, config.model or scope.registered_model_name, config.version
     )
     model = load(client, ref)
     mapping = resolve_mapping(model, config.column_mapping)  # before the features are read
-    target = USE_CASE.target
-    rows = rows_of_day(storage, USE_CASE, day)
-    store = feast.feature_store()
+    target = use_case.target
+    rows = rows_of_day(storage, use_case, day)
+    store = feast.feature_store(scope)
     frame = historical_features(
         store,
         store.get_feature_service(config.feature_service),
@@ -106,24 +132,21 @@ def batch_predictions(
         target.time,
         *[pl.col(column).cast(pl.Float64).alias(name) for name, column in mapping.items()],
     ).with_columns(
-        pl.Series(SCORE, scores),
+        pl.Series(use_case.score, scores),
         pl.lit(ref.name).alias("model"),
         pl.lit(ref.version).alias("model_version"),
     )
-    path = write_parquet_atomic(predictions, storage.predictions_path(tenant.use_case, day))
+    path = write_parquet_atomic(predictions, storage.files(scope).predictions_path(day))
     context.log.info(f"{day}: {predictions.height:,} {target.subject}s scored with {ref.uri}")
-    histogram = plots.png(
-        plots.score_histogram(
-            scores, config.decision_threshold, USE_CASE.label, USE_CASE.target.subject
-        )
-    )
+    threshold = config.decision_threshold if use_case.task == "binary" else None
+    histogram = plots.png(plots.score_histogram(scores, threshold, use_case.label, target.subject))
     return dg.MaterializeResult(
         metadata={
             **table_metadata(predictions, path),
             "model_uri": ref.uri,
             "model_version": ref.version,
             "ray_nodes": nodes,
-            **_distribution(scores, config.decision_threshold),
+            **_distribution(scores, threshold),
             "score_histogram": dg.MetadataValue.md(
                 plots.markdown_image(histogram, "score distribution")
             ),
@@ -131,14 +154,19 @@ def batch_predictions(
     )
 
 
-def _distribution(scores: np.ndarray, threshold: float) -> dict[str, float]:
+def _distribution(scores: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """Mean and deciles of the day's predictions, and the share at or above the decision
+    threshold (binary)."""
+    above = {} if threshold is None else {"share_above_threshold": float("nan")}
     if len(scores) == 0:
-        return {"score_mean": float("nan"), "share_above_threshold": float("nan")}
+        return {"score_mean": float("nan"), **above}
     quantiles = np.quantile(scores, [0.1, 0.5, 0.9])
+    if threshold is not None:
+        above["share_above_threshold"] = float((scores >= threshold).mean())
     return {
         "score_mean": float(scores.mean()),
         "score_p10": float(quantiles[0]),
         "score_p50": float(quantiles[1]),
         "score_p90": float(quantiles[2]),
-        "share_above_threshold": float((scores >= threshold).mean()),
+        **above,
     }

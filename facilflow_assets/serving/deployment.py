@@ -7,16 +7,16 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import requests
+from feast import FeatureStore
 from pydantic import Field
 from ray import serve
 
+from facilflow_assets.asset_keys import DEPLOYMENT_GROUP, UseCaseKeys
 from facilflow_assets.events.envelope import Deployed, EventType
-from facilflow_assets.features.feast_assets import ONLINE_STORE_KEY
 from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.governance.integrity import GovernanceViolation
 from facilflow_assets.governance.lifecycle_events import violation_event
-from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY
-from facilflow_assets.serving.batch import DEPLOYMENT_GROUP
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.endpoint import EndpointSpec, PredictionEndpoint, Routing
 from facilflow_assets.serving.models import (
     PRODUCTION,
@@ -25,20 +25,17 @@ from facilflow_assets.serving.models import (
     confirmed,
     load,
 )
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.use_case import UseCase
 from resources import (
     EventsResource,
     FeastResource,
     MlflowResource,
     ServingResource,
     StorageResource,
-    TenantResource,
 )
 
-ENDPOINT_KEY = dg.AssetKey([DEPLOYMENT_GROUP, "prediction_endpoint"])
 STAGING = "Staging"
 SMOKE_TIMEOUT_S = 30
-USE_CASE = current_use_case()
 
 
 class DeploymentConfig(dg.Config):
@@ -55,38 +52,62 @@ class DeploymentConfig(dg.Config):
         description="At most this many replicas on one node: 1 keeps them on different nodes, "
         "so a node lost takes one replica with it; unset, Ray Serve places them.",
     )
-    feature_service: str = Field(default=USE_CASE.feature_service)
+    feature_service: str = Field(
+        default="", description="Feast feature service; the use case's when empty."
+    )
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
-def app_name(tenant: TenantResource) -> str:
-    return f"{tenant.tenant}-{tenant.use_case}"
+def app_name(scope: ModelScope) -> str:
+    return f"{scope.tenant}-{scope.use_case}"
 
 
-def route_prefix(tenant: TenantResource) -> str:
-    return f"/{tenant.tenant}/{tenant.use_case}/predict"
+def route_prefix(scope: ModelScope) -> str:
+    return f"/{scope.tenant}/{scope.use_case}/predict"
 
 
-@dg.asset(
-    key=ENDPOINT_KEY,
-    group_name=DEPLOYMENT_GROUP,
-    kinds={"ray", "mlflow", "feast"},
-    deps=[REGISTERED_VERSION_KEY, ONLINE_STORE_KEY],
-    description="The real-time endpoint on Ray Serve: the Production version by its alias, and "
-    "the Staging version as challenger for the configured share of requests.",
-)
-def prediction_endpoint(
+def build_deployment_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's live endpoint."""
+    keys = UseCaseKeys(scope)
+
+    @dg.asset(
+        key=keys.prediction_endpoint,
+        group_name=DEPLOYMENT_GROUP,
+        kinds={"ray", "mlflow", "feast"},
+        deps=[keys.registered_model_version, keys.online_store],
+        description="The real-time endpoint on Ray Serve: the Production version by its alias, "
+        "and the Staging version as challenger for the configured share of requests.",
+    )
+    def prediction_endpoint(
+        context: dg.AssetExecutionContext,
+        config: DeploymentConfig,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        feast: FeastResource,
+        serving: ServingResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return deploy(context, config, use_case, scope, storage, mlflow, feast, serving, events)
+
+    return [prediction_endpoint]
+
+
+def deploy(
     context: dg.AssetExecutionContext,
     config: DeploymentConfig,
+    use_case: UseCase,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
     feast: FeastResource,
-    tenant: TenantResource,
     serving: ServingResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
+    """Check the Production (and Staging) versions, then serve them; a version that fails
+    a check stays out and the endpoint keeps what it served."""
+    feature_service = config.feature_service or use_case.feature_service
     client = mlflow.client()
-    name = tenant.registered_model_name
+    name = scope.registered_model_name
     try:  # checked before the live endpoint is touched: it keeps its versions otherwise
         production = confirmed(client, name, PRODUCTION)
         challenger = None
@@ -96,24 +117,24 @@ def prediction_endpoint(
                 raise ModelLoadError(f"{name}: the Staging version is the Production one")
         loaded = [load(client, ref) for ref in filter(None, (production, challenger))]
     except GovernanceViolation as violation:
-        events.record([violation_event(tenant, "prediction_endpoint", str(violation))])
+        events.record([violation_event(scope, "prediction_endpoint", str(violation))])
         raise
     routing = Routing(
         production=production, challenger=challenger, challenger_share=config.challenger_share
     )
-    sample = latest_keys(storage, USE_CASE)
+    sample = latest_keys(storage, use_case)
     # Checked here, before the live endpoint is touched: a version that fails stays out.
     for model in loaded:
-        smoke_prediction(model, feast, config.feature_service, sample)
+        smoke_prediction(model, feast.feature_store(scope), feature_service, sample, use_case.task)
         context.log.info(f"{model.ref.uri} loads and predicts")
     spec = EndpointSpec(
         tracking_uri=mlflow.tracking_uri,
-        feast_config=feast.repo_config(),
-        feature_service=config.feature_service,
-        entity_keys=USE_CASE.target.keys,
-        label=USE_CASE.label,
-        request_log_root=serving.request_log_path(tenant.use_case),
-        decision_threshold=config.decision_threshold,
+        feast_config=feast.repo_config(scope),
+        feature_service=feature_service,
+        entity_keys=use_case.target.keys,
+        answer_field=use_case.answer_field,
+        request_log_root=serving.request_log_path(scope),
+        decision_threshold=config.decision_threshold if use_case.task == "binary" else None,
     )
     placement = {"max_replicas_per_node": config.max_replicas_per_node}
     application = PredictionEndpoint.options(
@@ -121,15 +142,15 @@ def prediction_endpoint(
         user_config=routing.model_dump(mode="json"),
         **(placement if config.max_replicas_per_node else {}),
     ).bind(spec)
-    url = serving.endpoint_url(route_prefix(tenant))
+    url = serving.endpoint_url(route_prefix(scope))
     with serving.connect():
-        serve.run(application, name=app_name(tenant), route_prefix=route_prefix(tenant))
+        serve.run(application, name=app_name(scope), route_prefix=route_prefix(scope))
     answer = check_endpoint(url, sample)
     if answer.get("model_version") not in {production.version, getattr(challenger, "version", "")}:
         raise RuntimeError(f"{url} answered with {answer}, not the versions just deployed")
     deployed_at = datetime.now(UTC)
     context.log.info(f"{url}: {production.uri} with {routing.challenger_share:.0%} to challenger")
-    event = tenant.event(
+    event = scope.event(
         EventType.MODEL_DEPLOYED,
         Deployed(
             url=url,
@@ -137,8 +158,8 @@ def prediction_endpoint(
             challenger_share=config.challenger_share,
         ),
         version=production.version,
-        dagster_run_id=context.run_id,
-        once_per=context.run_id,
+        dagster_run_id=context.run.run_id,
+        once_per=context.run.run_id,
     )
     events.record([event])
     return dg.MaterializeResult(
@@ -156,10 +177,14 @@ def prediction_endpoint(
 
 
 def smoke_prediction(
-    model: LoadedModel, feast: FeastResource, feature_service: str, request: dict[str, str]
+    model: LoadedModel,
+    store: FeatureStore,
+    feature_service: str,
+    request: dict[str, str],
+    task: str = "binary",
 ) -> float:
-    """Predict `request` through the online store; the model's inputs must all be served."""
-    store = feast.feature_store()
+    """Predict `request` through the online store; the model's inputs must all be served
+    and the prediction be a number (a probability, for a binary task)."""
     online = store.get_online_features(
         features=store.get_feature_service(feature_service),
         entity_rows=[request],
@@ -172,10 +197,11 @@ def smoke_prediction(
             f"serve: {', '.join(missing)}"
         )
     row = pl.DataFrame({name: online[name] for name in model.input_names})
-    [probability] = model.predict(row.cast(pl.Float32).to_numpy())
-    if not np.isfinite(probability) or not 0 <= probability <= 1:
-        raise ModelLoadError(f"{model.ref.uri} predicted {probability} for {request}")
-    return float(probability)
+    [prediction] = model.predict(row.cast(pl.Float32).to_numpy())
+    in_range = 0 <= prediction <= 1 if task == "binary" else True
+    if not np.isfinite(prediction) or not in_range:
+        raise ModelLoadError(f"{model.ref.uri} predicted {prediction} for {request}")
+    return float(prediction)
 
 
 def check_endpoint(url: str, request: dict[str, str]) -> dict:

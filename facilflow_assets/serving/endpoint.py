@@ -39,9 +39,11 @@ class EndpointSpec:
     feast_config: RepoConfig
     feature_service: str
     entity_keys: list[str]
-    label: str  # the answer's decision is named after the label: {"is_delayed": true}
+    # The answer's field: the decision named after the label ({"is_delayed": true}), or the
+    # amount as `predicted_<label>` for a regression.
+    answer_field: str
     request_log_root: Path
-    decision_threshold: float = 0.5
+    decision_threshold: float | None = 0.5  # None: the prediction is an amount, not decided
 
 
 class Routing(BaseModel):
@@ -141,13 +143,15 @@ class PredictionEndpoint:
         ).to_dict()
         values = [online[name][0] for name in model.input_names]
         features = np.array([[np.nan if v is None else float(v) for v in values]], np.float32)
-        probability = float(model.predict(features)[0])
-        record["prediction"] = probability
+        prediction = float(model.predict(features)[0])
+        record["prediction"] = prediction
         record.update(zip(model.input_names, features[0].tolist(), strict=True))
         answer = {
             "request_id": request_id,
-            "prediction": probability,
-            self.spec.label: probability >= self.spec.decision_threshold,
+            "prediction": prediction,
+            self.spec.answer_field: prediction
+            if self.spec.decision_threshold is None
+            else prediction >= self.spec.decision_threshold,
             "model": ref.name,
             "model_version": ref.version,
             "role": role,

@@ -14,11 +14,13 @@ import mlflow.lightgbm
 from mlflow.models import infer_signature
 
 from facilflow_assets import plots
+from facilflow_assets.asset_keys import TRAINING_GROUP, UseCaseKeys
 from facilflow_assets.events.envelope import EventType, TrainingCompleted, TrainingStarted
-from facilflow_assets.features.feast_assets import TRAINING_SET_KEY, data_version
+from facilflow_assets.features.feast_assets import data_version
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.training.candidate import MODEL_URI_TAG, Candidate
-from facilflow_assets.training.config import TrainingConfig
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.training.candidate import CANDIDATE_FILE, MODEL_URI_TAG, Candidate
+from facilflow_assets.training.config import TrainingConfig, training_config_for
 from facilflow_assets.training.dataset import (
     TrainingData,
     read_training_set,
@@ -28,45 +30,61 @@ from facilflow_assets.training.distributed import FittedModel, fit_distributed
 from facilflow_assets.training.runs import compare_runs
 from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
 from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
-from facilflow_assets.use_case import current_use_case
-from resources import (
-    EventsResource,
-    MlflowResource,
-    RayResource,
-    StorageResource,
-    TenantResource,
-)
+from facilflow_assets.use_case import UseCase
+from resources import EventsResource, MlflowResource, RayResource, StorageResource
 
-TRAINING_GROUP = "training"
-TRAINED_MODEL_KEY = dg.AssetKey([TRAINING_GROUP, "trained_model"])
 TUNING_KEY_TAG = "facilflow.tuning_key"
 MODEL_ARTIFACT = "model"
 log = logging.getLogger(__name__)
 
 
-@dg.asset(
-    key=TRAINED_MODEL_KEY,
-    group_name=TRAINING_GROUP,
-    kinds={"ray", "lightgbm", "mlflow"},
-    deps=[TRAINING_SET_KEY],
-    description=f"A LightGBM model of the use case ({current_use_case().description}): "
-    "hyperparameters searched with Ray Tune (Optuna, ASHA), the best trial refitted "
-    "data-parallel with Ray Train, tracked in MLflow.",
-)
-def trained_model(
+def build_training_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    """The use case's trained model."""
+    keys = UseCaseKeys(scope)
+    config_class = training_config_for(use_case)
+
+    @dg.asset(
+        key=keys.trained_model,
+        group_name=TRAINING_GROUP,
+        kinds={"ray", "lightgbm", "mlflow"},
+        deps=[keys.training_set],
+        description=f"A LightGBM model of the use case ({use_case.description}): "
+        "hyperparameters searched with Ray Tune (Optuna, ASHA), the best trial refitted "
+        "data-parallel with Ray Train, tracked in MLflow.",
+    )
+    def trained_model(
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        ray_cluster: RayResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return train(context, config, use_case, scope, storage, mlflow, ray_cluster, events)
+
+    return [trained_model]
+
+
+def train(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
+    use_case: UseCase,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
     ray_cluster: RayResource,
-    tenant: TenantResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
+    """Search, fit and log a model of `use_case` on its current training set."""
+    files = storage.files(scope)
     mlflow.check_reachable()  # before minutes of work, not after
-    path = storage.training_set_path(config.feature_service)
+    path = files.training_set_path(config.feature_service)
     frame = read_training_set(path)
     version = data_version(frame)
-    data = split_training_data(frame, str(path), current_use_case().label, *config.split_dates())
+    data = split_training_data(
+        frame, str(path), use_case.label, *config.split_dates(), task=use_case.task
+    )
+    objective = data.objective
 
     def progress(message: str) -> None:
         context.log.info(message)
@@ -77,19 +95,19 @@ def trained_model(
         f"validation, {data.holdout.rows:,} holdout rows; {len(data.feature_names)} features"
     )
     tags = {
-        "dagster.asset_key": TRAINED_MODEL_KEY.to_user_string(),
+        "dagster.asset_key": UseCaseKeys(scope).trained_model.to_user_string(),
         "facilflow.feature_service": config.feature_service,
         "facilflow.data_version": version,
         "mlflow.source.git.commit": git_commit(),
-        **{f"facilflow.{k}": v for k, v in tenant.event_fields().items()},
+        **{f"facilflow.{k}": v for k, v in scope.event_fields().items()},
     }
     tuning_key = _tuning_key(version, config)
-    unfinished = _unfinished_run(mlflow, tuning_key)
+    unfinished = _unfinished_run(mlflow, scope, tuning_key)
     with (
         tempfile.TemporaryDirectory() as scratch,
         _captured_log(Path(scratch) / "training.log") as training_log,
         mlflow.tracked_run(
-            f"train-{version[:8]}", {**tags, TUNING_KEY_TAG: tuning_key}, unfinished
+            scope, f"train-{version[:8]}", {**tags, TUNING_KEY_TAG: tuning_key}, unfinished
         ) as run,
     ):
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
@@ -101,13 +119,13 @@ def trained_model(
             data_version=version,
             num_trials=config.num_trials,
         )
-        events.record([_training_event(tenant, context, EventType.MODEL_TRAINING_STARTED, started)])
+        events.record([_training_event(scope, context, EventType.MODEL_TRAINING_STARTED, started)])
         with ray_cluster.session() as cluster:
             progress(f"Ray: {cluster.get('CPU', 0):g} CPUs; {config.num_trials} trials to run")
             tuning = tune_hyperparameters(
                 data,
                 config,
-                ray_cluster.checkpoint_path(tenant.tenant, tenant.use_case, f"tune-{run_id}"),
+                ray_cluster.checkpoint_path(scope.tenant, scope.use_case, f"tune-{run_id}"),
                 ray_cluster.storage_filesystem(),
                 max_concurrent=max(1, int(cluster.get("CPU", 1))),
             )
@@ -116,7 +134,8 @@ def trained_model(
             best = tuning.best
             progress(
                 f"best of {len(tuning.trials)} trials ({len(tuning.failed)} failed): "
-                f"{best.trial_id}, validation AUC {best.best_auc:.4f} at round {best.best_round}"
+                f"{best.trial_id}, {objective.target} {best.best_score:.4f} at round "
+                f"{best.best_round}"
             )
             fitted = fit_distributed(
                 data,
@@ -125,7 +144,7 @@ def trained_model(
                 config.num_workers,
                 config.seed,
                 config.checkpoint_every,
-                ray_cluster.checkpoint_path(tenant.tenant, tenant.use_case, f"fit-{run_id}"),
+                ray_cluster.checkpoint_path(scope.tenant, scope.use_case, f"fit-{run_id}"),
                 ray_cluster.storage_filesystem(),
             )
         progress(f"Ray Train fit: {config.num_workers} workers, {fitted.seconds:.1f} s")
@@ -144,19 +163,25 @@ def trained_model(
         train_start=config.train_start,
         validation_start=config.validation_start,
         holdout_start=config.holdout_start,
-        best_valid_auc=fitted.history["valid_auc"][-1],
+        valid_metrics={name: values[-1] for name, values in fitted.history.items()},
     )
-    candidate.write(storage.models_dir / "candidate.json")
+    candidate.write(files.models_dir / CANDIDATE_FILE)
     completed = TrainingCompleted(
         mlflow_run_id=run_id,
         model_uri=model_info.model_uri,
-        valid_auc=candidate.best_valid_auc,
+        valid_auc=candidate.valid_metrics.get("valid_auc"),
+        valid_rmse=candidate.valid_metrics.get("valid_rmse"),
         trials=len(tuning.trials),
         failed_trials=len(tuning.failed),
     )
-    events.record([_training_event(tenant, context, EventType.MODEL_TRAINING_COMPLETED, completed)])
+    events.record([_training_event(scope, context, EventType.MODEL_TRAINING_COMPLETED, completed)])
     trials = compare_runs(
-        client, experiment_id, "best_valid_auc", top=len(tuning.trials), parent_run_id=run_id
+        client,
+        experiment_id,
+        f"best_{objective.target}",
+        top=len(tuning.trials),
+        parent_run_id=run_id,
+        ascending=objective.mode == "min",
     )
     url = mlflow.run_url(experiment_id, run_id)
     return dg.MaterializeResult(
@@ -164,7 +189,7 @@ def trained_model(
             "mlflow_run_id": run_id,
             **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
             "model_uri": model_info.model_uri,
-            "valid_auc": candidate.best_valid_auc,
+            **candidate.valid_metrics,
             "boosting_rounds": best.best_round,
             "hyperparameters": dg.MetadataValue.json(best.hyperparameters),
             "trials": len(tuning.trials),
@@ -180,10 +205,10 @@ def trained_model(
     )
 
 
-def _training_event(tenant: TenantResource, context, event_type: EventType, payload):
+def _training_event(scope: ModelScope, context, event_type: EventType, payload):
     """One event of each type per MLflow run, however often the step is retried."""
-    return tenant.event(
-        event_type, payload, dagster_run_id=context.run_id, once_per=payload.mlflow_run_id
+    return scope.event(
+        event_type, payload, dagster_run_id=context.run.run_id, once_per=payload.mlflow_run_id
     )
 
 
@@ -193,8 +218,8 @@ def _tuning_key(version: str, config: TrainingConfig) -> str:
     return hashlib.sha256(f"{version}:{settings}".encode()).hexdigest()[:16]
 
 
-def _unfinished_run(tracking: MlflowResource, tuning_key: str) -> str | None:
-    experiment = tracking.ensure_experiment()
+def _unfinished_run(tracking: MlflowResource, scope: ModelScope, tuning_key: str) -> str | None:
+    experiment = tracking.ensure_experiment(scope)
     runs = tracking.client().search_runs(
         [experiment.experiment_id],
         filter_string=f"tags.`{TUNING_KEY_TAG}` = '{tuning_key}'",
@@ -228,9 +253,8 @@ def _record_training(client, run_id, config, data: TrainingData, tuning: TuningO
     log_history(client, run_id, fitted.history)
     mlflow.log_metrics(
         {
-            "final_valid_auc": fitted.history["valid_auc"][-1],
-            "final_valid_logloss": fitted.history["valid_logloss"][-1],
-            "best_trial_valid_auc": best.best_auc,
+            **{f"final_{name}": values[-1] for name, values in fitted.history.items()},
+            f"best_trial_{data.objective.target}": best.best_score,
             "failed_trials": len(tuning.failed),
             "ray_train_seconds": fitted.seconds,
         }

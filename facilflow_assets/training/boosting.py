@@ -7,9 +7,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-# The metrics a round reports, under the names runs and Tune know them by.
-ROUND_METRICS = {"auc": "valid_auc", "binary_logloss": "valid_logloss"}
-OBJECTIVE = {"objective": "binary", "metric": list(ROUND_METRICS), "verbose": -1}
+from facilflow_assets.training.objective import Objective
+
 MODEL_FILE = "model.txt"
 HISTORY_FILE = "history.json"
 
@@ -17,6 +16,7 @@ RoundCallback = Callable[[int, dict[str, float], lgb.Booster], None]
 
 
 def boost(
+    objective: Objective,
     params: dict,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
@@ -26,7 +26,8 @@ def boost(
     init_model: lgb.Booster | None = None,
 ) -> lgb.Booster:
     """Train up to `rounds` rounds in all (counting `init_model`'s); after each round
-    `on_round(round, {valid_auc, valid_logloss}, booster)` is called, rounds counted from 1."""
+    `on_round(round, {metric: value}, booster)` is called with the objective's round
+    metrics (valid_auc, valid_logloss for a binary task), rounds counted from 1."""
     done = init_model.current_iteration() if init_model is not None else 0
     train_set = lgb.Dataset(
         train[0], label=train[1], feature_name=feature_names, free_raw_data=False
@@ -34,11 +35,13 @@ def boost(
     valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set)
 
     def report(env: lgb.callback.CallbackEnv) -> None:
-        metrics = {ROUND_METRICS[name]: value for _, name, value, _ in env.evaluation_result_list}
+        metrics = {
+            objective.round_metrics[name]: value for _, name, value, _ in env.evaluation_result_list
+        }
         on_round(env.iteration + 1, metrics, env.model)
 
     return lgb.train(
-        {**OBJECTIVE, **params},
+        {**objective.params(), **params},
         train_set,
         num_boost_round=rounds - done,
         valid_sets=[valid_set],

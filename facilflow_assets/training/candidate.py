@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.atomic_files import write_json_atomic
 
+CANDIDATE_FILE = "candidate.json"  # the latest candidate of a use case, in its models folder
 MODEL_URI_TAG = "facilflow.model_uri"  # set on a training run once its model is logged
 
 
@@ -32,7 +33,7 @@ class Candidate:
     train_start: str
     validation_start: str
     holdout_start: str
-    best_valid_auc: float
+    valid_metrics: dict[str, float]  # the final fit's validation metrics (valid_auc, ...)
 
     def write(self, path: Path) -> None:
         write_json_atomic(asdict(self), path)
@@ -68,7 +69,11 @@ class Candidate:
             train_start=params["train_start"],
             validation_start=params["validation_start"],
             holdout_start=params["holdout_start"],
-            best_valid_auc=run.data.metrics.get("final_valid_auc", float("nan")),
+            valid_metrics={
+                name.removeprefix("final_"): value
+                for name, value in run.data.metrics.items()
+                if name.startswith("final_valid_")
+            },
         )
 
 

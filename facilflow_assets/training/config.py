@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 from ray import tune
 
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.use_case import UseCase
 
 # LightGBM parameters a search may vary; anything else is a typo or belongs elsewhere.
 TUNABLE_HYPERPARAMETERS = {
@@ -61,8 +61,6 @@ class SearchDimension(dg.Config):
         return getattr(tune, self.distribution)(self.low, self.high)
 
 
-USE_CASE = current_use_case()
-SPLITS = USE_CASE.splits
 DEFAULT_SEARCH_SPACE = {
     "learning_rate": {"distribution": "loguniform", "low": 0.02, "high": 0.3},
     "num_leaves": {"distribution": "randint", "low": 15, "high": 127},
@@ -75,21 +73,12 @@ DEFAULT_SEARCH_SPACE = {
 class TrainingConfig(dg.Config):
     """Rows from `train_start` to `validation_start` train; `validation_start`..`holdout_start`
     guide early stopping and the search; from `holdout_start` on is kept for evaluation alone.
-    The defaults are the use case's `splits`."""
+    `training_config_for` gives each use case its class, whose defaults are its `splits`."""
 
-    feature_service: str = Field(
-        default=USE_CASE.feature_service,
-        description="The Feast feature service whose training set to use.",
-    )
-    train_start: str = Field(
-        default=SPLITS.train_start.isoformat(), description="UTC date (ISO 8601)."
-    )
-    validation_start: str = Field(
-        default=SPLITS.validation_start.isoformat(), description="UTC date (ISO 8601)."
-    )
-    holdout_start: str = Field(
-        default=SPLITS.holdout_start.isoformat(), description="UTC date (ISO 8601)."
-    )
+    feature_service: str = Field(description="The Feast feature service whose training set to use.")
+    train_start: str = Field(description="UTC date (ISO 8601).")
+    validation_start: str = Field(description="UTC date (ISO 8601).")
+    holdout_start: str = Field(description="UTC date (ISO 8601).")
     search_space: dict[str, SearchDimension] = Field(
         default=DEFAULT_SEARCH_SPACE,
         validate_default=True,
@@ -153,6 +142,28 @@ class TrainingConfig(dg.Config):
             name: dimension.to_tune(TUNABLE_HYPERPARAMETERS[name])
             for name, dimension in self.search_space.items()
         }
+
+
+def training_config_for(use_case: UseCase) -> type[TrainingConfig]:
+    """TrainingConfig with the use case's feature service and splits as its defaults."""
+    splits = use_case.splits
+
+    class UseCaseTrainingConfig(TrainingConfig):
+        feature_service: str = Field(
+            default=use_case.feature_service,
+            description="The Feast feature service whose training set to use.",
+        )
+        train_start: str = Field(
+            default=splits.train_start.isoformat(), description="UTC date (ISO 8601)."
+        )
+        validation_start: str = Field(
+            default=splits.validation_start.isoformat(), description="UTC date (ISO 8601)."
+        )
+        holdout_start: str = Field(
+            default=splits.holdout_start.isoformat(), description="UTC date (ISO 8601)."
+        )
+
+    return UseCaseTrainingConfig
 
 
 def parse_utc(value: str, field: str = "date") -> datetime:

@@ -8,11 +8,12 @@ import numpy as np
 import polars as pl
 
 from facilflow_assets.features.target_rows import EVENT_TIME as TIME_COLUMN
+from facilflow_assets.training.objective import OBJECTIVES, Objective
 from facilflow_assets.use_case import FEATURE_SEPARATOR
 
 
 class TrainingDataError(ValueError):
-    """The training set cannot train a classifier; the message says why and where."""
+    """The training set cannot train the use case's model; the message says why and where."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Split:
 class TrainingData:
     feature_names: list[str]
     label: str
+    objective: Objective
     train: Split
     validation: Split
     holdout: Split
@@ -54,18 +56,21 @@ def split_training_data(
     train_start: datetime,
     validation_start: datetime,
     holdout_start: datetime,
+    task: str = "binary",
 ) -> TrainingData:
-    """Check the training set read from `source` and split it at the three dates.
+    """Check the training set read from `source` for the `task` and split it at the three
+    dates.
 
-    Raises TrainingDataError for an empty set, missing label values, a label that is not
-    0/1 or has one class in the training slice, or an empty slice.
+    Raises TrainingDataError for an empty set, missing label values, a binary label that is
+    not 0/1 or has one class in the training slice, a regression label that is not a finite
+    number or does not vary, or an empty slice.
     """
     where = f"training set {source}"
     if label not in frame.columns:
         raise TrainingDataError(f"{where} has no label column '{label}'")
     if frame.height == 0:
         raise TrainingDataError(f"{where} is empty: there is nothing to train on")
-    _check_labels(frame, label, where)
+    _check_labels(frame, label, where, task)
     features = feature_columns(frame)
     if not features:
         raise TrainingDataError(f"{where} has no feature columns (named <view>__<feature>)")
@@ -83,13 +88,15 @@ def split_training_data(
                 f"{frame[TIME_COLUMN].min()} to {frame[TIME_COLUMN].max()})"
             )
     if train[label].n_unique() < 2:
+        kind = "class" if task == "binary" else "value"
         raise TrainingDataError(
-            f"{where}: the label '{label}' has a single class ({train[label][0]}) in the "
-            "train slice; a classifier needs both"
+            f"{where}: the label '{label}' has a single {kind} ({train[label][0]}) in the "
+            "train slice; there is nothing to learn"
         )
     return TrainingData(
         feature_names=features,
         label=label,
+        objective=OBJECTIVES[task],
         **{name: to_split(rows, features, label) for name, rows in slices.items()},
     )
 
@@ -100,7 +107,7 @@ def train_slice(frame: pl.DataFrame, train_start: datetime, validation_start: da
     )
 
 
-def _check_labels(frame: pl.DataFrame, label: str, where: str) -> None:
+def _check_labels(frame: pl.DataFrame, label: str, where: str, task: str) -> None:
     missing = frame.with_row_index("row").filter(pl.col(label).is_null())
     if missing.height:
         rows = ", ".join(str(r) for r in missing["row"].head(5))
@@ -108,18 +115,25 @@ def _check_labels(frame: pl.DataFrame, label: str, where: str) -> None:
             f"{where}: {missing.height} row(s) have no value in the label '{label}' "
             f"(first rows: {rows})"
         )
-    unexpected = frame.with_row_index("row").filter(~pl.col(label).cast(pl.Int64).is_in([0, 1]))
+    if not frame.schema[label].is_numeric():
+        raise TrainingDataError(
+            f"{where}: the label '{label}' is {frame.schema[label]}, not a number"
+        )
+    values = pl.col(label).cast(pl.Float64)
+    wrong = ~values.is_in([0.0, 1.0]) if task == "binary" else ~values.is_finite()
+    unexpected = frame.with_row_index("row").filter(wrong)
     if unexpected.height:
         row = unexpected.row(0, named=True)
+        expected = "0 or 1" if task == "binary" else "a finite number"
         raise TrainingDataError(
-            f"{where}: the label '{label}' must be 0 or 1; row {row['row']} holds {row[label]}"
+            f"{where}: the label '{label}' must be {expected}; row {row['row']} holds {row[label]}"
         )
 
 
 def to_split(rows: pl.DataFrame, features: list[str], label: str) -> Split:
     return Split(
         features=feature_matrix(rows, features),
-        labels=rows[label].cast(pl.Int8).to_numpy(),
+        labels=rows[label].cast(pl.Float64).to_numpy(),
         frame=rows,
     )
 

@@ -62,6 +62,7 @@ def train_worker(config: dict) -> None:
         **get_network_params(),
     }
     boost(
+        config["objective"],
         params,
         (features[shard], labels[shard]),
         ray.get(config["validation"][0]),
@@ -96,6 +97,7 @@ def fit_distributed(
             "seed": seed,
             "checkpoint_every": checkpoint_every,
             "feature_names": data.feature_names,
+            "objective": data.objective,
         },
         # One worker per node where the cluster has several: each brings its node's cores
         # and memory to the data-parallel fit (on one machine they share it).

@@ -15,14 +15,17 @@ def compare_runs(
     metric: str | None = None,
     top: int = 10,
     parent_run_id: str | None = None,
+    ascending: bool = False,
 ) -> pl.DataFrame:
-    """The experiment's top `top` runs by `metric` (highest first; newest first without one),
-    or only the runs nested under `parent_run_id` (a tuning run's trials).
+    """The experiment's top `top` runs by `metric` (highest first, lowest first with
+    `ascending`, as for an error; newest first without a metric), or only the runs nested
+    under `parent_run_id` (a tuning run's trials).
 
     One row per run; columns are the run's id, name, status and duration, then every
     parameter and every metric any of the runs has (the ranking metric first).
     """
-    order = [f"metrics.`{metric}` DESC"] if metric else ["attributes.start_time DESC"]
+    direction = "ASC" if ascending else "DESC"
+    order = [f"metrics.`{metric}` {direction}"] if metric else ["attributes.start_time DESC"]
     if parent_run_id:  # every trial, failed ones (without the metric) last
         filter_string = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
     else:

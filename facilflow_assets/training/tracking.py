@@ -76,7 +76,7 @@ def _log_trial(
     summary = [Metric("rounds", trial.rounds, started_ms, 0)]
     if trial.rounds:
         summary += [
-            Metric("best_valid_auc", trial.best_auc, started_ms, 0),
+            Metric(f"best_{trial.objective.target}", trial.best_score, started_ms, 0),
             Metric("best_round", trial.best_round, started_ms, 0),
         ]
     error_tags = [RunTag("facilflow.error", trial.error[:5000])] if trial.error else []

@@ -23,9 +23,9 @@ from facilflow_assets.training.boosting import (
 )
 from facilflow_assets.training.config import TrainingConfig
 from facilflow_assets.training.dataset import TrainingData
+from facilflow_assets.training.objective import Objective
 
 log = logging.getLogger(__name__)
-TARGET = "valid_auc"
 
 
 class TuningError(RuntimeError):
@@ -34,6 +34,7 @@ class TuningError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrialSettings:
+    objective: Objective
     max_rounds: int
     checkpoint_every: int
     seed: int
@@ -45,6 +46,7 @@ class TrialOutcome:
     trial_id: str
     hyperparameters: dict
     status: str  # FINISHED (ran to the end or stopped early by ASHA) or FAILED
+    objective: Objective
     history: dict[str, list[float]] = field(default_factory=dict)  # per round, from round 1
     error: str | None = None
     started_at: float | None = None  # epoch seconds
@@ -52,15 +54,16 @@ class TrialOutcome:
 
     @property
     def rounds(self) -> int:
-        return len(self.history.get(TARGET, []))
+        return len(self.history.get(self.objective.target, []))
 
     @property
     def best_round(self) -> int:
-        return int(np.argmax(self.history[TARGET])) + 1
+        return self.objective.best_round(self.history[self.objective.target])
 
     @property
-    def best_auc(self) -> float:
-        return max(self.history[TARGET])
+    def best_score(self) -> float:
+        """The best validation value of the objective's target (AUC, or RMSE)."""
+        return self.objective.best(self.history[self.objective.target])
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,11 @@ class TuningOutcome:
     @property
     def best(self) -> TrialOutcome:
         finished = [t for t in self.trials if t.status == "FINISHED" and t.rounds]
-        return max(finished, key=lambda t: t.best_auc)
+        best = finished[0]
+        for trial in finished[1:]:
+            if trial.objective.ranks_above(trial.best_score, best.best_score):
+                best = trial
+        return best
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -103,6 +110,7 @@ def run_trial(
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
 
     boost(
+        settings.objective,
         {**hyperparameters, "num_threads": 1, "seed": settings.seed},
         train,
         validation,
@@ -126,7 +134,11 @@ def tune_hyperparameters(
         train=(data.train.features, data.train.labels),
         validation=(data.validation.features, data.validation.labels),
         settings=TrialSettings(
-            config.max_rounds, config.checkpoint_every, config.seed, data.feature_names
+            data.objective,
+            config.max_rounds,
+            config.checkpoint_every,
+            config.seed,
+            data.feature_names,
         ),
     )
     storage, name = path.rsplit("/", 1)
@@ -139,8 +151,8 @@ def tune_hyperparameters(
             trainable,
             param_space=config.tune_search_space(),
             tune_config=tune.TuneConfig(
-                metric=TARGET,
-                mode="max",
+                metric=data.objective.target,
+                mode=data.objective.mode,
                 num_samples=config.num_trials,
                 search_alg=OptunaSearch(seed=config.seed),
                 scheduler=ASHAScheduler(
@@ -154,25 +166,27 @@ def tune_hyperparameters(
                 name=name, storage_path=storage, storage_filesystem=filesystem, verbose=0
             ),
         )
-    outcome = TuningOutcome(trials=[_outcome(r) for r in tuner.fit()], resumed=resumed)
+    trials = [_outcome(r, data.objective) for r in tuner.fit()]
+    outcome = TuningOutcome(trials=trials, resumed=resumed)
     if not any(t.status == "FINISHED" and t.rounds for t in outcome.trials):
         first_error = next((t.error for t in outcome.failed), "no trial reported a round")
         raise TuningError(f"all {len(outcome.trials)} trials failed; the first: {first_error}")
     return outcome
 
 
-def _outcome(result: tune.Result) -> TrialOutcome:
+def _outcome(result: tune.Result, objective: Objective) -> TrialOutcome:
     reports = result.metrics_dataframe
     history, started, ended = {}, None, None
     if reports is not None and len(reports):
         reports = reports.sort_values("round").drop_duplicates("round", keep="last")
-        history = {m: reports[m].astype(float).tolist() for m in ("valid_auc", "valid_logloss")}
+        history = {m: reports[m].astype(float).tolist() for m in objective.round_metrics.values()}
         started = float(reports["timestamp"].iloc[0] - reports["time_this_iter_s"].iloc[0])
         ended = float(reports["timestamp"].iloc[-1])
     return TrialOutcome(
         trial_id=Path(result.path).name,
         hyperparameters=dict(result.config or {}),  # None if the trial died at start
         status="FAILED" if result.error else "FINISHED",
+        objective=objective,
         history=history,
         error=_last_line(result.error) if result.error else None,
         started_at=started,

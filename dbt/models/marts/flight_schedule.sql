@@ -1,5 +1,5 @@
 {#-
-  One row per scheduled flight with the keys features join on and its label.
+  One row per scheduled flight with the keys features join on and its labels.
   Schedules are published well ahead; `schedule_known_at` (a week before departure) is
   when calendar features about the flight may be used.
 -#}
@@ -16,5 +16,7 @@ select
     is_cancelled,
     departure_delay_minutes,
     case when departure_delay_minutes is null then null
-         else (departure_delay_minutes >= 15)::int end as is_delayed
+         else (departure_delay_minutes >= 15)::int end as is_delayed,
+    -- Minutes late at the destination; null when the flight was cancelled or diverted.
+    arrival_delay_minutes
 from {{ ref('stg_flights') }}

@@ -1,0 +1,27 @@
+"""The demo's plan: which use case it walks through every stage, as whom, on which days."""
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field
+
+from facilflow_assets.features.spec import StrictModel, load_spec_file
+
+PLAN_FILE = Path(__file__).with_name("plan.yaml")
+
+
+class DemoPlan(StrictModel):
+    walkthrough: str = Field(description="The use case taken through every stage.")
+    requester: str
+    approver: str
+    batch_day: date
+    unseen_day: date
+    challenger_share: float = Field(ge=0, le=1)
+    burst: int = Field(ge=1)
+    training: dict[str, object] = Field(description="TrainingConfig of every demo model.")
+    challenger_training: dict[str, object]
+    challenger_min_auc_lift: float
+
+
+def load_plan(path: Path = PLAN_FILE) -> DemoPlan:
+    return load_spec_file(path, DemoPlan)

@@ -1,0 +1,79 @@
+"""The demo's serving path: a challenger model, the endpoint with a canary split, real
+requests (one invalid), a burst that shows the split, and one day scored in batch."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import requests
+
+from facilflow_assets.asset_keys import UseCaseKeys, op_name
+from facilflow_assets.demo.plan import DemoPlan
+from facilflow_assets.metadata import materialized_metadata
+from facilflow_assets.scope import ModelScope
+
+if TYPE_CHECKING:
+    from facilflow_assets.demo.run import Lifecycle
+
+
+def serve_and_score(lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan) -> dict[str, object]:
+    keys = UseCaseKeys(scope)
+    challenger = lifecycle.run(
+        scope.definition_name("training_job"),
+        run_config={
+            "ops": {
+                op_name(keys.trained_model): {"config": plan.challenger_training},
+                op_name(keys.evaluation_report): {
+                    "config": {"min_auc_lift": plan.challenger_min_auc_lift}
+                },
+            }
+        },
+        raise_on_error=False,
+    )
+    staged = materialized_metadata(challenger, keys.registered_model_version.to_user_string())
+    share = plan.challenger_share if staged.get("stage") == "Staging" else 0.0
+    deployed = materialized_metadata(
+        lifecycle.run(
+            scope.definition_name("deployment_job"),
+            run_config={
+                "ops": {op_name(keys.prediction_endpoint): {"config": {"challenger_share": share}}}
+            },
+        ),
+        keys.prediction_endpoint.to_user_string(),
+    )
+    url = deployed["url"]
+    sample = deployed["sample_request"]
+    session = requests.Session()
+    shown = []
+    incomplete = dict(list(sample.items())[:-1])  # a key missing: the endpoint refuses it
+    for body in (sample, {**sample, "request_id": "demo-2"}, incomplete):
+        response = session.post(url, json=body, timeout=30)
+        shown.append({"status": response.status_code, **response.json()})
+    served = Counter()
+    for _ in range(plan.burst):
+        body = {**sample, "request_id": str(uuid.uuid4())}
+        served[session.post(url, json=body, timeout=30).json()["role"]] += 1
+    day = plan.batch_day.isoformat()
+    batch = materialized_metadata(
+        lifecycle.run(
+            scope.definition_name("monitoring_job"),
+            partition_key=day,
+            asset_selection=[keys.batch_predictions],
+        ),
+        keys.batch_predictions.to_user_string(),
+    )
+    return {
+        "endpoint": url,
+        "production_version": deployed["production_version"],
+        "challenger_version": deployed["challenger_version"],
+        "challenger_share": share,
+        "requests": shown,
+        "burst": plan.burst,
+        "challenger_share_observed": served["challenger"] / plan.burst,
+        "batch_day": day,
+        "batch_rows": batch["dagster/row_count"],
+        "batch_model_version": batch["model_version"],
+        "batch_score_mean": round(batch["score_mean"], 4),
+    }

@@ -1,0 +1,45 @@
+"""The tenants a deployment serves, read from `tenants.yaml`."""
+
+from pathlib import Path
+
+from pydantic import Field, RootModel, field_validator
+
+from facilflow_assets.features.spec import StrictModel, load_spec_file
+from facilflow_assets.scope import check_slug
+
+TENANTS_FILE = Path(__file__).with_name("tenants.yaml")
+DEFAULT_TENANT = "demo"
+
+
+class TenantSpec(StrictModel):
+    description: str
+    use_cases: list[str] = Field(min_length=1, description="Use-case files the tenant runs.")
+    approvers: list[str] = Field(
+        default_factory=list, description="Local approvers of the tenant's promotions."
+    )
+
+    @field_validator("use_cases")
+    @classmethod
+    def _named_once(cls, names: list[str]) -> list[str]:
+        for name in names:
+            check_slug(name, "use case")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"'{repeated[0]}' is listed more than once")
+        return names
+
+
+class Tenants(RootModel[dict[str, TenantSpec]]):
+    @field_validator("root")
+    @classmethod
+    def _slugs(cls, tenants: dict[str, TenantSpec]) -> dict[str, TenantSpec]:
+        if not tenants:
+            raise ValueError("no tenant is declared")
+        for name in tenants:
+            check_slug(name, "tenant")
+        return tenants
+
+
+def load_tenants(path: Path = TENANTS_FILE) -> dict[str, TenantSpec]:
+    """Every tenant of the file; an error names the file and the place."""
+    return load_spec_file(path, Tenants).root
