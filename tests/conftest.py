@@ -13,6 +13,7 @@ from facilflow_assets.demo.run import AssetSummary, run_demo
 from facilflow_assets.environment import Environment
 from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
 from tests.mlflow_server import free_port
 
 # The modules with tests over `built_home`. `make test` spreads the suite over two
@@ -90,7 +91,17 @@ class Built(NamedTuple):
 
 # The demo, with a smaller search: the suite checks the lifecycle, not the model's last point.
 DEMO_PLAN = load_plan().model_copy(
-    update={"training": {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25}}
+    update={
+        "training": {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25},
+        "other_training": {"num_trials": 2, "max_rounds": 100, "grace_rounds": 20},
+    }
+)
+# The demo tenant's classifier and its regression; airport_rain runs in
+# test_production_profile.py.
+BUILT_TENANT = TenantSpec(
+    description="the suite's shared build",
+    use_cases=["flight_delay", "arrival_delay"],
+    approvers=load_tenants()[DEFAULT_TENANT].approvers,
 )
 
 
@@ -104,7 +115,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Built:
         resources = build_resources(Environment.LOCAL, home=home)
     try:
         with dg.instance_for_test() as instance:
-            outcome = run_demo(resources, instance, home, DEMO_PLAN)
+            outcome = run_demo(resources, instance, home, DEMO_PLAN, DEFAULT_TENANT, BUILT_TENANT)
     finally:  # the endpoint is checked while the demo runs; the tests need no Ray head
         resources["serving"].stop_local_cluster()
     return Built(home, *outcome)

@@ -28,12 +28,17 @@ class UseCaseDefs:
             spec.name == name for spec in c.check_specs)]  # fmt: skip
         return found
 
-    def job(self, name: str) -> dg.JobDefinition:
-        """The use case's job `name` ('promotion_job'), resolved against its assets."""
-        return self.defs.resolve_job_def(self.scope.definition_name(name))
+    def job(self, name: str, resources: dict[str, object]) -> dg.JobDefinition:
+        """The use case's job `name` ('promotion_job'), resolved against its assets and
+        bound to `resources`."""
+        bound = dg.Definitions.merge(self.defs, dg.Definitions(resources=resources))
+        return bound.resolve_job_def(self.scope.definition_name(name))
 
     def sensor(self, name: str) -> dg.SensorDefinition:
-        return self.defs.resolve_sensor_def(self.scope.definition_name(name))
+        """The use case's sensor `name` ('approval_sensor'), to call with a context."""
+        wanted = self.scope.definition_name(name)
+        [found] = [sensor for sensor in self.defs.sensors if sensor.name == wanted]
+        return found
 
     def op(self, name: str) -> str:
         """Where a run's config for the asset `name` goes."""

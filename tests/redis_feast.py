@@ -1,18 +1,11 @@
-"""The feature repository with the real Redis (127.0.0.1:6379) as its online store, in a
-Feast project of a tenant's own, as production runs it."""
+"""Feast with the real Redis (127.0.0.1:6379) as its online store, as production runs it;
+each test names a scope (a tenant) of its own, whose project's keys it removes."""
 
-from facilflow_assets.resource_map import FEATURE_REPO
-from resources import FeastResource, StorageResource, TenantResource
+from resources import FeastResource, StorageResource
 
 REDIS_URL = "127.0.0.1:6379"
 
 
-def redis_feast(tenant: str, storage: StorageResource) -> FeastResource:
-    """`tenant`'s flight-delay features over `storage`'s files, online in Redis."""
-    return FeastResource(
-        repo_path=FEATURE_REPO,
-        storage=storage,
-        tenant=TenantResource(tenant=tenant, use_case="flight_delay"),
-        online_store="redis",
-        redis_url=REDIS_URL,
-    )
+def redis_feast(storage: StorageResource) -> FeastResource:
+    """Feast over `storage`'s files, online in Redis."""
+    return FeastResource(storage=storage, online_store="redis", redis_url=REDIS_URL)

@@ -1,11 +1,17 @@
-"""One module decides the environment; the tenant names everything downstream."""
+"""One module decides the environment; a model's scope names everything downstream."""
 
 import dagster as dg
 import pytest
 
 from facilflow_assets.environment import Environment, get_environment
+from facilflow_assets.events.envelope import EventType
 from facilflow_assets.resource_map import build_resources
-from resources import TenantResource
+from facilflow_assets.scope import ModelScope, ScopeError
+
+RESOURCE_KEYS = {
+    "storage", "feast", "mlflow", "ray_cluster", "governance", "retraining", "serving", "events",
+    "dbt",
+}  # fmt: skip
 
 
 def test_environment_is_local_unless_set(monkeypatch):
@@ -21,50 +27,113 @@ def test_unknown_environment_names_the_variable_and_the_choices(monkeypatch):
         get_environment()
 
 
-def test_tenant_namespaces_every_downstream_name():
-    tenant = TenantResource(tenant="acme", use_case="flight_delay")
-    assert tenant.experiment_name == "/acme/flight_delay"
-    assert tenant.registered_model_name == "acme.flight_delay"
-    assert tenant.feast_project == "acme_flight_delay"
-    assert tenant.event_fields() == {"tenant": "acme", "use_case": "flight_delay"}
+def test_the_scope_namespaces_every_downstream_name():
+    scope = ModelScope(tenant="acme", use_case="flight_delay")
+    assert scope.experiment_name == "/acme/flight_delay"
+    assert scope.audit_experiment_name == "/acme/flight_delay/audit"
+    assert scope.registered_model_name == "acme.flight_delay"
+    assert scope.feast_project == "acme_flight_delay"
+    assert scope.event_fields() == {"tenant": "acme", "use_case": "flight_delay"}
+    assert scope.key("training", "trained_model") == dg.AssetKey(
+        ["acme", "flight_delay", "training", "trained_model"]
+    )
+    assert scope.definition_name("promotion_job") == "flight_delay_promotion_job"
+    assert scope.run_tags == {"facilflow/tenant": "acme", "facilflow/use_case": "flight_delay"}
+    event = scope.event(
+        EventType.MODEL_GOVERNANCE_VIOLATION,
+        {"check": "approval_sensor", "problem": "x"},
+        version="3",
+    )
+    assert (event.tenant, event.use_case, event.model, event.version) == (
+        "acme", "flight_delay", "acme.flight_delay", "3",
+    )  # fmt: skip
 
 
-@pytest.mark.parametrize("field,value", [("tenant", "Acme"), ("use_case", "flight-delay")])
-def test_tenant_rejects_names_that_cannot_be_namespaces(field, value):
+@pytest.mark.parametrize(
+    "field,value",
+    [("tenant", "Acme"), ("use_case", "flight-delay"), ("tenant", ""), ("use_case", "x" * 64)],
+)
+def test_the_scope_rejects_names_that_cannot_be_namespaces(field, value):
     names = {"tenant": "acme", "use_case": "flight_delay", field: value}
-    with pytest.raises(Exception, match=field):
-        TenantResource(**names)
+    with pytest.raises(ScopeError, match=f"{field}={value!r} must start with a lowercase"):
+        ModelScope(**names)
 
 
 def test_local_resources_live_under_the_given_home(tmp_path):
     resources = build_resources(Environment.LOCAL, home=tmp_path)
+    assert set(resources) == RESOURCE_KEYS  # no tenant: assets name their scope themselves
     assert resources["storage"].root == tmp_path.resolve()
     assert resources["storage"].warehouse_path == tmp_path.resolve() / "warehouse.duckdb"
+    files = resources["storage"].files(ModelScope("acme", "flight_delay"))
+    assert files.root == tmp_path.resolve() / "tenants" / "acme" / "flight_delay"
+    assert files.models_dir == files.root / "models"
+    feast = resources["feast"]
+    assert feast.registry_path(ModelScope("acme", "flight_delay")) == (
+        tmp_path.resolve() / "feast" / "acme_flight_delay.registry.db"
+    )
+
+
+def test_local_approvers_are_the_default_tenant_s_unless_given(tmp_path):
+    default = build_resources(Environment.LOCAL, home=tmp_path)["governance"]
+    assert default.approvers_of("demo.flight_delay") == ["carol", "dave"]  # tenants.yaml
+    given = build_resources(Environment.LOCAL, home=tmp_path, approvers=["erin"])["governance"]
+    assert given.approvers_of("acme.flight_delay") == ["erin"]
 
 
 def test_prod_resources_read_settings_only_from_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("FACILFLOW_HOME", str(tmp_path))
-    monkeypatch.setenv("FACILFLOW_TENANT", "acme")
-    monkeypatch.setenv("FACILFLOW_USE_CASE", "flight_delay")
+    monkeypatch.setenv("FACILFLOW_REDIS_URL", "redis.internal:6379")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("FACILFLOW_ARTIFACT_ROOT", "s3://models/")
+    monkeypatch.setenv("FACILFLOW_APPROVERS", "acme=carol,dave;globex=erin")
+    # The code location reads no tenant from the environment: the CLI's defaults only.
+    monkeypatch.setenv("FACILFLOW_TENANT", "globex")
+    monkeypatch.setenv("FACILFLOW_USE_CASE", "airport_rain")
     resources = build_resources(Environment.PROD)
+    assert set(resources) == RESOURCE_KEYS
+    scope = ModelScope("acme", "flight_delay")
 
     @dg.asset
-    def probe(storage: dg.ResourceParam, tenant: dg.ResourceParam):
-        return f"{storage.root}|{tenant.registered_model_name}"
+    def probe(
+        storage: dg.ResourceParam,
+        feast: dg.ResourceParam,
+        mlflow: dg.ResourceParam,
+        governance: dg.ResourceParam,
+    ):
+        return {
+            "files": storage.files(scope).root,
+            "online": feast.repo_settings(scope)["online_store"],
+            "project": feast.repo_settings(scope)["project"],
+            "artifacts": mlflow.experiment_artifact_location(scope),
+            "tracking": mlflow.tracking_uri,
+            "acme": governance.approvers_of("acme.flight_delay"),
+            "globex": governance.approvers_of("globex.flight_delay"),
+            "other": governance.approvers_of("initech.flight_delay"),
+        }
 
     result = dg.materialize([probe], resources=resources)
-    assert result.output_for_node("probe") == f"{tmp_path.resolve()}|acme.flight_delay"
+    assert result.output_for_node("probe") == {
+        "files": tmp_path.resolve() / "tenants" / "acme" / "flight_delay",
+        "online": {"type": "redis", "connection_string": "redis.internal:6379"},
+        "project": "acme_flight_delay",
+        "artifacts": "s3://models/acme/flight_delay",
+        "tracking": "http://mlflow.internal:5000",
+        "acme": ["carol", "dave"],
+        "globex": ["erin"],
+        "other": [],
+    }
 
 
-def test_prod_tenant_from_the_environment_is_validated_when_resolved(monkeypatch, tmp_path):
+def test_a_prod_setting_missing_from_the_environment_fails_naming_it(monkeypatch, tmp_path):
     monkeypatch.setenv("FACILFLOW_HOME", str(tmp_path))
-    monkeypatch.setenv("FACILFLOW_TENANT", "Not A Slug")
-    monkeypatch.setenv("FACILFLOW_USE_CASE", "flight_delay")
+    monkeypatch.delenv("FACILFLOW_APPROVERS", raising=False)
 
     @dg.asset
-    def probe(tenant: dg.ResourceParam):
-        return tenant.registered_model_name
+    def probe(storage: dg.ResourceParam, governance: dg.ResourceParam):
+        return governance.approvers_of("acme.flight_delay")
 
-    with pytest.raises(dg.DagsterResourceFunctionError) as error:
+    with pytest.raises(dg.DagsterInvalidConfigError) as error:
         dg.materialize([probe], resources=build_resources(Environment.PROD))
-    assert "tenant='Not A Slug' must start with a lowercase" in str(error.value.__cause__)
+    [problem] = error.value.errors
+    assert "resources:governance:config:approvers" in problem.message
+    assert 'environment variable "FACILFLOW_APPROVERS" which is not set' in problem.message

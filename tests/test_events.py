@@ -27,20 +27,23 @@ from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.events.outbox import Outbox
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.events.relay import relay
+from facilflow_assets.scope import ModelScope
 from resources import EventsResource
 from sensors.event_relay import event_relay_sensor
 from tests.mlflow_server import free_port, postgres_database
 
 TOPIC = "facilflow.lifecycle"
+SCOPE = ModelScope("acme", "flight_delay")
 IDENTITY = {"tenant": "acme", "use_case": "flight_delay", "model": "acme.flight_delay"}
 
 
-def promoted(version: str, once_per: str | None = None) -> LifecycleEvent:
+def promoted(
+    version: str, once_per: str | None = None, scope: ModelScope = SCOPE
+) -> LifecycleEvent:
+    """A promotion of `scope`'s model, built as the lifecycle builds its events."""
     payload = {"stage": "Production", "by": "dave", "comment": "ok",
                "previous_version": None, "rollback": False}  # fmt: skip
-    return lifecycle_event(
-        EventType.MODEL_PROMOTED, payload, **IDENTITY, version=version, once_per=once_per
-    )
+    return scope.event(EventType.MODEL_PROMOTED, payload, version=version, once_per=once_per)
 
 
 def read_all(bootstrap: str) -> tuple[list[LifecycleEvent], int]:
@@ -60,6 +63,7 @@ def test_the_committed_json_schema_is_the_envelope_s_and_validates_events():
     validator = jsonschema.Draft202012Validator(json_schema())
     event = json.loads(promoted("3").to_json())
     validator.validate(event)
+    assert {key: event[key] for key in IDENTITY} == IDENTITY  # the scope names the model
     event["payload"]["rollback"] = "yes"
     with pytest.raises(jsonschema.ValidationError, match="'yes' is not of type 'boolean'"):
         validator.validate(event)
@@ -93,11 +97,17 @@ def test_an_event_emitted_twice_is_stored_once_on_sqlite_and_on_postgres(outbox)
             first = promoted("4", once_per="2026-11-22T10:00:00Z")
             again = promoted("4", once_per="2026-11-22T10:00:00Z")
             other = promoted("5")
+            # The same promotion of another tenant's model on the shared outbox: its own event.
+            elsewhere = promoted("4", "2026-11-22T10:00:00Z", ModelScope("demo", "flight_delay"))
             assert first.event_id == again.event_id and first.time != again.time
+            assert elsewhere.event_id != first.event_id
             assert store.append([first, other]) == 2
             assert store.append([again]) == 0
+            assert store.append([elsewhere, again]) == 1
             waiting = store.waiting(10)
-            assert [e.event_id for e in waiting] == [str(first.event_id), str(other.event_id)]
+            assert [e.event_id for e in waiting] == [
+                str(e.event_id) for e in (first, other, elsewhere)
+            ]
             assert LifecycleEvent.from_json(waiting[0].body) == first
             store.engine.dispose()
 

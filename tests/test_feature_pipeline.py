@@ -13,8 +13,10 @@ import dagster as dg
 import polars as pl
 import pytest
 import redis
+from click.testing import CliRunner
 
-from facilflow_assets.environment import PROJECT_ROOT, Environment
+from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
 from facilflow_assets.features.assets import build_feature_table_asset
 from facilflow_assets.features.engine import compute_features
 from facilflow_assets.features.feast_assets import (
@@ -22,9 +24,11 @@ from facilflow_assets.features.feast_assets import (
     build_entity_frame,
     data_version,
 )
+from facilflow_assets.features.feast_objects import repo_contents
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.scope import ModelScope
 from resources import StorageResource
+from tests.lifecycle import lifecycle
 from tests.redis_feast import redis_feast
 
 HISTORY_TABLES = {
@@ -38,15 +42,20 @@ def _summary(built_home) -> dict:
     return {s.asset: s for s in built_home.summary}
 
 
-def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
-    home = built_home.home
+def _files(built_home, use_case: str = "flight_delay"):
+    return StorageResource(home=str(built_home.home)).files(lifecycle(use_case).scope)
+
+
+@pytest.mark.parametrize("use_case", ["flight_delay", "arrival_delay"])
+def test_every_feature_table_is_written_and_passes_its_four_checks(built_home, use_case):
+    files = _files(built_home, use_case)
     summary = _summary(built_home)
-    for table in current_use_case().tables:
-        entry = summary[f"features/{table.name}"]
+    for table in lifecycle(use_case).use_case.tables:
+        entry = summary[lifecycle(use_case).key(table.name)]
         assert (entry.checks_passed, entry.checks_failed) == (4, 0), table.name
         assert (
             entry.rows
-            == pl.scan_parquet(home / "features" / f"{table.name}.parquet")
+            == pl.scan_parquet(files.feature_table_path(table.name))
             .select(pl.len())
             .collect()
             .item()
@@ -55,14 +64,15 @@ def test_every_feature_table_is_written_and_passes_its_four_checks(built_home):
 
 def test_the_training_set_has_every_service_feature_for_every_departed_flight(built_home):
     home = built_home.home
-    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    frame = pl.read_parquet(_files(built_home).training_set_path("flight_delay_v1"))
     feast = build_resources(Environment.LOCAL, home=home)["feast"]
-    service = feast.feature_store().get_feature_service("flight_delay_v1")
+    service = feast.feature_store(lifecycle().scope).get_feature_service("flight_delay_v1")
     expected = {
         f"{p.name_to_use()}__{f.name}" for p in service.feature_view_projections for f in p.features
     }
     assert expected <= set(frame.columns)
-    assert frame.height == 328_521 == _summary(built_home)["features/training_set"].rows
+    rows = _summary(built_home)[lifecycle().key("training_set")].rows
+    assert frame.height == 328_521 == rows
     assert frame["flight_id"].n_unique() == frame.height
     assert 0.15 < frame["is_delayed"].mean() < 0.3
     assert frame["weather_hourly__temperature_f"].null_count() / frame.height < 0.02
@@ -72,7 +82,7 @@ def test_a_flight_sees_only_the_weather_reports_made_before_its_prediction(built
     """An hour's report is made at minute 51: a flight predicted earlier in that hour gets
     the previous hour's report, though the source files both under their hour."""
     home = built_home.home
-    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    frame = pl.read_parquet(_files(built_home).training_set_path("flight_delay_v1"))
     reports = StorageResource(home=str(home)).read_warehouse("staging/stg_weather")
     by_hour = reports.select(
         pl.col("airport_code").alias("origin_airport_code"),
@@ -102,8 +112,7 @@ def test_a_flight_sees_only_the_weather_reports_made_before_its_prediction(built
 
 
 def test_the_data_version_is_a_content_hash(built_home):
-    home = built_home.home
-    frame = pl.read_parquet(home / "training" / "flight_delay_v1.parquet")
+    frame = pl.read_parquet(_files(built_home).training_set_path("flight_delay_v1"))
     assert data_version(frame) == data_version(frame.sample(fraction=1.0, shuffle=True, seed=1))
     changed = frame.with_columns(pl.col("is_delayed").reverse())
     assert data_version(changed) != data_version(frame)
@@ -111,7 +120,7 @@ def test_the_data_version_is_a_content_hash(built_home):
 
 def test_the_online_store_serves_each_entitys_latest_values(built_home):
     home = built_home.home
-    store = build_resources(Environment.LOCAL, home=home)["feast"].feature_store()
+    store = build_resources(Environment.LOCAL, home=home)["feast"].feature_store(lifecycle().scope)
     online = store.get_online_features(
         features=["weather_hourly:visibility_mi", "carrier_history:carrier_delay_rate_7d"],
         entity_rows=[
@@ -119,8 +128,9 @@ def test_the_online_store_serves_each_entitys_latest_values(built_home):
             {"origin_airport_code": "EWR", "carrier_code": "B6"},
         ],
     ).to_dict()
-    weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
-    carriers = pl.read_parquet(home / "features" / "carrier_history.parquet")
+    files = _files(built_home)
+    weather = pl.read_parquet(files.feature_table_path("weather_hourly"))
+    carriers = pl.read_parquet(files.feature_table_path("carrier_history"))
     for i, (airport, carrier) in enumerate([("JFK", "UA"), ("EWR", "B6")]):
         last_weather = weather.filter(pl.col("airport_code") == airport).sort("reported_at")
         last_carrier = carriers.filter(pl.col("carrier_code") == carrier).sort("departed_at")
@@ -140,19 +150,16 @@ def test_the_online_store_end_time_is_utc_and_a_bad_one_names_the_field():
 def _history_training_rows(home: Path, outcomes: pl.DataFrame, entities: pl.DataFrame):
     """History features for `entities` with the history tables computed from `outcomes`."""
     resources = build_resources(Environment.LOCAL, home=home)
-    resources["storage"].features_dir.mkdir(parents=True)
+    use_case, scope = lifecycle().use_case, lifecycle().scope
+    files = resources["storage"].files(scope)
+    files.features_dir.mkdir(parents=True)
     for table in HISTORY_TABLES:
-        spec = current_use_case().table(table)
-        computed = compute_features(spec, outcomes.lazy())
-        computed.write_parquet(resources["storage"].feature_table_path(table))
+        computed = compute_features(use_case.table(table), outcomes.lazy())
+        computed.write_parquet(files.feature_table_path(table))
     feast = resources["feast"]
-    feast.apply()
-    refs = [
-        f"{table}:{f.name}"
-        for table in HISTORY_TABLES
-        for f in current_use_case().table(table).features
-    ]
-    job = feast.feature_store().get_historical_features(
+    feast.apply(scope, repo_contents(use_case, files.features_dir))
+    refs = [f"{table}:{f.name}" for table in HISTORY_TABLES for f in use_case.table(table).features]
+    job = feast.feature_store(scope).get_historical_features(
         entity_df=entities.to_pandas(), features=refs, full_feature_names=True
     )
     frame = pl.from_pandas(job.to_df()).sort("flight_id")
@@ -176,7 +183,7 @@ def test_history_features_never_see_a_flights_own_or_a_later_outcome(built_home,
         .then(pl.col("departure_delay_minutes") + 240)
         .otherwise(pl.col("departure_delay_minutes")),
     )
-    all_rows = build_entity_frame(storage, lead_minutes=60)
+    all_rows = build_entity_frame(storage, lifecycle().use_case, lead_minutes=60)
     sample_ids = flipped_ids | set(rng.sample(all_rows["flight_id"].to_list(), 20_000))
     entities = all_rows.filter(pl.col("flight_id").is_in(sample_ids))
 
@@ -209,17 +216,18 @@ def test_history_features_never_see_a_flights_own_or_a_later_outcome(built_home,
 def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_home, tmp_path):
     built = built_home.home
     home = tmp_path / "home"
-    (home / "features").mkdir(parents=True)
+    files = StorageResource(home=str(home)).files(lifecycle().scope)
+    files.features_dir.mkdir(parents=True)
     shutil.copy(built / "warehouse.duckdb", home / "warehouse.duckdb")
-    good = home / "features" / "weather_hourly.parquet"
-    shutil.copy(built / "features" / "weather_hourly.parquet", good)
+    good = files.feature_table_path("weather_hourly")
+    shutil.copy(_files(built_home).feature_table_path("weather_hourly"), good)
     before = good.read_bytes()
-    spec = current_use_case().table("weather_hourly")
+    spec = lifecycle().use_case.table("weather_hourly")
     strict = spec.model_copy(
         update={"expect": spec.expect.model_copy(update={"ranges": {"visibility_mi": (0, 5)}})}
     )
     result = dg.materialize(
-        [build_feature_table_asset(strict)],
+        [build_feature_table_asset(strict, lifecycle().scope)],
         resources=build_resources(Environment.LOCAL, home=home),
         raise_on_error=False,
     )
@@ -234,59 +242,49 @@ def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_
     assert [p.name for p in good.parent.iterdir()] == ["weather_hourly.parquet"]
 
 
-def _feast_cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    feast = Path(sys.executable).parent / "feast"
-    return subprocess.run(
-        [str(feast), *args],
-        cwd=repo,
+def _feast(home: Path, use_case: str, *args: str) -> str:
+    """`facilflow feast -u <use case> <args>` over `home`; its output."""
+    # The feast CLI runs in a process of its own, whose output click's runner cannot see:
+    # the command is run the same way, as a subprocess.
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "facilflow"), "--home", str(home), "feast", "-u",
+         use_case, *args],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
-def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_path):
-    built = built_home.home
-    repo = tmp_path / "project" / "feature_repo"
-    shutil.copytree(
-        PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(built / "features", tmp_path / "project" / ".facilflow" / "features")
+def test_feast_apply_and_materialize_work_from_the_cli_on_one_use_cases_project(
+    built_home, tmp_path
+):
+    """The `feast` CLI on a use case's own project, through a generated repository: no
+    file is edited by hand, and another use case's project is not touched."""
+    home = tmp_path / "home"
+    built = _files(built_home)
+    files = StorageResource(home=str(home)).files(lifecycle().scope)
+    shutil.copytree(built.features_dir, files.features_dir)
+    other = build_resources(Environment.LOCAL, home=home)["feast"]
+    other_scope = lifecycle("arrival_delay").scope
+    assert not other.registry_path(other_scope).exists()
 
-    applied = _feast_cli(repo, "apply")
-    assert applied.returncode == 0, applied.stderr[-2000:]
-    assert "Created feature service flight_delay_v1" in applied.stdout
-    first = _feast_cli(
-        repo,
-        "materialize",
-        "2013-06-01T00:00:00",
-        "2013-06-02T00:00:00",
-        "--views",
-        "weather_hourly",
-        "--views",
-        "carrier_history",
-    )
-    assert first.returncode == 0, first.stderr[-2000:]
-    incremental = _feast_cli(
-        repo,
-        "materialize-incremental",
-        "2013-06-03T00:00:00",
-        "--views",
-        "weather_hourly",
-        "--views",
-        "carrier_history",
-    )
-    assert incremental.returncode == 0, incremental.stderr[-2000:]
-    assert "2013-06-02 00:00:00" in incremental.stdout  # resumed where the first load ended
+    assert "Created feature service flight_delay_v1" in _feast(home, "flight_delay", "apply")
+    _feast(home, "flight_delay", "materialize", "2013-06-01T00:00:00", "2013-06-02T00:00:00",
+           "--views", "weather_hourly", "--views", "carrier_history")  # fmt: skip
+    incremental = _feast(home, "flight_delay", "materialize-incremental", "2013-06-03T00:00:00",
+                         "--views", "weather_hourly", "--views", "carrier_history")  # fmt: skip
+    assert "2013-06-02 00:00:00" in incremental  # resumed where the first load ended
+    assert "flight_delay_v1" in _feast(home, "flight_delay", "feature-services", "list")
+    assert not other.registry_path(other_scope).exists()
 
-    from feast import FeatureStore
-
-    store = FeatureStore(repo_path=str(repo))
+    store = other.feature_store(lifecycle().scope)  # the same registry the assets use
     online = store.get_online_features(
         features=["weather_hourly:temperature_f"], entity_rows=[{"origin_airport_code": "LGA"}]
     ).to_dict()
-    weather = pl.read_parquet(built / "features" / "weather_hourly.parquet")
+    weather = pl.read_parquet(built.feature_table_path("weather_hourly"))
     expected = weather.filter(
         (pl.col("airport_code") == "LGA")
         & (pl.col("reported_at") <= datetime(2013, 6, 3, tzinfo=UTC))
@@ -294,15 +292,23 @@ def test_feast_apply_and_materialize_work_from_the_feature_repo(built_home, tmp_
     assert online["temperature_f"] == [expected]
 
 
+def test_the_feast_command_names_an_unknown_use_case(built_home):
+    result = CliRunner().invoke(
+        main, ["--home", str(built_home.home), "feast", "-u", "no_such_case", "apply"]
+    )
+    assert result.exit_code != 0
+    assert "tenant 'demo' runs no use case 'no_such_case'" in result.output
+
+
 def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
     """Production's Redis online store, against the real Redis on 127.0.0.1:6379."""
     home = built_home.home
-    project = f"test_{uuid.uuid4().hex[:10]}"
-    feast = redis_feast(project, StorageResource(home=str(home)))
+    scope = ModelScope(f"test_{uuid.uuid4().hex[:10]}", "flight_delay")
+    feast = redis_feast(StorageResource(home=str(home)))
     client = redis.Redis(host="127.0.0.1", port=6379)
-    pattern = f"*{feast.tenant.feast_project}".encode()
-    feast.apply()
-    store = feast.feature_store()
+    pattern = f"*{scope.feast_project}".encode()
+    feast.apply(scope, repo_contents(lifecycle().use_case, _files(built_home).features_dir))
+    store = feast.feature_store(scope)
     try:
         end = datetime(2013, 7, 1, tzinfo=UTC)
         store.materialize(
@@ -313,7 +319,7 @@ def test_the_prod_online_store_on_redis_serves_latest_values(built_home):
             features=["weather_hourly:pressure_mb", "weather_hourly:wind_speed_mean_3h"],
             entity_rows=[{"origin_airport_code": "EWR"}],
         ).to_dict()
-        weather = pl.read_parquet(home / "features" / "weather_hourly.parquet")
+        weather = pl.read_parquet(_files(built_home).feature_table_path("weather_hourly"))
         latest = (
             weather.filter((pl.col("airport_code") == "EWR") & (pl.col("reported_at") <= end))
             .sort("reported_at")

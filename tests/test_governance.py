@@ -27,16 +27,29 @@ from facilflow_assets.governance.review import PROMOTION_RUN_TAG
 from facilflow_assets.governance.transitions import GovernanceError, rollback_target, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
-from jobs.promotion import promotion_job
-from resources import EventsResource, MlflowResource, RetrainingPolicyResource, TenantResource
-from sensors.approval import approval_sensor
-from sensors.drift_retraining import DRIFT_KEYS, drift_retraining_sensor
-from sensors.redeploy import redeploy_sensor
+from facilflow_assets.scope import ModelScope
+from jobs.promotion import PromotionRefused
+from resources import EventsResource, MlflowResource, RetrainingPolicyResource
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server
 
+SCOPE = ModelScope("demo", "flight_delay")
 MODEL = "demo.flight_delay"
-APPROVERS = ["carol", "dave"]
+APPROVERS = ["carol", "dave"]  # the demo tenant's, in tenants.yaml
 ROUNDS = 5  # of ten concurrent promotions on PostgreSQL
+SENSOR_RESOURCES = {
+    "approval_sensor": ("mlflow", "governance", "events"),
+    "redeploy_sensor": ("mlflow", "events"),
+    "drift_retraining_sensor": ("mlflow", "retraining"),
+}
+PROMOTION_RESOURCES = ("mlflow", "governance", "events")
+
+
+def tick_sensor(resources: dict, name: str, tenant: str = "demo", **context) -> object:
+    """One evaluation of the sensor `name` with the resources it asks for."""
+    given = {k: resources[k] for k in SENSOR_RESOURCES[name]}
+    with dg.build_sensor_context(resources=given, **context) as built:
+        return lifecycle("flight_delay", tenant).sensor(name)(built)
 
 
 class Registry:
@@ -47,8 +60,8 @@ class Registry:
         self.resources = build_resources(Environment.LOCAL, home=home)
         tracking = self.resources["mlflow"]
         self.client = tracking.client()
-        self.experiment_id = tracking.ensure_experiment().experiment_id
-        self.audit = AuditTrail(self.client, self.resources["tenant"].audit_experiment_name)
+        self.experiment_id = tracking.ensure_experiment(SCOPE).experiment_id
+        self.audit = AuditTrail(self.client, SCOPE.audit_experiment_name)
         self.client.create_registered_model(MODEL)
 
     def add_version(self, evaluation: str = "passed", stage: Stage = Stage.STAGING) -> str:
@@ -75,19 +88,19 @@ class Registry:
     def stage(self, version: str) -> str:
         return self.tags(version)[STAGE_TAG]
 
-    def tick(self, cursor: str | None = None) -> dg.SensorResult:
-        with dg.build_sensor_context(
-            cursor=cursor,
-            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance", "events")},
-        ) as context:
-            return approval_sensor(context)
+    def tick(self, cursor: str | None = None, tenant: str = "demo") -> dg.SensorResult:
+        """A tick of `tenant`'s flight_delay approval sensor."""
+        return tick_sensor(self.resources, "approval_sensor", tenant, cursor=cursor)
 
     def run(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        return promotion_job.execute_in_process(
-            run_config=run_request.run_config,
-            resources={k: self.resources[k] for k in ("mlflow", "tenant", "governance", "events")},
-            tags=run_request.tags,
-            raise_on_error=False,
+        """The demo tenant's flight_delay promotion job, launched as `run_request` asks."""
+        resources = {k: self.resources[k] for k in PROMOTION_RESOURCES}
+        return (
+            lifecycle()
+            .job("promotion_job", resources)
+            .execute_in_process(
+                run_config=run_request.run_config, tags=run_request.tags, raise_on_error=False
+            )
         )
 
 
@@ -154,6 +167,7 @@ def test_request_self_approval_refused_approval_promotes_once(registry):
     first = registry.tick()
     [run_request] = first.run_requests
     assert run_request.run_key.startswith(f"promote:{MODEL}:v{new}:")
+    assert list(run_request.run_config["ops"]) == ["flight_delay_promote_approved_version"]
     assert (
         run_request.tags["facilflow/source_run"]
         == registry.client.get_model_version(MODEL, new).run_id
@@ -162,6 +176,8 @@ def test_request_self_approval_refused_approval_promotes_once(registry):
 
     result = registry.run(run_request)
     assert result.success
+    assert result.dagster_run.job_name == "flight_delay_promotion_job"
+    assert {k: result.dagster_run.tags[k] for k in SCOPE.run_tags} == SCOPE.run_tags
     tags = registry.tags(new)
     assert (tags[STAGE_TAG], tags[REQUEST_STATUS]) == ("Production", "promoted")
     assert tags[PROMOTION_RUN_TAG] == result.run_id
@@ -177,6 +193,25 @@ def test_request_self_approval_refused_approval_promotes_once(registry):
         (new, "transition", "dave"),
         (old, "archive", "dave"),
     ]
+
+
+def test_another_tenants_sensor_and_promotion_job_leave_the_model_alone(registry):
+    """acme runs flight_delay too, under the same job and sensor names in its own location:
+    its sensor does not act on demo's approval, and its job refuses demo's order."""
+    version = registry.add_version()
+    request_production(registry.client, registry.audit, MODEL, version, "carol", "")
+    registry.approve(version, "dave", "ok")
+    resources = {k: registry.resources[k] for k in PROMOTION_RESOURCES}
+    acme_job = lifecycle("flight_delay", "acme").job("promotion_job", resources)
+    assert acme_job.name == lifecycle().job("promotion_job", resources).name
+    assert registry.tick(tenant="acme").run_requests == []
+    [order] = registry.tick().run_requests
+    before = registry.tags(version)
+    with pytest.raises(PromotionRefused, match="promotes acme.flight_delay versions, not demo"):
+        acme_job.execute_in_process(run_config=order.run_config)
+    assert registry.tags(version) == before and before[STAGE_TAG] == "Staging"
+    assert registry.run(order).success
+    assert registry.stage(version) == "Production"
 
 
 def _decide_in_the_ui(registry, version: str, approver: str, decision: str = "approved"):
@@ -321,24 +356,19 @@ def _exactly_one_in_production(client) -> str:
 def test_two_approvals_landing_together_leave_one_version_in_production_sqlite(registry):
     versions = [registry.add_version(stage=Stage.NONE) for _ in range(2)]
     tracking = registry.resources["mlflow"]
-    tenant = registry.resources["tenant"]
-    _race(tracking.client, lambda c: AuditTrail(c, tenant.audit_experiment_name), versions)
+    _race(tracking.client, lambda c: AuditTrail(c, SCOPE.audit_experiment_name), versions)
     assert _exactly_one_in_production(registry.client) in versions
 
 
 def test_ten_concurrent_promotions_five_times_on_postgresql(tmp_path):
     with mlflow_server(tmp_path / "artifacts") as url:
-        tracking = MlflowResource(
-            tracking_uri=url,
-            artifact_root="mlflow-artifacts:/",
-            tenant=TenantResource(tenant="demo", use_case="flight_delay"),
-        )
+        tracking = MlflowResource(tracking_uri=url, artifact_root="mlflow-artifacts:/")
         client = tracking.client()
         client.create_registered_model(MODEL)
-        experiment_id = tracking.ensure_experiment().experiment_id
+        experiment_id = tracking.ensure_experiment(SCOPE).experiment_id
         run = client.create_run(experiment_id)
         run_id, source = run.info.run_id, f"{run.info.artifact_uri}/model"
-        audit_name = tracking.tenant.audit_experiment_name
+        audit_name = SCOPE.audit_experiment_name
         winners = []
         for _ in range(ROUNDS):
             versions = [
@@ -396,9 +426,12 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
 
     assert events.relay().published == 7
     with EventReader(broker.bootstrap_servers, events.topic) as reader:
-        seen = [(e.type.value, e.version, e.payload) for e in reader.events(idle_s=1.5)]
+        received = list(reader.events(idle_s=1.5))
+    seen = [(e.type.value, e.version, e.payload) for e in received]
+    scopes = {(e.tenant, e.use_case, e.model) for e in received}
     by_kind = {(kind, version): payload for kind, version, payload in seen}
     assert len(seen) == len(by_kind) == 7
+    assert scopes == {("demo", "flight_delay", MODEL)}
     assert by_kind[("MODEL_TRANSITION_REQUESTED", new)]["approvers"] == APPROVERS
     assert by_kind[("MODEL_TRANSITION_REQUESTED", new)]["requested_by"] == "carol"
     assert by_kind[("MODEL_TRANSITION_APPROVED", new)]["approved_by"] == "dave"
@@ -419,11 +452,7 @@ def test_redeploy_sensor_requests_one_deployment_per_audited_move_of_the_product
     registry,
 ):
     def tick(cursor):
-        keys = ("mlflow", "tenant", "events")
-        with dg.build_sensor_context(
-            cursor=cursor, resources={k: registry.resources[k] for k in keys}
-        ) as context:
-            return redeploy_sensor(context)
+        return tick_sensor(registry.resources, "redeploy_sensor", cursor=cursor)
 
     assert "has no Production version" in tick(None).skip_message
     first, second = registry.add_version(), registry.add_version()
@@ -446,15 +475,18 @@ def test_redeploy_sensor_requests_one_deployment_per_audited_move_of_the_product
     assert forged.run_requests == [] and "not deployed" in forged.skip_reason.skip_message
     [check] = forged.asset_events
     assert (check.check_name, check.passed) == ("audit_trail_confirms_stages", False)
+    assert check.asset_key == lifecycle().keys.registered_model_version
+    assert check.asset_key.to_user_string() == "demo/flight_delay/registry/registered_model_version"
     assert f"points at version {second}" in check.description
     waiting = registry.resources["events"].outbox().waiting(limit=100)
     assert waiting[-1].event_type == "MODEL_GOVERNANCE_VIOLATION"
 
 
 def _report_drift(instance, kind: str, day: str, version: str, drifted: bool) -> None:
+    keys = lifecycle().keys
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
-            asset_key=DRIFT_KEYS[kind],
+            asset_key={"feature": keys.feature_drift, "prediction": keys.prediction_drift}[kind],
             partition=day,
             metadata={"drifted": drifted, "model_version": version},
         )
@@ -465,11 +497,8 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     instance = dg.DagsterInstance.ephemeral()
 
     def tick(policy: RetrainingPolicyResource):
-        resources = {k: registry.resources[k] for k in ("mlflow", "tenant")}
-        with dg.build_sensor_context(
-            instance=instance, resources={**resources, "retraining": policy}
-        ) as context:
-            return drift_retraining_sensor(context)
+        resources = {**registry.resources, "retraining": policy}
+        return tick_sensor(resources, "drift_retraining_sensor", instance=instance)
 
     policy = RetrainingPolicyResource(on="feature", drifted_days=2, within_days=3)
     assert "has no Production version" in tick(policy).skip_message
@@ -487,7 +516,9 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     assert request.run_key == f"retrain:{MODEL}:v{first}"
     assert request.tags["facilflow/drifted_days"] == "2013-12-01,2013-12-03"
     # Drift after the training window: the same window, over the refreshed training set.
-    assert request.run_config == {"ops": {"training__trained_model": {"config": {}}}}
+    trained_model_op = lifecycle().op("trained_model")
+    assert trained_model_op == "demo__flight_delay__training__trained_model"
+    assert request.run_config == {"ops": {trained_model_op: {"config": {}}}}
     # Only the latest `within_days` days count: two clean days push 12-01 out of the window.
     for day in ("2013-12-04", "2013-12-05"):
         _report_drift(instance, "feature", day, first, drifted=False)
@@ -499,9 +530,7 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     for day in ("2013-01-20", "2013-01-22"):
         _report_drift(instance, "feature", day, first, drifted=True)
     widened = tick(RetrainingPolicyResource(on="feature", drifted_days=2, within_days=7))
-    assert widened.run_config["ops"]["training__trained_model"]["config"] == {
-        "train_start": "2013-01-01"
-    }
+    assert widened.run_config["ops"][trained_model_op]["config"] == {"train_start": "2013-01-01"}
     assert "no kind of drift" in tick(RetrainingPolicyResource(on="")).skip_message
     with pytest.raises(ValueError, match="unknown drift kind\\(s\\) labels"):
         tick(RetrainingPolicyResource(on="feature,labels"))

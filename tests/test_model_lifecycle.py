@@ -1,4 +1,6 @@
-"""The demo's model as a user finds it in MLflow: the run, its trials, the staged version."""
+"""The demo's models as a user finds them in MLflow: the runs, their trials, the staged
+versions; the classifier walked through governance, serving and monitoring, and the
+regression judged on RMSE against its baseline."""
 
 import json
 from pathlib import Path
@@ -17,9 +19,11 @@ from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.training.runs import compare_runs
 from resources import EventsResource
-from tests.conftest import DEMO_TRAINING
+from tests.conftest import DEMO_PLAN
+from tests.lifecycle import lifecycle
 
 MODEL_NAME = "demo.flight_delay"
+FILES = Path("tenants", "demo", "flight_delay")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def test_the_training_run_records_params_stepped_metrics_tags_and_duration(train
         "mlflow.source.git.commit",
     ):
         assert data.tags.get(tag), tag
-    assert data.tags["dagster.asset_key"] == "training/trained_model"
+    assert data.tags["dagster.asset_key"] == "demo/flight_delay/training/trained_model"
     assert data.tags["facilflow.evaluation"] == "passed"
     assert training_run.info.status == "FINISHED"
     assert training_run.info.end_time > training_run.info.start_time
@@ -92,14 +96,14 @@ def test_the_training_run_keeps_model_plots_log_and_evaluation_report(training_r
         "evaluation/feature_importance.png",
     } <= artifacts
     log = Path(client.download_artifacts(training_run.info.run_id, "training.log")).read_text()
-    trials = DEMO_TRAINING["num_trials"]
+    trials = DEMO_PLAN.training["num_trials"]
     assert f"best of {trials} trials" in log and "Ray Train fit: 2 workers" in log
 
 
 def test_the_model_is_logged_in_lightgbm_text_format_with_signature_and_example(
     built_home, tracking
 ):
-    candidate = Candidate.read(built_home.home / "models" / "candidate.json")
+    candidate = Candidate.read(built_home.home / FILES / "models" / "candidate.json")
     with tracking.fluent():
         local = Path(mlflow.artifacts.download_artifacts(candidate.model_uri))
     spec = yaml.safe_load((local / "MLmodel").read_text())
@@ -119,7 +123,7 @@ def test_trials_are_nested_runs_compared_side_by_side(training_run, tracking):
         top=50,
         parent_run_id=training_run.info.run_id,
     )
-    assert trials.height == DEMO_TRAINING["num_trials"]
+    assert trials.height == DEMO_PLAN.training["num_trials"]
     assert trials["status"].to_list() == ["FINISHED"] * trials.height
     assert {"param.learning_rate", "metric.best_valid_auc", "metric.rounds"} <= set(trials.columns)
     best = trials["metric.best_valid_auc"].to_list()
@@ -144,31 +148,37 @@ def test_the_demo_takes_the_version_to_production_through_the_approval_workflow(
 def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once_later(
     built_home, training_run, broker
 ):
-    lifecycle = [
+    trained = [
         "MODEL_TRAINING_STARTED",
         "MODEL_TRAINING_COMPLETED",
         "MODEL_REGISTERED",
     ]
     expected = [
-        *lifecycle,  # version 1
+        *trained,  # version 1
         "MODEL_TRANSITION_REQUESTED",
         "MODEL_TRANSITION_APPROVED",
         "MODEL_PROMOTED",
-        *lifecycle,  # the challenger, version 2
+        *trained,  # the challenger, version 2
         "MODEL_DEPLOYED",
         "MODEL_DRIFT_DETECTED",  # the winter day's features
     ]
-    assert built_home.events == {"broker": None, "published": 0, "waiting": len(expected)}
+    regression = trained  # the arrival-delay model: trained and registered, nothing more
+    waiting = len(expected) + len(regression)
+    assert built_home.events == {"broker": None, "published": 0, "waiting": waiting}
     events = build_resources(Environment.LOCAL, home=built_home.home)["events"]
     online = EventsResource(
         outbox_url=events.outbox_url, bootstrap_servers=broker.bootstrap_servers
     )
-    assert online.relay().published == len(expected)
+    assert online.relay().published == waiting
     assert online.relay().published == 0
     with EventReader(broker.bootstrap_servers, online.topic) as reader:
-        received = list(reader.events(idle_s=1.5))
+        every = list(reader.events(idle_s=1.5))
+    received = [e for e in every if e.model == MODEL_NAME]
     assert [e.type.value for e in received] == expected
-    assert {e.model for e in received} == {MODEL_NAME}
+    others = [e for e in every if e.model != MODEL_NAME]
+    assert [(e.model, e.use_case, e.type.value) for e in others] == [
+        ("demo.arrival_delay", "arrival_delay", kind) for kind in regression
+    ]
     run_id = training_run.info.run_id
     assert [e.payload["mlflow_run_id"] for e in received[:3]] == [run_id] * 3
     assert [e.version for e in received[2:6]] == ["1"] * 4
@@ -195,7 +205,7 @@ def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home, 
     assert winter["checks"] == {"no_feature_drift": False, "no_prediction_drift": True}
     assert Path(winter["report"]).read_text().lstrip().startswith("<")
     runs = tracking.client().search_runs(
-        [tracking.ensure_experiment().experiment_id],
+        [tracking.ensure_experiment(lifecycle().scope).experiment_id],
         filter_string="tags.`facilflow.partition` = '2013-01-15'",
     )
     assert {r.info.run_name for r in runs} == {
@@ -242,3 +252,35 @@ def test_runs_compare_cli_ranks_the_experiment_by_a_holdout_metric(built_home, t
     assert result.exit_code == 0, result.output
     assert training_run.info.run_id[:8] in result.output
     assert "metric.holdout_auc" in result.output.splitlines()[1]
+
+
+def test_the_regression_use_case_beats_its_baseline_on_holdout_rmse(built_home, tracking):
+    """arrival_delay, declared in YAML alone: minutes late at arrival, trained, judged on
+    RMSE against the route-hour mean over the same holdout flights, and staged."""
+    model = built_home.models["arrival_delay"]
+    assert model["passed"] is True
+    assert model["rmse"] < model["baseline_rmse"]
+    assert model["rmse_lift"] == pytest.approx(1 - model["rmse"] / model["baseline_rmse"])
+    assert model["baseline"] == "route-hour mean"
+    assert (model["registered_model"], model["version"], model["stage"]) == (
+        "demo.arrival_delay",
+        "1",
+        "Staging",
+    )
+    client = tracking.client()
+    run = client.get_run(model["mlflow_run_id"])
+    assert run.data.metrics["holdout_rmse"] == pytest.approx(model["rmse"])
+    assert {"holdout_mae", "holdout_bias", "holdout_r2", "final_valid_rmse"} <= set(
+        run.data.metrics
+    )
+    rounds = int(run.data.params["num_boost_round"])
+    history = client.get_metric_history(run.info.run_id, "valid_rmse")
+    assert [m.step for m in history] == list(range(1, rounds + 1))
+    artifacts = _artifacts(client, run.info.run_id)
+    assert {"evaluation/predicted_vs_actual.png", "evaluation/residuals.png"} <= artifacts
+    assert not {"evaluation/roc.png", "evaluation/calibration.png"} & artifacts
+    version = client.get_model_version("demo.arrival_delay", "1")
+    assert "Holdout RMSE" in version.description
+    assert float(version.tags["facilflow.holdout_rmse"]) == pytest.approx(model["rmse"], abs=1e-4)
+    training = built_home.home / "tenants" / "demo" / "arrival_delay" / "training"
+    assert [p.name for p in training.iterdir()] == ["arrival_delay_v1.parquet"]

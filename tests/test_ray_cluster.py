@@ -20,14 +20,15 @@ import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.batch import SCORE, batch_predictions
-from facilflow_assets.serving.deployment import prediction_endpoint
-from facilflow_assets.serving.walkthrough import BATCH_DAY
-from facilflow_assets.training.assets import trained_model
 from resources import RayResource, ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
 from resources.serving import LOCAL_HEAD_CPUS
+from tests.conftest import DEMO_PLAN
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port, stop_process_group
+
+FLIGHT_DELAY = lifecycle()
+BATCH_DAY = DEMO_PLAN.batch_day.isoformat()
 
 WORKER_CPUS = 1
 JOIN_TIMEOUT_S = 60
@@ -111,9 +112,9 @@ def test_tuning_and_training_run_on_both_nodes_given_only_the_clusters_address(c
         ),
     }
     result = dg.materialize(
-        [trained_model],
+        [FLIGHT_DELAY.asset("trained_model")],
         resources=resources,
-        run_config={"ops": {"training__trained_model": {"config": QUICK_SEARCH}}},
+        run_config={"ops": {FLIGHT_DELAY.op("trained_model"): {"config": QUICK_SEARCH}}},
     )
     [event] = result.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
@@ -126,11 +127,11 @@ def test_tuning_and_training_run_on_both_nodes_given_only_the_clusters_address(c
 def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
     resources = {**cluster.resources, "serving": cluster.serving}
     result = dg.materialize(
-        [prediction_endpoint],
+        [FLIGHT_DELAY.asset("prediction_endpoint")],
         resources=resources,
         run_config={
             "ops": {
-                "deployment__prediction_endpoint": {
+                FLIGHT_DELAY.op("prediction_endpoint"): {
                     "config": {"num_replicas": 2, "max_replicas_per_node": 1}
                 }
             }
@@ -146,19 +147,16 @@ def test_the_endpoints_replicas_serve_from_both_nodes(cluster):
 
 def test_a_days_batch_scores_are_computed_on_both_nodes_and_equal_the_in_process_ones(cluster):
     def scores_of_the_day(on_ray_cluster: bool) -> tuple[pl.Series, dict]:
+        op = FLIGHT_DELAY.op("batch_predictions")
         result = dg.materialize(
-            [batch_predictions],
+            [FLIGHT_DELAY.asset("batch_predictions")],
             partition_key=BATCH_DAY,
             resources={**cluster.resources, "ray_cluster": on_the_cluster},
-            run_config={
-                "ops": {
-                    "deployment__batch_predictions": {"config": {"on_ray_cluster": on_ray_cluster}}
-                }
-            },
+            run_config={"ops": {op: {"config": {"on_ray_cluster": on_ray_cluster}}}},
         )
         [event] = result.get_asset_materialization_events()
         metadata = event.event_specific_data.materialization.metadata
-        return pl.read_parquet(metadata["path"].value)[SCORE], metadata
+        return pl.read_parquet(metadata["path"].value)[FLIGHT_DELAY.use_case.score], metadata
 
     on_the_cluster = RayResource(
         address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints")

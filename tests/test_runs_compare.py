@@ -9,7 +9,10 @@ from mlflow.entities import Metric, Param
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.training.runs import NoSuchMetricError, compare_runs
+
+SCOPE = ModelScope("demo", "flight_delay")  # the CLI's default tenant and its first use case
 
 RUNS = [  # name, params, metrics
     ("lr-0.1", {"learning_rate": "0.1", "num_leaves": "31"}, {"valid_auc": 0.71, "loss": 0.52}),
@@ -22,7 +25,7 @@ RUNS = [  # name, params, metrics
 @pytest.fixture
 def tracked(tmp_path):
     mlflow = build_resources(Environment.LOCAL, home=tmp_path)["mlflow"]
-    experiment = mlflow.ensure_experiment()
+    experiment = mlflow.ensure_experiment(SCOPE)
     client = mlflow.client()
     for name, params, metrics in RUNS:
         run = client.create_run(experiment.experiment_id, run_name=name)
@@ -73,3 +76,27 @@ def test_the_cli_prints_the_table(tracked):
     failing = CliRunner().invoke(main, ["--home", str(home), "runs", "compare", "--metric", "f1"])
     assert failing.exit_code == 1
     assert "no run of experiment" in failing.output
+
+
+def test_the_cli_compares_the_runs_of_the_use_case_and_tenant_asked_for(tracked):
+    home, _, _ = tracked
+    runner = CliRunner()
+    named = runner.invoke(main, ["--home", str(home), "runs", "-u", "flight_delay", "compare"])
+    assert named.exit_code == 0, named.output
+    assert named.output.splitlines()[0] == "/demo/flight_delay: 4 run(s)"
+    other = runner.invoke(main, ["--home", str(home), "runs", "--use-case", "airport_rain",
+                                 "compare"])  # fmt: skip
+    assert other.exit_code == 0, other.output
+    assert other.output.splitlines()[0] == "/demo/airport_rain: 0 run(s)"
+    acme = runner.invoke(main, ["--home", str(home), "--tenant", "acme", "runs", "compare"])
+    assert acme.exit_code == 0, acme.output
+    assert acme.output.splitlines()[0] == "/acme/flight_delay: 0 run(s)"
+    unserved = runner.invoke(
+        main, ["--home", str(home), "--tenant", "acme", "runs", "-u", "airport_rain", "compare"]
+    )
+    assert unserved.exit_code != 0
+    assert "tenant 'acme' runs no use case 'airport_rain'; it runs: flight_delay" in (
+        unserved.output
+    )
+    unknown = runner.invoke(main, ["--home", str(home), "--tenant", "initech", "runs", "compare"])
+    assert unknown.exit_code != 0 and "no tenant 'initech' in tenants.yaml" in unknown.output

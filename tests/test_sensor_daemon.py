@@ -1,5 +1,7 @@
-"""approval_sensor ticked by a real `dagster-daemon`: one decision, one run, even when the
-sensor's cursor is lost after the launch (as if the daemon restarted before saving it)."""
+"""The approval sensor ticked by a real `dagster-daemon` over workspace.yaml (the shared,
+demo and acme locations): one decision, one run, even when the sensor's cursor is lost
+after the launch (as if the daemon restarted before saving it). acme runs the same use
+case under the same job and sensor names, and launches nothing for demo's approval."""
 
 import os
 import subprocess
@@ -8,14 +10,18 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.registry.stages import Stage
 from tests.mlflow_server import stop_process_group
-from tests.test_governance import APPROVERS, MODEL, Registry
+from tests.test_governance import APPROVERS, MODEL, SCOPE, Registry
 
 TICK_TIMEOUT_S = 180
+LOCATION = SCOPE.tenant  # the demo tenant's code location
+SENSOR = SCOPE.definition_name("approval_sensor")  # flight_delay_approval_sensor
+PROMOTION_JOB = SCOPE.definition_name("promotion_job")
 # Runs wait in the queue and never start: the request stays pending, so every tick sees
 # the same approval again, and only the run key stands between it and a second launch.
 DAGSTER_YAML = """
@@ -40,8 +46,18 @@ def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
+def _one_location_workspace(path: Path) -> Path:
+    """workspace.yaml's entry for the demo location alone: the CLI names the same sensor
+    (location, repository and name) without starting the other locations' servers."""
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    [entry] = [e for e in workspace["load_from"] if e["python_module"]["location_name"] == LOCATION]
+    path.write_text(yaml.safe_dump({"load_from": [entry]}))
+    return path
+
+
 def _promotion_runs(instance: dg.DagsterInstance) -> list:
-    return instance.get_runs(dg.RunsFilter(job_name="promotion_job"))
+    """Every tenant's flight_delay promotion runs: the job has that name in each location."""
+    return instance.get_runs(dg.RunsFilter(job_name=PROMOTION_JOB))
 
 
 def _wait(condition, timeout_s: float, log: Path):
@@ -70,25 +86,46 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
     log = tmp_path / "daemon.log"
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
 
-        def ticks() -> list:  # approval_sensor runs by default: no start needed
-            [state] = [s for s in instance.all_instigator_state() if s.name == "approval_sensor"]
-            return instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        def state(location: str = LOCATION):  # acme's sensor has the same name
+            found = [
+                s
+                for s in instance.all_instigator_state()
+                if s.name == SENSOR and s.origin.get_selector().location_name == location
+            ]
+            return found[0] if found else None
+
+        def ticks(location: str = LOCATION) -> list:  # the sensor runs by default
+            sensor = state(location)
+            if sensor is None:
+                return []
+            return instance.get_ticks(sensor.instigator_origin_id, sensor.selector_id)
 
         daemon = _daemon(env, log)
         try:
             [run] = _wait(lambda: _promotion_runs(instance), TICK_TIMEOUT_S, log)
         finally:
             stop_process_group(daemon)
-        assert run.tags["dagster/sensor_name"] == "approval_sensor"
-        assert run.tags["facilflow/version"] == version
+        assert run.tags["dagster/sensor_name"] == SENSOR
+        assert run.remote_job_origin.location_name == LOCATION
+        assert (run.tags["facilflow/tenant"], run.tags["facilflow/use_case"]) == (
+            "demo",
+            "flight_delay",
+        )
+        assert (run.tags["facilflow/model"], run.tags["facilflow/version"]) == (MODEL, version)
         # The cursor is lost, as if the daemon had died between the launch and saving it.
-        _dagster("sensor", "cursor", "approval_sensor", "--delete", env=env)
+        workspace = _one_location_workspace(tmp_path / "workspace.yaml")
+        _dagster("sensor", "cursor", SENSOR, "--delete", workspace=workspace, env=env)
+        assert state().instigator_data.cursor is None
         before = len(ticks())
         daemon = _daemon(env, log)
         try:
-            # The approval is seen again; the tick skips it for its run key.
+            # The approval is seen again; the tick skips it for its run key. acme's sensor
+            # has ticked too, over its own model.
             _wait(
-                lambda: any(t.status.value == "SKIPPED" for t in ticks()[: len(ticks()) - before]),
+                lambda: (
+                    any(t.status.value == "SKIPPED" for t in ticks()[: len(ticks()) - before])
+                    and ticks("acme")
+                ),
                 TICK_TIMEOUT_S,
                 log,
             )
@@ -97,8 +134,8 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
         assert len(_promotion_runs(instance)) == 1
 
 
-def _dagster(*args: str, env: dict[str, str]) -> None:
+def _dagster(*args: str, workspace: Path, env: dict[str, str]) -> None:
     subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), *args, "-w", "workspace.yaml"],
+        [str(Path(sys.executable).parent / "dagster"), *args, "-w", str(workspace)],
         cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip

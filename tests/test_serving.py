@@ -17,25 +17,24 @@ import pytest
 import requests
 
 from facilflow_assets.environment import Environment
+from facilflow_assets.features.feast_objects import repo_contents
 from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
-from facilflow_assets.monitoring.assets import feature_drift
 from facilflow_assets.registry.stages import Stage
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.batch import SCORE, batch_predictions
-from facilflow_assets.serving.deployment import prediction_endpoint
 from facilflow_assets.serving.models import load, resolve
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
-from facilflow_assets.use_case import current_use_case
-from resources import ServingResource
+from resources import ServingResource, StorageResource
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port
 from tests.redis_feast import redis_feast
 
 MODEL = "demo.flight_delay"
+FLIGHT_DELAY = lifecycle()
 DAY = "2013-06-15"
 CANARY_REQUESTS = 250
 
@@ -52,14 +51,15 @@ class Deployment:
             request_log_dir=str(home / "serving" / "requests"),
         )
         self.client = self.resources["mlflow"].client()
-        self.sample = latest_keys(self.resources["storage"], current_use_case())
+        self.sample = latest_keys(self.resources["storage"], FLIGHT_DELAY.use_case)
         self.url = ""
 
-    def deploy(self, challenger_share: float = 0.0, raise_on_error: bool = True):
+    def deploy(self, challenger_share: float = 0.0, raise_on_error: bool = True, use_case=None):
+        use_case = use_case or FLIGHT_DELAY
         result = dg.materialize(
-            [prediction_endpoint],
+            [use_case.asset("prediction_endpoint")],
             resources=self.resources,
-            run_config={"ops": {"deployment__prediction_endpoint": {
+            run_config={"ops": {use_case.op("prediction_endpoint"): {
                 "config": {"challenger_share": challenger_share}}}},
             raise_on_error=raise_on_error,
         )  # fmt: skip
@@ -86,10 +86,11 @@ class Deployment:
         self.move(str(version.version), Stage.STAGING)
         return str(version.version)
 
-    def move(self, version: str, stage: Stage) -> None:
+    def move(self, version: str, stage: Stage, scope=FLIGHT_DELAY.scope) -> None:
         """An audited move, as the registry asset and the promotion job make them."""
-        audit = AuditTrail(self.client, self.resources["tenant"].audit_experiment_name)
-        transition(self.client, audit, MODEL, version, stage, SYSTEM_ACTOR, "test")
+        audit = AuditTrail(self.client, scope.audit_experiment_name)
+        name = scope.registered_model_name
+        transition(self.client, audit, name, version, stage, SYSTEM_ACTOR, "test")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_the_endpoint_predicts_from_online_features_and_says_which_version(deplo
     assert answer["features_found"] == answer["features_expected"] == 39
     # The same prediction as the model itself on the same online features.
     model = load(deployment.client, resolve(deployment.client, MODEL, "1"))
-    store = deployment.resources["feast"].feature_store()
+    store = deployment.resources["feast"].feature_store(FLIGHT_DELAY.scope)
     online = store.get_online_features(
         features=store.get_feature_service("flight_delay_v1"),
         entity_rows=[deployment.sample],
@@ -156,7 +157,7 @@ def test_every_request_is_in_the_request_log_with_version_latency_and_features(d
     request_id = f"logged-{uuid.uuid4()}"
     assert deployment.post(deployment.sample, request_id=request_id).status_code == 200
     assert deployment.post({"carrier_code": 1}, request_id=f"{request_id}-bad").status_code == 422
-    root = deployment.resources["serving"].request_log_path("flight_delay")
+    root = deployment.resources["serving"].request_log_path(FLIGHT_DELAY.scope)
     today = datetime.now(UTC).date().isoformat()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -256,7 +257,9 @@ def test_replaced_model_files_are_not_deployed_and_the_endpoint_keeps_its_versio
 
 
 def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment):
-    result = dg.materialize([batch_predictions], partition_key=DAY, resources=deployment.resources)
+    result = dg.materialize(
+        [FLIGHT_DELAY.asset("batch_predictions")], partition_key=DAY, resources=deployment.resources
+    )
     [event] = result.get_asset_materialization_events()
     metadata = event.event_specific_data.materialization.metadata
     scored = pl.read_parquet(metadata["path"].value)
@@ -269,12 +272,14 @@ def test_batch_scoring_of_a_day_matches_the_model_on_the_training_set(deployment
     version = metadata["model_version"].value
     assert set(scored["model_version"]) == {version}
     # Departed flights are in the training set with the same point-in-time features.
-    training = pl.read_parquet(deployment.home / "training" / "flight_delay_v1.parquet")
+    files = StorageResource(home=str(deployment.home)).files(FLIGHT_DELAY.scope)
+    training = pl.read_parquet(files.training_set_path("flight_delay_v1"))
     both = scored.join(training, on="flight_id")
     assert both.height > 0.9 * scored.height
     model = load(deployment.client, resolve(deployment.client, MODEL, version))
     direct = model.predict(feature_matrix(both, model.input_names))
-    np.testing.assert_allclose(both[SCORE].to_numpy(), direct, rtol=1e-6)
+    score = FLIGHT_DELAY.use_case.score
+    np.testing.assert_allclose(both[score].to_numpy(), direct, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -289,10 +294,10 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
     deployment, mapping, message
 ):
     result = dg.materialize(
-        [batch_predictions],
+        [FLIGHT_DELAY.asset("batch_predictions")],
         partition_key=DAY,
         resources=deployment.resources,
-        run_config={"ops": {"deployment__batch_predictions": {"config": {
+        run_config={"ops": {FLIGHT_DELAY.op("batch_predictions"): {"config": {
             "column_mapping": mapping, "version": "1"}}}},
         raise_on_error=False,
     )  # fmt: skip
@@ -303,7 +308,8 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
 
 def test_drift_of_a_day_never_scored_is_an_error_naming_the_missing_input(deployment):
     result = dg.materialize(
-        [feature_drift], partition_key="2013-03-03", resources=deployment.resources,
+        [FLIGHT_DELAY.asset("feature_drift")], partition_key="2013-03-03",
+        resources=deployment.resources,
         raise_on_error=False,
     )  # fmt: skip
     [failure] = [e for e in result.all_events if e.is_step_failure]
@@ -312,10 +318,13 @@ def test_drift_of_a_day_never_scored_is_an_error_naming_the_missing_input(deploy
 
 def test_the_endpoint_reads_the_prod_online_store_on_redis(deployment):
     """The same endpoint with Feast's Redis online store (the real Redis on 127.0.0.1:6379),
-    loaded with the data's last two days, in a Feast project of its own removed afterwards."""
-    feast = redis_feast(f"serving_{uuid.uuid4().hex[:8]}", deployment.resources["storage"])
-    feast.apply()
-    store = feast.feature_store()
+    loaded with the data's last two days, with a registry of its own; its keys are removed
+    afterwards."""
+    scope = FLIGHT_DELAY.scope
+    feast = redis_feast(StorageResource(home=str(deployment.home / "redis")))
+    features = StorageResource(home=str(deployment.home)).files(scope).features_dir
+    feast.apply(scope, repo_contents(FLIGHT_DELAY.use_case, features))
+    store = feast.feature_store(scope)
     sqlite_resources = deployment.resources
     try:
         end = datetime(2014, 1, 1, 6, tzinfo=UTC)
@@ -337,3 +346,25 @@ def test_the_endpoint_reads_the_prod_online_store_on_redis(deployment):
     finally:
         store.teardown()
         deployment.resources = sqlite_resources
+
+
+def test_a_regression_endpoint_answers_an_amount_with_no_decision(deployment):
+    """arrival_delay's version 1, promoted and deployed beside the classifier on the same
+    Ray Serve: its answer is the predicted minutes, named after the label."""
+    regression = lifecycle("arrival_delay")
+    loaded = dg.materialize([regression.asset("online_store")], resources=deployment.resources)
+    assert loaded.success
+    deployment.move("1", Stage.PRODUCTION, regression.scope)
+    result = deployment.deploy(use_case=regression)
+    [event] = result.get_asset_materialization_events()
+    url = event.event_specific_data.materialization.metadata["url"].value
+    assert url.endswith("/demo/arrival_delay/predict")
+    sample = latest_keys(deployment.resources["storage"], regression.use_case)
+    response = requests.post(url, json=sample, timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    amount = answer["predicted_arrival_delay_minutes"]
+    assert isinstance(amount, float) and -120 < amount < 1440
+    assert answer["prediction"] == amount
+    assert "arrival_delay_minutes" not in answer
+    assert (answer["model"], answer["model_version"]) == ("demo.arrival_delay", "1")

@@ -1,6 +1,7 @@
-"""Two tenants side by side on shared stores (one MLflow store, one event outbox), each with
-its own experiment, registered model and approvers: one tenant's sensors and jobs never
-read or change the other's models, and every event says whose it is."""
+"""Two tenants side by side on shared stores (one MLflow store, one event outbox) and one
+Dagster instance, each with its own location's definitions, experiment, registered model
+and approvers: one tenant's sensors and jobs never read or change the other's models or
+launch runs on its assets, and every event says whose it is."""
 
 import json
 import uuid
@@ -12,7 +13,9 @@ import pytest
 import redis
 from feast import FeatureStore
 
+from facilflow_assets.definitions import tenant_definitions
 from facilflow_assets.environment import Environment
+from facilflow_assets.features.feast_objects import repo_contents
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.requests import (
@@ -25,10 +28,11 @@ from facilflow_assets.governance.requests import (
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.resource_map import build_resources
-from jobs.promotion import promotion_job
-from resources import GovernanceResource, StorageResource, TenantResource
-from sensors.approval import approval_sensor
-from sensors.redeploy import redeploy_sensor
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.tenants import TenantSpec
+from jobs.promotion import promotion_op_name
+from resources import GovernanceResource, StorageResource
+from tests.lifecycle import lifecycle
 from tests.redis_feast import redis_feast
 
 # One setting for both tenants, as prod's FACILFLOW_APPROVERS and the server app read it.
@@ -36,21 +40,22 @@ APPROVERS = "acme=carol,dave;globex=erin"
 
 
 class Tenant:
-    """A tenant's resources over the shared stores, and its model's versions."""
+    """A tenant's location over the shared stores and instance, and its model's versions."""
 
-    def __init__(self, name: str, home):
+    def __init__(self, name: str, home, instance: dg.DagsterInstance):
         self.resources = build_resources(Environment.LOCAL, home=home)  # the shared stores
-        self.resources["tenant"] = TenantResource(tenant=name, use_case="flight_delay")
         self.resources["governance"] = GovernanceResource(approvers=APPROVERS)
-        self.tenant = self.resources["tenant"]
-        self.model = self.tenant.registered_model_name
+        self.instance = instance
+        self.lifecycle = lifecycle("flight_delay", name)
+        self.scope = self.lifecycle.scope
+        self.model = self.scope.registered_model_name
         self.client = self.resources["mlflow"].client()
-        self.audit = AuditTrail(self.client, self.tenant.audit_experiment_name)
+        self.audit = AuditTrail(self.client, self.scope.audit_experiment_name)
         self.client.create_registered_model(self.model)
         self.approvers = self.resources["governance"].approvers_of(self.model)
 
     def add_version(self, stage: Stage = Stage.STAGING) -> str:
-        experiment = self.resources["mlflow"].ensure_experiment()
+        experiment = self.resources["mlflow"].ensure_experiment(self.scope)
         run = self.client.create_run(
             experiment.experiment_id, tags={"facilflow.evaluation": "passed"}
         )
@@ -75,36 +80,38 @@ class Tenant:
     def _with(self, *names: str) -> dict:
         return {name: self.resources[name] for name in names}
 
+    def tick(self, sensor: str, *names: str):
+        with dg.build_sensor_context(
+            resources=self._with(*names), instance=self.instance
+        ) as context:
+            return self.lifecycle.sensor(sensor)(context)
+
     def approval_tick(self) -> dg.SensorResult:
-        resources = self._with("mlflow", "tenant", "governance", "events")
-        with dg.build_sensor_context(resources=resources) as context:
-            return approval_sensor(context)
+        return self.tick("approval_sensor", "mlflow", "governance", "events")
 
     def redeploy_tick(self) -> dg.SensorResult | dg.SkipReason:
-        resources = self._with("mlflow", "tenant", "events")
-        with dg.build_sensor_context(resources=resources) as context:
-            return redeploy_sensor(context)
+        return self.tick("redeploy_sensor", "mlflow", "events")
 
     def promote(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        return promotion_job.execute_in_process(
-            run_config=run_request.run_config,
-            resources=self._with("mlflow", "tenant", "governance", "events"),
-            tags=run_request.tags,
+        resources = self._with("mlflow", "governance", "events")
+        return self.lifecycle.job("promotion_job", resources).execute_in_process(
+            run_config=run_request.run_config, instance=self.instance, tags=run_request.tags
         )
 
 
 @pytest.fixture
 def tenants(tmp_path):
     home = tmp_path / "shared"
-    return Tenant("acme", home), Tenant("globex", home)
+    with dg.instance_for_test() as instance:
+        yield Tenant("acme", home, instance), Tenant("globex", home, instance)
 
 
 def test_each_tenant_has_its_own_experiment_model_and_feast_project(tenants):
     acme, globex = tenants
     assert (acme.model, globex.model) == ("acme.flight_delay", "globex.flight_delay")
     assert (acme.approvers, globex.approvers) == (["carol", "dave"], ["erin"])
-    assert acme.tenant.experiment_name != globex.tenant.experiment_name
-    assert acme.tenant.feast_project != globex.tenant.feast_project
+    assert acme.scope.experiment_name != globex.scope.experiment_name
+    assert acme.scope.feast_project != globex.scope.feast_project
     assert acme.resources["mlflow"].client().tracking_uri == globex.client.tracking_uri
 
 
@@ -122,7 +129,13 @@ def test_one_tenants_sensors_and_jobs_never_touch_the_others_models(tenants):
 
     [order] = acme.approval_tick().run_requests
     assert order.tags["facilflow/model"] == acme.model
-    assert acme.promote(order).success
+    promoted = acme.promote(order)
+    assert promoted.success
+    run = acme.instance.get_run_by_id(promoted.run_id)
+    assert (run.tags["facilflow/tenant"], run.tags["facilflow/use_case"]) == (
+        "acme",
+        "flight_delay",
+    )
     assert acme.versions()["2"][STAGE_TAG] == "Production"
     [deploy] = acme.redeploy_tick().run_requests
     assert deploy.run_key.startswith(f"deploy:{acme.model}:v2")
@@ -132,6 +145,48 @@ def test_one_tenants_sensors_and_jobs_never_touch_the_others_models(tenants):
     assert {r.model for r in acme.audit.history(acme.model)} == {acme.model}
     [globex_order] = globex.approval_tick().run_requests
     assert globex_order.tags["facilflow/model"] == globex.model
+    # An order carried to the other tenant's promotion job is refused, and changes nothing.
+    acme_order = order.run_config["ops"][promotion_op_name(acme.scope)]
+    promotion = globex.lifecycle.job(
+        "promotion_job", globex._with("mlflow", "governance", "events")
+    )
+    refused = promotion.execute_in_process(
+        run_config={"ops": {promotion_op_name(globex.scope): acme_order}},
+        instance=globex.instance,
+        raise_on_error=False,
+    )
+    assert not refused.success
+    assert "promotes globex.flight_delay versions, not acme.flight_delay's" in str(
+        refused.get_step_failure_events()[0].event_specific_data.error
+    )
+
+
+def test_a_tenants_sensors_launch_runs_only_on_its_own_assets(tmp_path):
+    """Both tenants' locations on one instance: every job a sensor of one targets selects
+    only that tenant's assets, and their keys never meet."""
+    resources = build_resources(Environment.LOCAL, home=tmp_path / "home")
+    locations = {
+        name: tenant_definitions(
+            name,
+            resources,
+            TenantSpec(description=name, use_cases=["flight_delay", "arrival_delay"]),
+        )
+        for name in ("acme", "globex")
+    }
+    keys = {}
+    for name, location in locations.items():
+        repository = location.get_repository_def()
+        keys[name] = set(repository.asset_graph.materializable_asset_keys)
+        assert {key.path[0] for key in keys[name]} == {name}
+        for sensor in repository.sensor_defs:
+            for job in sensor.job_names if sensor.has_jobs else []:
+                resolved = repository.get_job(job)
+                selected = (
+                    resolved.asset_layer.selected_asset_keys if resolved.asset_layer else set()
+                )
+                assert all(key.path[0] == name for key in selected), (name, sensor.name, job)
+                assert resolved.tags.get("facilflow/tenant") == name, (sensor.name, job)
+    assert not keys["acme"] & keys["globex"]
 
 
 def test_an_approver_of_one_tenant_is_refused_by_the_others_workflow(tenants):
@@ -182,13 +237,14 @@ def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_red
     suffix = uuid.uuid4().hex[:8]
     ends = {f"acme_{suffix}": datetime(2013, 7, 1, tzinfo=UTC),
             f"globex_{suffix}": datetime(2013, 3, 1, tzinfo=UTC)}  # fmt: skip
-    stores = {name: _online_store(name, built_home.home) for name in ends}
+    stores = {name: _online_store(name, built_home) for name in ends}
     client = redis.Redis(host="127.0.0.1", port=6379)
 
     def keys(tenant: str) -> int:
         return sum(1 for _ in client.scan_iter(f"*{tenant}_flight_delay".encode(), count=10_000))
 
-    weather = pl.read_parquet(built_home.home / "features" / "weather_hourly.parquet")
+    files = StorageResource(home=str(built_home.home)).files(lifecycle().scope)
+    weather = pl.read_parquet(files.feature_table_path("weather_hourly"))
     try:
         for name, store in stores.items():
             store.materialize(
@@ -209,10 +265,14 @@ def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_red
             store.teardown()
 
 
-def _online_store(tenant: str, home) -> FeatureStore:
-    feast = redis_feast(tenant, StorageResource(home=str(home)))
-    feast.apply()
-    return feast.feature_store()
+def _online_store(tenant: str, built_home) -> FeatureStore:
+    """`tenant`'s Feast project over the demo's feature files, online in the real Redis."""
+    storage = StorageResource(home=str(built_home.home))
+    feast = redis_feast(storage)
+    scope = ModelScope(tenant, "flight_delay")
+    features = storage.files(lifecycle().scope).features_dir
+    feast.apply(scope, repo_contents(lifecycle().use_case, features))
+    return feast.feature_store(scope)
 
 
 def _pressure_at_ewr(store: FeatureStore) -> float | None:

@@ -6,31 +6,29 @@ import dagster as dg
 import pytest
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.evaluation.assets import (
-    EVALUATION_KEY,
-    EVALUATION_TAG,
-    REPORT_FILE,
-    clears_thresholds,
-    evaluation_report,
-)
+from facilflow_assets.evaluation.assets import EVALUATION_TAG, REPORT_FILE
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.registry import assets as registry_assets
 from facilflow_assets.registry import versions as registry_versions
-from facilflow_assets.registry.assets import REGISTERED_VERSION_KEY, registered_model_version
 from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.training.assets import TRAINED_MODEL_KEY, trained_model
-from facilflow_assets.training.candidate import Candidate, CandidateError
-from jobs import candidate_job
-from resources import MlflowResource
-from sensors.promote_tag import promote_tag_sensor
+from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate, CandidateError
+from resources import MlflowResource, StorageResource
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server
 
 MODEL_NAME = "demo.flight_delay"
+FLIGHT_DELAY = lifecycle()
+KEYS = FLIGHT_DELAY.keys
 SMALL_SEARCH = {"num_trials": 2, "max_rounds": 30, "grace_rounds": 10, "checkpoint_every": 10}
-LIFECYCLE = [trained_model, evaluation_report, clears_thresholds, registered_model_version]
-EVALUATE_AND_REGISTER = [EVALUATION_KEY, REGISTERED_VERSION_KEY]
+LIFECYCLE = [
+    FLIGHT_DELAY.asset("trained_model"),
+    FLIGHT_DELAY.asset("evaluation_report"),
+    FLIGHT_DELAY.check("clears_thresholds"),
+    FLIGHT_DELAY.asset("registered_model_version"),
+]
+EVALUATE_AND_REGISTER = [KEYS.evaluation_report, KEYS.registered_model_version]
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +36,19 @@ def on_server(tmp_path_factory, built_home):
     """A home with the demo's training set whose MLflow is a real server over HTTP."""
     root = tmp_path_factory.mktemp("server-training")
     home = root / "facilflow"
-    (home / "training").mkdir(parents=True)
-    shutil.copy(built_home.home / "training" / "flight_delay_v1.parquet", home / "training")
+    training_set = StorageResource(home=str(home)).files(FLIGHT_DELAY.scope).training_set_path
+    built = StorageResource(home=str(built_home.home)).files(FLIGHT_DELAY.scope)
+    training_set("flight_delay_v1").parent.mkdir(parents=True)
+    shutil.copy(built.training_set_path("flight_delay_v1"), training_set("flight_delay_v1"))
     with mlflow_server(root / "artifacts") as url:
         resources = build_resources(Environment.LOCAL, home=home)
-        resources["mlflow"] = MlflowResource(
-            tracking_uri=url, artifact_root="mlflow-artifacts:/", tenant=resources["tenant"]
-        )
+        resources["mlflow"] = MlflowResource(tracking_uri=url, artifact_root="mlflow-artifacts:/")
         with dg.instance_for_test() as instance:
             result = dg.materialize(
                 LIFECYCLE,
                 resources=resources,
                 instance=instance,
-                run_config={"ops": {"training__trained_model": {"config": SMALL_SEARCH}}},
+                run_config={"ops": {FLIGHT_DELAY.op("trained_model"): {"config": SMALL_SEARCH}}},
             )
             yield resources, result, instance
 
@@ -66,7 +64,9 @@ def _materialize(resources, instance, keys, evaluation_config=None):
         selection=keys,
         resources=resources,
         instance=instance,
-        run_config={"ops": {"evaluation__evaluation_report": {"config": evaluation_config or {}}}},
+        run_config={
+            "ops": {FLIGHT_DELAY.op("evaluation_report"): {"config": evaluation_config or {}}}
+        },
         raise_on_error=False,
     )
 
@@ -74,7 +74,7 @@ def _materialize(resources, instance, keys, evaluation_config=None):
 def test_the_server_keeps_the_run_its_trials_and_the_staged_version(on_server):
     resources, result, _ = on_server
     client = resources["mlflow"].client()
-    trained = _metadata(result, TRAINED_MODEL_KEY)
+    trained = _metadata(result, KEYS.trained_model)
     run = client.get_run(trained["mlflow_run_id"])
     assert trained["mlflow_run"].startswith(resources["mlflow"].tracking_uri)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_auc")] == list(
@@ -93,7 +93,7 @@ def test_the_server_keeps_the_run_its_trials_and_the_staged_version(on_server):
     version = client.get_model_version_by_alias(MODEL_NAME, "staging")
     assert (str(version.version), version.run_id) == ("1", run.info.run_id)
     assert version.tags[STAGE_TAG] == "Staging"
-    registered = _metadata(result, REGISTERED_VERSION_KEY)
+    registered = _metadata(result, KEYS.registered_model_version)
     assert registered["mlflow_model_version"].endswith(f"/#/models/{MODEL_NAME}/versions/1")
 
 
@@ -106,7 +106,7 @@ def test_a_candidate_below_the_thresholds_is_blocked_and_not_registered(on_serve
     assert not check.passed
     assert "below min_auc 0.99" in check.description
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert materialized == {EVALUATION_KEY}  # the blocking check stopped registration
+    assert materialized == {KEYS.evaluation_report}  # the blocking check stopped registration
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == len(before)
 
 
@@ -115,12 +115,12 @@ def test_with_a_version_in_production_the_baseline_is_that_version(on_server):
     client = resources["mlflow"].client()
     move_to_stage(client, MODEL_NAME, "1", Stage.PRODUCTION)
     result = _materialize(resources, instance, EVALUATE_AND_REGISTER)
-    evaluation = _metadata(result, EVALUATION_KEY)
+    evaluation = _metadata(result, KEYS.evaluation_report)
     assert evaluation["baseline"] == "production v1"
     # The candidate is the Production model itself here: same scores, no lift.
     assert evaluation["baseline_auc"] == pytest.approx(evaluation["auc"])
     assert evaluation["auc_lift"] == pytest.approx(0.0, abs=1e-12)
-    registered = _metadata(result, REGISTERED_VERSION_KEY)
+    registered = _metadata(result, KEYS.registered_model_version)
     assert (registered["version"], registered["stage"]) == ("1", "Production")
     assert client.get_model_version(MODEL_NAME, "1").tags[STAGE_TAG] == "Production"
 
@@ -128,8 +128,9 @@ def test_with_a_version_in_production_the_baseline_is_that_version(on_server):
 def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeypatch):
     resources, _, _ = on_server
     client = resources["mlflow"].client()
-    candidate = Candidate.read(resources["storage"].models_dir / "candidate.json")
-    report = EvaluationReport.read(resources["storage"].models_dir / REPORT_FILE)
+    models = resources["storage"].files(FLIGHT_DELAY.scope).models_dir
+    candidate = Candidate.read(models / CANDIDATE_FILE)
+    report = EvaluationReport.read(models / REPORT_FILE)
     name = "demo.flight_delay_rollback"
     client.create_registered_model(name)
 
@@ -147,13 +148,14 @@ def test_a_registration_that_fails_part_way_leaves_no_version(on_server, monkeyp
 def test_a_run_tagged_promote_is_registered_then_evaluated_into_staging_once(on_server):
     resources, result, instance = on_server
     client = resources["mlflow"].client()
-    run_id = _metadata(result, TRAINED_MODEL_KEY)["mlflow_run_id"]
+    run_id = _metadata(result, KEYS.trained_model)["mlflow_run_id"]
     # As if the run had never been evaluated nor registered.
     client.delete_tag(run_id, EVALUATION_TAG)
     for version in client.search_model_versions(f"run_id = '{run_id}'"):
         client.delete_model_version(MODEL_NAME, version.version)
     client.set_tag(run_id, "promote", "true")
-    needed = {key: resources[key] for key in ("mlflow", "tenant", "events")}
+    needed = {key: resources[key] for key in ("mlflow", "events")}
+    promote_tag_sensor = FLIGHT_DELAY.sensor("promote_tag_sensor")
     with dg.build_sensor_context(resources=needed, instance=instance) as context:
         first = promote_tag_sensor(context)
     [run_request] = first.run_requests
@@ -166,10 +168,7 @@ def test_a_run_tagged_promote_is_registered_then_evaluated_into_staging_once(on_
     ) as context:
         assert promote_tag_sensor(context).run_requests == []
 
-    job = dg.Definitions(
-        assets=LIFECYCLE, jobs=[candidate_job], resources=resources
-    ).resolve_job_def("candidate_job")
-    launched = job.execute_in_process(
+    launched = FLIGHT_DELAY.job("candidate_job", resources).execute_in_process(
         run_config=run_request.run_config, instance=instance, tags=run_request.tags
     )
     assert launched.success
@@ -187,6 +186,8 @@ def test_a_run_tagged_promote_is_registered_then_evaluated_into_staging_once(on_
 def test_a_run_that_is_not_a_training_run_cannot_be_a_candidate(on_server):
     resources, _, _ = on_server
     client = resources["mlflow"].client()
-    stray = client.create_run(resources["mlflow"].ensure_experiment().experiment_id)
+    stray = client.create_run(
+        resources["mlflow"].ensure_experiment(FLIGHT_DELAY.scope).experiment_id
+    )
     with pytest.raises(CandidateError, match="is not a FacilFlow training run: it lacks"):
         Candidate.from_run(client, stray.info.run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from facilflow_assets.demo import SUMMARY_FILE
+from facilflow_assets.demo.run import SUMMARY_FILE
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.warehouse import DBT_EXECUTABLE
 

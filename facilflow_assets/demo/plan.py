@@ -18,7 +18,8 @@ class DemoPlan(StrictModel):
     unseen_day: date
     challenger_share: float = Field(ge=0, le=1)
     burst: int = Field(ge=1)
-    training: dict[str, object] = Field(description="TrainingConfig of every demo model.")
+    training: dict[str, object] = Field(description="TrainingConfig of the walkthrough's model.")
+    other_training: dict[str, object] = Field(description="TrainingConfig of the others.")
     challenger_training: dict[str, object]
     challenger_min_auc_lift: float
 

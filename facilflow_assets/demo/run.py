@@ -1,6 +1,7 @@
 """The demo's run: the warehouse once, features to registry for every use case of the default
 tenant, then one use case through approval, serving and monitoring; and its summary."""
 
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -21,9 +22,10 @@ from facilflow_assets.events.reader import EventReader
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
-from resources import EventsResource
+from resources import EventsResource, RayResource
 
 SUMMARY_FILE = "demo-summary.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def run_demo(
     plan = plan or load_plan()
     spec = spec or load_tenants()[tenant]
     started = time.perf_counter()
+    resources = with_one_local_ray(resources)
     defs = dg.Definitions.merge(
         shared_definitions(resources), tenant_definitions(tenant, resources, spec)
     )
@@ -101,6 +104,7 @@ def run_demo(
     results = [lifecycle.run("warehouse_job")]
     models = {}
     for use_case in spec.use_cases:
+        log.info(f"demo: {use_case}: features, training, evaluation, registration")
         trained = train_use_case(lifecycle, use_case, plan)
         results += trained
         models[use_case] = model_facts(trained[-1], lifecycle.scope(use_case))
@@ -119,6 +123,18 @@ def run_demo(
     return outcome
 
 
+def with_one_local_ray(resources: dict[str, object]) -> dict[str, object]:
+    """The resources with training on the endpoint's local Ray head, when neither names a
+    cluster: one Ray for the whole demo, instead of one started and stopped per training
+    step (each start costs seconds to tens of seconds on two cores)."""
+    with dg.build_resources({k: resources[k] for k in ("ray_cluster", "serving")}) as built:
+        if built.ray_cluster.address or built.serving.ray_address:
+            return resources
+        address = built.serving.cluster_address()  # starts the head the endpoint will use
+        ray_cluster = RayResource(**{**built.ray_cluster.model_dump(), "address": address})
+    return {**resources, "ray_cluster": ray_cluster}
+
+
 def train_use_case(
     lifecycle: Lifecycle, use_case: str, plan: DemoPlan
 ) -> list[dg.ExecuteInProcessResult]:
@@ -133,11 +149,12 @@ def train_use_case(
         if key.path[:3] == [*scope.key_prefix, FEATURES_GROUP]
         and (use_case == plan.walkthrough or key != keys.online_store)
     ]
+    training = plan.training if use_case == plan.walkthrough else plan.other_training
     return [
         lifecycle.run(scope.definition_name("features_job"), asset_selection=selection),
         lifecycle.run(
             scope.definition_name("training_job"),
-            run_config={"ops": {op_name(keys.trained_model): {"config": plan.training}}},
+            run_config={"ops": {op_name(keys.trained_model): {"config": training}}},
             # Only the walkthrough needs a registered version; another use case's candidate
             # that fails its thresholds is reported in the summary.
             raise_on_error=use_case == plan.walkthrough,

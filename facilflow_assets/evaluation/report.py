@@ -123,7 +123,8 @@ def judge(
             )
     thresholds = {name: getattr(config, name) for name, _, _ in limits}
     failures = [
-        f"{what} is {'below' if name.startswith('min') else 'above'} {name} {thresholds[name]:+}"
+        f"{what} is {'below' if name.startswith('min') else 'above'} {name} "
+        + (f"{thresholds[name]:+}" if name.endswith("lift") else f"{thresholds[name]}")
         for name, missed, what in limits
         if missed
     ]
