@@ -30,8 +30,12 @@ class UseCaseDefs:
 
     def job(self, name: str, resources: dict[str, object]) -> dg.JobDefinition:
         """The use case's job `name` ('promotion_job'), resolved against its assets and
-        bound to `resources`."""
-        bound = dg.Definitions.merge(self.defs, dg.Definitions(resources=resources))
+        bound to `resources`; the resources its steps do not use may be left out."""
+        definitions = [*self.defs.assets, *self.defs.asset_checks]
+        used = {key for d in definitions for key in d.required_resource_keys}
+        missing = used - set(resources) - {"io_manager"}
+        unused = {key: dg.ResourceDefinition.none_resource() for key in missing}
+        bound = dg.Definitions.merge(self.defs, dg.Definitions(resources={**unused, **resources}))
         return bound.resolve_job_def(self.scope.definition_name(name))
 
     def sensor(self, name: str) -> dg.SensorDefinition:

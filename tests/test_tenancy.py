@@ -179,8 +179,8 @@ def test_a_tenants_sensors_launch_runs_only_on_its_own_assets(tmp_path):
         keys[name] = set(repository.asset_graph.materializable_asset_keys)
         assert {key.path[0] for key in keys[name]} == {name}
         for sensor in repository.sensor_defs:
-            for job in sensor.job_names if sensor.has_jobs else []:
-                resolved = repository.get_job(job)
+            for job in sensor.jobs if sensor.has_jobs else []:
+                resolved = repository.get_job(job.name)
                 selected = (
                     resolved.asset_layer.selected_asset_keys if resolved.asset_layer else set()
                 )
