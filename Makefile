@@ -37,9 +37,9 @@ test: install
 
 MLFLOW_DIR := $(WORK_DIR)/mlflow
 
-# The Dagster UI on :3000 and the MLflow UI on :5000, over the stores `make demo` fills.
-# The MLflow UI runs the governance server app with demo users (alice, carol, dave,
-# facilflow), whose passwords facilflow_assets/dev_server.py keeps in
+# The Dagster UI on :3000 (every location of workspace.yaml on one instance) and the MLflow
+# UI on :5000, over the stores `make demo` fills. The MLflow UI runs the governance server
+# app with demo users (alice, every tenant's approvers, facilflow), whose passwords facilflow_assets/dev_server.py keeps in
 # $(MLFLOW_DIR)/dev-credentials.ini and prints once the server is up.
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	setsid $(BIN)/python -m facilflow_assets.dev_server $(MLFLOW_DIR) \

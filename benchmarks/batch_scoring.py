@@ -23,12 +23,15 @@ from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import historical_features
 from facilflow_assets.features.target_rows import entity_frame, target_rows
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.models import PRODUCTION, load, resolve
 from facilflow_assets.serving.scoring import resolve_mapping, score
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.tenants import DEFAULT_TENANT
+from facilflow_assets.use_case import load_use_case, use_case_path
 
 REPEATS = 5
-USE_CASE = current_use_case()
+SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the use case `make demo` takes through
+USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 
 
 def main() -> None:
@@ -36,12 +39,12 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="copies of the year's flights")
     scale = parser.parse_args().scale
     configured = build_resources(Environment.LOCAL, home=LOCAL_HOME)
-    keys = ("storage", "feast", "mlflow", "tenant")
+    keys = ("storage", "feast", "mlflow")
     with dg.build_resources({key: configured[key] for key in keys}) as resources:
         client = resources.mlflow.client()
-        model = load(client, resolve(client, resources.tenant.registered_model_name, PRODUCTION))
+        model = load(client, resolve(client, SCOPE.registered_model_name, PRODUCTION))
         flights = target_rows(resources.storage, USE_CASE)
-        store = resources.feast.feature_store()
+        store = resources.feast.feature_store(SCOPE)
         frame = historical_features(
             store,
             store.get_feature_service(USE_CASE.feature_service),

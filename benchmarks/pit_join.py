@@ -16,7 +16,8 @@ their columns aligned, and compared value by value: floats exactly equal or both
 timestamps equal as UTC instants. Feast hands back pandas, where a missing float is NaN,
 so NaN and null both count as missing (the feature tables hold no NaN).
 
-Needs the working directory `make demo` builds (`.facilflow/`); run from the project root:
+Needs the working directory `make demo` builds (`.facilflow/`; the demo tenant's
+flight-delay project); run from the project root:
 
     .venv/bin/python benchmarks/pit_join.py [--home DIR]
 
@@ -35,11 +36,14 @@ from feast import FeatureStore, FeatureView
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import build_entity_frame
-from facilflow_assets.resource_map import FEATURE_REPO, build_resources
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.tenants import DEFAULT_TENANT
+from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import FeastResource
 
-USE_CASE = current_use_case()
+SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the demo tenant's Feast project
+USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 FEATURE_SERVICE = USE_CASE.feature_service
 LEAD_MINUTES = USE_CASE.target.lead_minutes
 WARM_UP_ROWS = 1_000
@@ -68,29 +72,26 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    # The registry's on-demand view unpickles from the repository's `flight_delay` package.
-    if FEATURE_REPO not in sys.path:
-        sys.path.append(FEATURE_REPO)
 
     duckdb_feast = polars_feast.model_copy(update={"offline_store": "duckdb"})
-    entities = build_entity_frame(resources["storage"], LEAD_MINUTES)
+    entities = build_entity_frame(resources["storage"], USE_CASE, LEAD_MINUTES)
     entity_df = entities.to_pandas()
     print(f"entity rows: {len(entity_df):,}, feature service: {FEATURE_SERVICE}")
 
     results: dict[str, pd.DataFrame] = {}
     seconds: dict[str, float] = {}
     for label, feast in [("facilflow polars", polars_feast), ("feast duckdb", duckdb_feast)]:
-        store = feast.feature_store()
+        store = feast.feature_store(SCOPE)
         print(f"{label}: warm-up on {WARM_UP_ROWS:,} rows, then the full run ...", flush=True)
         _training_set(store, entity_df.head(WARM_UP_ROWS))
         start = time.perf_counter()
         results[label] = _training_set(store, entity_df)
         seconds[label] = time.perf_counter() - start
 
-    store = polars_feast.feature_store()
+    store = polars_feast.feature_store(SCOPE)
     views = _service_views(store)
     start = time.perf_counter()
-    oracle = _oracle(entities, views, polars_feast.storage.features_dir)
+    oracle = _oracle(entities, views, polars_feast.storage.files(SCOPE).features_dir)
     seconds["oracle (plain polars)"] = time.perf_counter() - start
 
     frames = {
@@ -131,10 +132,11 @@ def main() -> int:
 
 def _missing_inputs(feast: FeastResource) -> list[Path]:
     storage = feast.storage
+    files = storage.files(SCOPE)
     needed = [
         storage.warehouse_path,
-        *(storage.feature_table_path(table.name) for table in USE_CASE.tables),
-        feast.registry_path,
+        *(files.feature_table_path(table.name) for table in USE_CASE.tables),
+        feast.registry_path(SCOPE),
     ]
     return [path for path in needed if not path.exists()]
 

@@ -30,10 +30,15 @@ from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.loopback import free_port
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.deployment import prediction_endpoint
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.deployment import build_deployment_assets
 from facilflow_assets.serving.models import PRODUCTION, ModelRef, load, resolve
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.tenants import DEFAULT_TENANT
+from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import ServingResource
+
+SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the endpoint `make demo` deploys
+USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 
 WARM_UP = 100
 SEQUENTIAL = 1000
@@ -122,15 +127,15 @@ def main() -> None:
     resources["serving"] = ServingResource(
         http_port=free_port(), state_dir=str(state), request_log_dir=str(state / "requests")
     )
-    keys = ("storage", "feast", "mlflow", "tenant")
+    keys = ("storage", "feast", "mlflow")
     with dg.build_resources({key: resources[key] for key in keys}) as built:
         client = built.mlflow.client()
-        ref = resolve(client, built.tenant.registered_model_name, PRODUCTION)
+        ref = resolve(client, SCOPE.registered_model_name, PRODUCTION)
         model = load(client, ref)
-        sample = latest_keys(built.storage, current_use_case())
-        store = built.feast.feature_store()
+        sample = latest_keys(built.storage, USE_CASE)
+        store = built.feast.feature_store(SCOPE)
         online = store.get_online_features(
-            features=store.get_feature_service(current_use_case().feature_service),
+            features=store.get_feature_service(USE_CASE.feature_service),
             entity_rows=[sample],
             full_feature_names=True,
         ).to_dict()
@@ -138,6 +143,7 @@ def main() -> None:
     row = [online[name][0] for name in model.input_names]
     mlflow_body = {"dataframe_split": {"columns": model.input_names, "data": [row]}}
     try:
+        [prediction_endpoint] = build_deployment_assets(USE_CASE, SCOPE)
         result = dg.materialize([prediction_endpoint], resources=resources)
         [event] = result.get_asset_materialization_events()
         url = event.event_specific_data.materialization.metadata["url"].value

@@ -27,22 +27,28 @@ import ray
 from mlflow.models import infer_signature
 
 from facilflow_assets.environment import LOCAL_HOME
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.tenants import DEFAULT_TENANT
 from facilflow_assets.training.boosting import append_round, boost
-from facilflow_assets.training.config import TrainingConfig
+from facilflow_assets.training.config import training_config_for
 from facilflow_assets.training.dataset import read_training_set, split_training_data
 from facilflow_assets.training.distributed import fit_distributed
 from facilflow_assets.training.tracking import log_history
-from facilflow_assets.use_case import current_use_case
+from facilflow_assets.use_case import load_use_case, use_case_path
+from resources import StorageResource
 
 HYPERPARAMETERS = {"learning_rate": 0.08, "num_leaves": 63, "min_data_in_leaf": 100}
 ROUNDS = 200
 REPEATS = 5
 RAY_REPEATS = 3
 CORES = os.cpu_count() or 1
+SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the model `make demo` trains
+USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 
 
 def train_plain(data, history: dict) -> lgb.Booster:
     return boost(
+        data.objective,
         {**HYPERPARAMETERS, "num_threads": CORES, "seed": 42},
         (data.train.features, data.train.labels),
         (data.validation.features, data.validation.labels),
@@ -82,11 +88,12 @@ def best_of(repeats: int, work) -> tuple[float, list[float], object]:
 
 
 def main() -> None:
-    path = LOCAL_HOME / "training" / "flight_delay_v1.parquet"
+    files = StorageResource(home=str(LOCAL_HOME)).files(SCOPE)
+    path = files.training_set_path(USE_CASE.feature_service)
     if not path.exists():
         sys.exit(f"{path} is missing: run `make demo` first")
-    dates = TrainingConfig().split_dates()
-    data = split_training_data(read_training_set(path), str(path), current_use_case().label, *dates)
+    dates = training_config_for(USE_CASE)().split_dates()
+    data = split_training_data(read_training_set(path), str(path), USE_CASE.label, *dates)
     print(f"{data.train.rows:,} train rows, {len(data.feature_names)} features, {ROUNDS} rounds")
 
     plain_runs, tracked_runs = [], []

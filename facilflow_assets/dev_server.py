@@ -7,7 +7,9 @@ DIR is the working directory's `mlflow/` (the sqlite store `mlflow.db` and `arti
 There it writes MLflow's basic-auth settings (`auth.ini`, with the `[facilflow]` section
 the app needs; the users' store is `auth.db`) and the demo users' credentials
 (`dev-credentials.ini`): passwords and the Flask secret key, generated once and kept until
-`make clean`, both files readable by their owner only. It then runs
+`make clean`, both files readable by their owner only. The approvers are every tenant's
+of tenants.yaml, each for its own tenant's models (FACILFLOW_APPROVERS in its per-tenant
+form), as `make dev` serves every tenant's location. It then runs
 `mlflow server --app-name facilflow-governance`, creates the demo users once the server
 is healthy (a user that exists gets its kept password again), prints where the passwords
 are, and serves until stopped.
@@ -31,24 +33,45 @@ from pathlib import Path
 import click
 import requests
 
+from facilflow_assets.tenants import TenantSpec, load_tenants
+
 APP_NAME = "facilflow-governance"
 ADMIN = "admin"
 REQUESTER = "alice"
-# The local environment's approvers, resource_map.LOCAL_APPROVERS (a test keeps them equal;
-# importing the resource map here would start the server seconds later).
-APPROVERS = "carol,dave"
 SERVICE_ACCOUNT = "facilflow"
 AUTH_INI = "auth.ini"
 AUTH_DB = "auth.db"
 CREDENTIALS = "dev-credentials.ini"
 STARTUP_TIMEOUT_S = 180
+TENANTS = load_tenants()  # `make dev` serves every tenant's location
+
+
+def tenant_approvers(tenants: dict[str, TenantSpec]) -> str:
+    """Each tenant's approvers, in the per-tenant form of FACILFLOW_APPROVERS
+    ("demo=carol,dave;acme=erin"): a tenant's approvers decide for its models only."""
+    return ";".join(f"{name}={','.join(spec.approvers)}" for name, spec in tenants.items())
+
+
+APPROVERS = tenant_approvers(TENANTS)
+
+
+def _approvers() -> dict[str, list[str]]:
+    """Every approver of any tenant, in the file's order, with the tenants they approve for."""
+    found: dict[str, list[str]] = {}
+    for tenant, spec in TENANTS.items():
+        for name in spec.approvers:
+            found.setdefault(name, []).append(tenant)
+    return found
 
 
 def demo_users() -> dict[str, str]:
     """The demo users, each with what it is for."""
     return {
         REQUESTER: "requests Production for a Staging version",
-        **{name: "a designated approver" for name in APPROVERS.split(",")},
+        **{
+            name: f"a designated approver of the models of {', '.join(tenants)}"
+            for name, tenants in _approvers().items()
+        },
         SERVICE_ACCOUNT: "the service account, as the jobs run on a server: moves the "
         "production and staging aliases, sets stage tags",
     }

@@ -1,5 +1,6 @@
 """The MLflow UI of `make dev` (facilflow_assets/dev_server.py): its settings files, and
-the governance app serving the demo users with them."""
+the governance app serving the demo users with them, every tenant's approvers deciding for
+their own tenant's models."""
 
 import configparser
 import stat
@@ -8,12 +9,17 @@ from pathlib import Path
 import requests
 
 from facilflow_assets import dev_server
+from facilflow_assets.definitions import location_resources
 from facilflow_assets.dev_server import ADMIN, create_users, demo_users, write_config
 from facilflow_assets.environment import server_governance_settings
-from facilflow_assets.resource_map import LOCAL_APPROVERS
+from facilflow_assets.governance.approvers import approvers_of
+from facilflow_assets.governance.requests import DECISION
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.tenants import load_tenants
 from tests.mlflow_server import mlflow_server
 
 MODEL = "demo.flight_delay"
+OTHER_MODEL = "acme.flight_delay"
 
 
 def _mode(path: Path) -> int:
@@ -33,9 +39,12 @@ def test_the_settings_parse_are_private_and_keep_their_secrets(tmp_path, monkeyp
     # As the governance app reads it, with the server's environment.
     for name, value in first.server_env().items():
         monkeypatch.setenv(name, value)
-    assert server_governance_settings() == (frozenset({"facilflow"}), "carol,dave")
+    assert server_governance_settings() == (
+        frozenset({"facilflow"}),
+        "demo=carol,dave;acme=erin",
+    )
 
-    assert set(first.passwords) == {"alice", "carol", "dave", "facilflow", ADMIN}
+    assert set(first.passwords) == {"alice", "carol", "dave", "erin", "facilflow", ADMIN}
     assert len(set(first.passwords.values())) == len(first.passwords)
     assert all(len(p) >= 12 and p != "password1234" for p in first.passwords.values())
     assert len(first.secret_key) >= 32
@@ -54,12 +63,24 @@ def test_the_settings_parse_are_private_and_keep_their_secrets(tmp_path, monkeyp
         assert _mode(path) == 0o600, path
 
 
-def test_the_server_has_the_local_environments_approvers(tmp_path):
-    assert dev_server.APPROVERS == LOCAL_APPROVERS
+def test_the_server_has_every_tenants_approvers_as_its_location_does(tmp_path):
     env = write_config(tmp_path).server_env()
-    assert env["FACILFLOW_APPROVERS"] == LOCAL_APPROVERS
+    assert env["FACILFLOW_APPROVERS"] == dev_server.APPROVERS
     assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"
-    assert all(name in demo_users() for name in LOCAL_APPROVERS.split(","))
+    tenants = load_tenants()
+    assert dev_server.APPROVERS == ";".join(
+        f"{name}={','.join(spec.approvers)}" for name, spec in tenants.items()
+    )
+    for tenant, spec in tenants.items():
+        # The server app and the tenant's code location name the same approvers per model.
+        governance = location_resources(tenant)["governance"]
+        for use_case in spec.use_cases:
+            model = ModelScope(tenant, use_case).registered_model_name
+            assert approvers_of(dev_server.APPROVERS, model) == spec.approvers, model
+            assert governance.approvers_of(model) == spec.approvers, model
+        # `make dev` serves every tenant: each approver can sign in.
+        assert all(name in demo_users() for name in spec.approvers), tenant
+    assert approvers_of(dev_server.APPROVERS, "globex.flight_delay") == []
 
 
 def test_a_users_store_made_with_a_lost_admin_password_is_made_again(tmp_path):
@@ -103,4 +124,46 @@ def test_the_governance_app_serves_the_demo_users(tmp_path):
         service = ("facilflow", config.passwords["facilflow"])
         made = requests.post(create, json={"name": MODEL}, auth=service, timeout=30)
         assert made.status_code == 200, made.text
+
+        # Each tenant's approvers decide for its models alone: the app reads the
+        # per-tenant setting (no request is pending, so an approver gets that far).
+        users = {name: (name, config.passwords[name]) for name in demo_users()}
+        for model, approver, outsider in ((MODEL, "carol", "erin"), (OTHER_MODEL, "erin", "dave")):
+            version = _version(url, service, model)
+            tag = f"{url}/api/2.0/mlflow/model-versions/set-tag"
+            body = {"name": model, "version": version, "key": DECISION, "value": "approved"}
+            refused = requests.post(tag, json=body, auth=users[outsider], timeout=30)
+            assert refused.status_code == 403, refused.text
+            assert f"{outsider} is not a designated approver of {model}" in refused.text
+            allowed = requests.post(tag, json=body, auth=users[approver], timeout=30)
+            assert allowed.status_code == 403, allowed.text
+            assert "has no pending request to decide" in allowed.text
     assert _mode(config.auth_db) == 0o600
+
+
+def _version(url: str, service: tuple[str, str], model: str) -> str:
+    """A version of `model` (registered if new) from a run of its own, by the service
+    account."""
+    api = f"{url}/api/2.0/mlflow"
+    if requests.get(f"{api}/registered-models/get", params={"name": model}, auth=service,
+                    timeout=30).status_code != 200:  # fmt: skip
+        made = requests.post(f"{api}/registered-models/create", json={"name": model},
+                             auth=service, timeout=30)  # fmt: skip
+        assert made.status_code == 200, made.text
+    experiment = requests.post(f"{api}/experiments/create", json={"name": f"/{model}"},
+                               auth=service, timeout=30)  # fmt: skip
+    assert experiment.status_code == 200, experiment.text
+    run = requests.post(
+        f"{api}/runs/create",
+        json={"experiment_id": experiment.json()["experiment_id"]},
+        auth=service,
+        timeout=30,
+    ).json()["run"]["info"]
+    version = requests.post(
+        f"{api}/model-versions/create",
+        json={"name": model, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]},
+        auth=service,
+        timeout=30,
+    )
+    assert version.status_code == 200, version.text
+    return version.json()["model_version"]["version"]

@@ -1,4 +1,5 @@
-"""Spec errors stop loading with a message naming the file, table, feature and field."""
+"""Spec errors stop loading with a message naming the file, table, feature and field; the
+tenants file is read the same way."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import yaml
 
 from facilflow_assets.features.spec import FeatureSpec, FeatureSpecError, load_spec_file
+from facilflow_assets.tenants import TENANTS_FILE, load_tenants
 from facilflow_assets.use_case import load_use_case, use_case_path
 
 BASE_TABLE = {
@@ -151,3 +153,40 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("use_case: [unclosed")
     with pytest.raises(FeatureSpecError, match=r"broken\.yaml: not valid YAML"):
         load_spec_file(path, FeatureSpec)
+
+
+def test_the_shipped_tenants_file_loads():
+    tenants = load_tenants()
+    assert tenants["demo"].use_cases[:2] == ["flight_delay", "airport_rain"]
+    assert tenants["demo"].approvers == ["carol", "dave"]
+    assert tenants["acme"].use_cases == ["flight_delay"]
+    assert load_tenants(TENANTS_FILE) == tenants
+
+
+ACME = {"description": "test tenant", "use_cases": ["flight_delay"], "approvers": ["erin"]}
+
+
+@pytest.mark.parametrize(
+    "document,expected",
+    [
+        ({"Acme": ACME}, "tenant='Acme' must start with a lowercase letter"),
+        (
+            {"acme": {**ACME, "use_cases": ["flight_delay", "flight_delay"]}},
+            "field 'acme.use_cases': 'flight_delay' is listed more than once",
+        ),
+        ({"acme": {**ACME, "use_cases": []}}, "field 'acme.use_cases': List should have at"),
+        (
+            {"acme": {**ACME, "use_cases": ["Flight-Delay"]}},
+            "field 'acme.use_cases': use case='Flight-Delay' must start with a lowercase",
+        ),
+        ({"acme": {**ACME, "approver": ["erin"]}}, "field 'acme.approver': Extra inputs"),
+        ({}, "no tenant is declared"),
+    ],
+)
+def test_a_tenants_file_mistake_names_the_file_and_the_place(tmp_path, document, expected):
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(FeatureSpecError) as error:
+        load_tenants(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert expected in str(error.value)

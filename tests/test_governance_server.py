@@ -37,16 +37,24 @@ from facilflow_assets.governance.requests import (
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.serving.models import ModelTampered, confirmed, load, resolve
-from jobs.promotion import promotion_job
-from resources import EventsResource, GovernanceResource, MlflowResource, TenantResource
-from sensors.approval import approval_sensor
-from sensors.redeploy import redeploy_sensor
+from jobs.promotion import PromotionRefused, promotion_op_name
+from resources import EventsResource, GovernanceResource, MlflowResource
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server, postgres_database
 
-MODEL, EXPERIMENT, AUDIT = "demo.flight_delay", "/demo/flight_delay", "/demo/flight_delay/audit"
+FLIGHT_DELAY = lifecycle()  # the demo tenant's flight-delay model, its jobs and sensors
+SCOPE = FLIGHT_DELAY.scope
+MODEL, EXPERIMENT, AUDIT = (
+    SCOPE.registered_model_name,
+    SCOPE.experiment_name,
+    SCOPE.audit_experiment_name,
+)
+assert (MODEL, AUDIT) == ("demo.flight_delay", "/demo/flight_delay/audit")
 APPROVERS = ["carol", "dave"]
 SERVICE = "facilflow"
 OTHER_TENANT_APPROVER = "erin"
+# The server's setting, per tenant; the code location's governance resource reads the same.
+APPROVERS_SETTING = f"demo={','.join(APPROVERS)};globex={OTHER_TENANT_APPROVER}"
 USERS = [SERVICE, "alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER]
 ADMIN_PASSWORD = "admin-password-1234"
 AUTH_INI = """[mlflow]
@@ -81,7 +89,7 @@ def server(request, tmp_path_factory):
     )
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "FACILFLOW_APPROVERS": f"demo={','.join(APPROVERS)};globex={OTHER_TENANT_APPROVER}",
+        "FACILFLOW_APPROVERS": APPROVERS_SETTING,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "facilflow-test-secret",
     }
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
@@ -172,33 +180,31 @@ class World:
         assert self.run_promotion(order).success
 
     def resources(self) -> dict:
-        tenant = TenantResource(tenant="demo", use_case="flight_delay")
         return {
-            "mlflow": MlflowResource(
-                tracking_uri=self.url, artifact_root="mlflow-artifacts:/", tenant=tenant
-            ),
-            "tenant": tenant,
-            "governance": GovernanceResource(approvers=",".join(APPROVERS)),
+            "mlflow": MlflowResource(tracking_uri=self.url, artifact_root="mlflow-artifacts:/"),
+            "governance": GovernanceResource(approvers=APPROVERS_SETTING),
             "events": EventsResource(outbox_url=f"sqlite:///{self.root / 'outbox.db'}"),
         }
 
     def approval_tick(self) -> dg.SensorResult:
         self.client(SERVICE)
         with dg.build_sensor_context(resources=self.resources()) as context:
-            return approval_sensor(context)
+            return FLIGHT_DELAY.sensor("approval_sensor")(context)
 
     def redeploy_tick(self, cursor: str) -> dg.SensorResult | dg.SkipReason:
         self.client(SERVICE)
-        with dg.build_sensor_context(cursor=cursor, resources=self.resources()) as context:
-            return redeploy_sensor(context)
+        resources = {k: v for k, v in self.resources().items() if k in ("mlflow", "events")}
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return FLIGHT_DELAY.sensor("redeploy_sensor")(context)
 
-    def run_promotion(self, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    def run_promotion(
+        self, run_request: dg.RunRequest, tenant: str = SCOPE.tenant
+    ) -> dg.ExecuteInProcessResult:
+        """The run the order asks for, by the promotion job of `tenant`'s flight-delay model."""
         self.client(SERVICE)
-        return promotion_job.execute_in_process(
-            run_config=run_request.run_config,
-            resources=self.resources(),
-            tags=run_request.tags,
-            raise_on_error=False,
+        job = lifecycle(SCOPE.use_case, tenant).job("promotion_job", self.resources())
+        return job.execute_in_process(
+            run_config=run_request.run_config, tags=run_request.tags, raise_on_error=False
         )
 
     def state(self) -> tuple:
@@ -448,14 +454,14 @@ def test_5_a_rollback_by_a_plain_user_is_only_a_request_until_an_approver_decide
         "MLFLOW_TRACKING_URI": world.url,
         "MLFLOW_TRACKING_USERNAME": "mallory",
         "MLFLOW_TRACKING_PASSWORD": password("mallory"),
-        "FACILFLOW_TENANT": "demo",
-        "FACILFLOW_USE_CASE": "flight_delay",
-        "FACILFLOW_APPROVERS": ",".join(APPROVERS),
+        "FACILFLOW_APPROVERS": APPROVERS_SETTING,
         "FACILFLOW_ARTIFACT_ROOT": "mlflow-artifacts:/",
         "FACILFLOW_OUTBOX_URL": f"sqlite:///{world.root / 'cli-outbox.db'}",
         "KAFKA_BOOTSTRAP_SERVERS": "",
     }
-    result = runner.invoke(main, ["models", "rollback", "--comment", "v2 misbehaves"], env=env)
+    command = ["--tenant", SCOPE.tenant, "models", "--use-case", SCOPE.use_case, "rollback",
+               "--comment", "v2 misbehaves"]  # fmt: skip
+    result = runner.invoke(main, command, env=env)
     assert result.exit_code == 0, result.output
     assert f"version {earlier} back in Production (a rollback)" in result.output
     aliases, stages, trail = world.state()
@@ -535,3 +541,31 @@ def test_7_an_alias_moved_past_the_app_is_reported_and_not_deployed(server):
                 {"v": previous},
             )
         engine.dispose()
+
+
+def test_8_a_tenants_promotion_job_refuses_an_order_for_another_tenants_model(server):
+    """An order for demo's model, approved by demo's approvers, run by acme's promotion job
+    (the same op name: both run flight_delay) is refused before the registry is touched."""
+    world = server
+    before = world.state()
+    order = {
+        "model": MODEL,
+        "version": world.staging,
+        "source_run": "",
+        "requested_by": "alice",
+        "approved_by": "carol",
+        "decided_at": "2026-01-01T00:00:00+00:00",
+        "comment": "not acme's",
+    }
+    acme = lifecycle(SCOPE.use_case, "acme").scope
+    assert promotion_op_name(acme) == promotion_op_name(SCOPE)
+    run_request = dg.RunRequest(
+        run_config={"ops": {promotion_op_name(acme): {"config": order}}}, tags={}
+    )
+    result = world.run_promotion(run_request, tenant="acme")
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    error = failure.event_specific_data.error
+    assert error.cause.cls_name == PromotionRefused.__name__
+    assert f"promotes acme.flight_delay versions, not {MODEL}'s" in error.cause.message
+    assert world.state() == before

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.monitoring.health_asset import WITHIN_SLA_CHECK, serving_health
+from facilflow_assets.monitoring.health_asset import WITHIN_SLA_CHECK
 from facilflow_assets.monitoring.serving_health import (
     ERRORS,
     LATENCY,
@@ -19,9 +19,18 @@ from facilflow_assets.monitoring.serving_health import (
     version_health,
 )
 from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.request_log import RequestLog
+from tests.lifecycle import lifecycle
 
 THRESHOLDS = HealthThresholds(p95_sla_ms=50.0, max_error_rate=0.01, min_requests=20)
+
+
+SCOPE = ModelScope("demo", "flight_delay")
+
+
+def _serving_health(tenant: str = "demo") -> dg.AssetsDefinition:
+    return lifecycle("flight_delay", tenant).asset("serving_health")
 
 
 def _record(version: str | None, outcome: str, latency_ms: float, at: datetime) -> dict:
@@ -59,7 +68,7 @@ def logged(tmp_path):
     home = tmp_path / "home"
     resources = build_resources(Environment.LOCAL, home=home)
     log = RequestLog(
-        resources["serving"].request_log_path("flight_delay"),
+        resources["serving"].request_log_path(SCOPE),
         ["weather_hourly__temperature_f"],
         flush_seconds=0.1,
     )
@@ -72,7 +81,7 @@ def logged(tmp_path):
 
 def test_each_version_is_judged_on_its_own_requests(logged):
     resources, now = logged
-    root = resources["serving"].request_log_path("flight_delay")
+    root = resources["serving"].request_log_path(SCOPE)
     window = requests_between(root, now - timedelta(hours=1), now + timedelta(seconds=1))
     health = {h.model_version: h for h in version_health(window, THRESHOLDS)}
     assert list(health) == ["1", "2", "3", "4"]
@@ -86,7 +95,7 @@ def test_each_version_is_judged_on_its_own_requests(logged):
 
 def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
     resources, _ = logged
-    result = dg.materialize([serving_health], resources=resources)
+    result = dg.materialize([_serving_health()], resources=resources)
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == WITHIN_SLA_CHECK and not check.passed
     assert check.description == "version 2: errors; version 3: latency"
@@ -102,11 +111,28 @@ def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
     assert alerts["2"]["payload"]["breaches"] == ["errors"]
     assert alerts["3"]["payload"]["p95_ms"] == pytest.approx(80.0)
     assert alerts["3"]["payload"]["p95_sla_ms"] == 50.0
+    assert {(e["tenant"], e["use_case"], e["model"]) for e in alerts.values()} == {
+        ("demo", "flight_delay", "demo.flight_delay")
+    }
+
+
+def test_another_tenants_endpoint_is_judged_on_its_own_request_log(logged):
+    resources, _ = logged
+    acme = ModelScope("acme", "flight_delay")
+    serving = resources["serving"]
+    assert serving.request_log_path(acme) != serving.request_log_path(SCOPE)
+    result = dg.materialize([_serving_health("acme")], resources=resources)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "nothing to judge" in check.description
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["requests"].value == 0
+    assert resources["events"].outbox().waiting(100) == []
 
 
 def test_a_window_without_traffic_warns_that_there_is_nothing_to_judge(tmp_path):
     resources = build_resources(Environment.LOCAL, home=tmp_path / "home")
-    result = dg.materialize([serving_health], resources=resources)
+    result = dg.materialize([_serving_health()], resources=resources)
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "nothing to judge" in check.description

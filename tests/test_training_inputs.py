@@ -7,14 +7,17 @@ import polars as pl
 import pytest
 
 from facilflow_assets.atomic_files import write_parquet_atomic
-from facilflow_assets.training.assets import trained_model
-from facilflow_assets.training.config import TrainingConfig, parse_utc
+from facilflow_assets.training.candidate import CANDIDATE_FILE
+from facilflow_assets.training.config import TrainingConfig, parse_utc, training_config_for
 from facilflow_assets.training.dataset import TrainingDataError, split_training_data
 from resources import MlflowResource, TrackingUnavailableError
+from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
 START, VALIDATION, HOLDOUT = (parse_utc(d) for d in ("2013-01-01", "2013-10-01", "2013-11-01"))
+# The flight-delay use case's training config: its feature service and splits are the defaults.
+FlightDelayConfig = training_config_for(lifecycle().use_case)
 
 
 def _split(frame: pl.DataFrame):
@@ -87,7 +90,7 @@ def test_a_split_date_past_the_data_names_the_empty_slice():
 
 def test_an_unknown_hyperparameter_is_refused_with_a_suggestion():
     with pytest.raises(ValueError, match="unknown hyperparameter 'num_leafs' \\(did you mean"):
-        TrainingConfig(
+        FlightDelayConfig(
             search_space={"num_leafs": {"distribution": "randint", "low": 8, "high": 64}}
         )
 
@@ -103,32 +106,65 @@ def test_an_unknown_hyperparameter_is_refused_with_a_suggestion():
 )
 def test_a_malformed_search_dimension_says_what_is_wrong(dimension, message):
     with pytest.raises(ValueError, match=message):
-        TrainingConfig(search_space={"learning_rate": dimension})
+        FlightDelayConfig(search_space={"learning_rate": dimension})
 
 
 def test_a_grace_period_longer_than_the_rounds_is_refused():
     with pytest.raises(ValueError, match="grace_rounds \\(50\\) must not exceed max_rounds"):
-        TrainingConfig(max_rounds=40, grace_rounds=50)
+        FlightDelayConfig(max_rounds=40, grace_rounds=50)
 
 
 def test_split_dates_out_of_order_are_refused():
     with pytest.raises(ValueError, match="validation_start .* must come before holdout_start"):
-        TrainingConfig(validation_start="2013-12-01", holdout_start="2013-11-01")
+        FlightDelayConfig(validation_start="2013-12-01", holdout_start="2013-11-01")
     with pytest.raises(ValueError, match="train_start .* must come before validation_start"):
-        TrainingConfig(train_start="2013-10-15")
+        FlightDelayConfig(train_start="2013-10-15")
+
+
+def test_each_use_case_has_its_own_defaults_and_the_base_config_has_none():
+    for name in ("flight_delay", "airport_rain"):
+        use_case = lifecycle(name).use_case
+        config = training_config_for(use_case)()
+        assert config.feature_service == use_case.feature_service
+        splits = use_case.splits
+        assert (config.train_start, config.validation_start, config.holdout_start) == (
+            splits.train_start.isoformat(),
+            splits.validation_start.isoformat(),
+            splits.holdout_start.isoformat(),
+        )
+    assert FlightDelayConfig().feature_service == "flight_delay_v1"
+    assert training_config_for(lifecycle("airport_rain").use_case)().feature_service == (
+        "airport_rain_v1"
+    )
+    with pytest.raises(ValueError, match="feature_service"):
+        TrainingConfig(train_start="2013-01-01", validation_start="2013-10-01",
+                       holdout_start="2013-11-01")  # fmt: skip
+    given = TrainingConfig(
+        feature_service="flight_delay_v1",
+        train_start="2013-01-01",
+        validation_start="2013-10-01",
+        holdout_start="2013-11-01",
+    )
+    assert given.split_dates() == (START, VALIDATION, HOLDOUT)
 
 
 def test_an_unknown_hyperparameter_in_run_config_fails_the_step_before_any_work(
     local_resources, facilflow_home
 ):
     dimension = {"distribution": "uniform", "low": 0.01, "high": 0.2}
+    flight_delay = lifecycle()
     run_config = {
         "ops": {
-            "training__trained_model": {"config": {"search_space": {"lerning_rate": dimension}}}
+            flight_delay.op("trained_model"): {
+                "config": {"search_space": {"lerning_rate": dimension}}
+            }
         }
     }
     result = dg.materialize(
-        [trained_model], resources=local_resources, run_config=run_config, raise_on_error=False
+        [flight_delay.asset("trained_model")],
+        resources=local_resources,
+        run_config=run_config,
+        raise_on_error=False,
     )
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
@@ -139,21 +175,24 @@ def test_an_unknown_hyperparameter_in_run_config_fails_the_step_before_any_work(
 
 
 def test_an_unreachable_tracking_server_fails_before_training(local_resources, facilflow_home):
-    storage = local_resources["storage"]
-    write_parquet_atomic(synthetic_training_set(), storage.training_set_path("flight_delay_v1"))
+    flight_delay = lifecycle()
+    files = local_resources["storage"].files(flight_delay.scope)
+    write_parquet_atomic(
+        synthetic_training_set(), files.training_set_path(flight_delay.use_case.feature_service)
+    )
     url = f"http://127.0.0.1:{free_port()}"
     resources = {
         **local_resources,
-        "mlflow": MlflowResource(
-            tracking_uri=url, artifact_root="mlflow-artifacts:/", tenant=local_resources["tenant"]
-        ),
+        "mlflow": MlflowResource(tracking_uri=url, artifact_root="mlflow-artifacts:/"),
     }
     started = time.monotonic()
-    result = dg.materialize([trained_model], resources=resources, raise_on_error=False)
+    result = dg.materialize(
+        [flight_delay.asset("trained_model")], resources=resources, raise_on_error=False
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure.cause.cls_name == TrackingUnavailableError.__name__
     assert url in failure.cause.message
     assert time.monotonic() - started < 30
     assert not (facilflow_home / "ray").exists()  # no search was started
-    assert not (facilflow_home / "models" / "candidate.json").exists()
+    assert not (files.models_dir / CANDIDATE_FILE).exists()

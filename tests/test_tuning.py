@@ -14,14 +14,19 @@ from ray import tune
 
 from facilflow_assets.environment import PROJECT_ROOT, Environment
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.training.config import TrainingConfig, parse_utc
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.training.config import parse_utc, training_config_for
 from facilflow_assets.training.dataset import split_training_data
 from facilflow_assets.training.tracking import TRIAL_TAG, log_trials
 from facilflow_assets.training.tuning import TuningError, tune_hyperparameters
+from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import RayResource
 from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
+SCOPE = ModelScope("demo", "flight_delay")
+# The synthetic set has the flight-delay layout: its use case's feature service and splits.
+FlightDelayConfig = training_config_for(load_use_case(use_case_path(SCOPE.use_case)))
 SPACE = {"learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 0.3}}
 # LightGBM refuses num_leaves=1 when a trial starts: those trials fail, the others run.
 SOMETIMES_FAILING = {**SPACE, "num_leaves": {"distribution": "choice", "values": [1, 15]}}
@@ -47,7 +52,7 @@ def local_ray():
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(local_ray, tmp_path):
-    config = TrainingConfig(
+    config = FlightDelayConfig(
         search_space=SOMETIMES_FAILING, num_trials=4, max_rounds=30, grace_rounds=30, seed=3
     )
     outcome = tune_hyperparameters(_data(), config, str(tmp_path / "tune-failing"))
@@ -62,7 +67,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(local_ray, tmp_path)
 
     mlflow = build_resources(Environment.LOCAL, home=tmp_path / "home")["mlflow"]
     client = mlflow.client()
-    experiment_id = mlflow.ensure_experiment().experiment_id
+    experiment_id = mlflow.ensure_experiment(SCOPE).experiment_id
     parent = client.create_run(experiment_id, run_name="search")
     log_trials(client, experiment_id, parent.info.run_id, outcome, {"facilflow.tenant": "demo"})
     log_trials(client, experiment_id, parent.info.run_id, outcome, {})  # again: nothing new
@@ -80,12 +85,12 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(local_ray, tmp_path)
         else:
             steps = client.get_metric_history(run.info.run_id, "valid_auc")
             assert [m.step for m in steps] == list(range(1, 31))
-            assert run.data.metrics["best_valid_auc"] == pytest.approx(trial.best_auc)
+            assert run.data.metrics["best_valid_auc"] == pytest.approx(trial.best_score)
 
 
 def test_a_search_where_every_trial_fails_says_why(local_ray, tmp_path):
     space = {**SPACE, "num_leaves": {"distribution": "choice", "values": [1]}}
-    config = TrainingConfig(search_space=space, num_trials=2, max_rounds=10, grace_rounds=5)
+    config = FlightDelayConfig(search_space=space, num_trials=2, max_rounds=10, grace_rounds=5)
     with pytest.raises(TuningError, match="all 2 trials failed; the first: .*num_leaves"):
         tune_hyperparameters(_data(), config, str(tmp_path / "tune-all-failing"))
 
@@ -98,7 +103,7 @@ from facilflow_assets.training.tuning import tune_hyperparameters
 ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 tune_hyperparameters(_data(40000), RESUMABLE, sys.argv[1])
 """
-RESUMABLE = TrainingConfig(
+RESUMABLE = FlightDelayConfig(
     search_space=SPACE, num_trials=3, max_rounds=300, grace_rounds=300, checkpoint_every=20
 )
 
@@ -144,7 +149,7 @@ def _wait_for_checkpoint(path: Path, process: subprocess.Popen, timeout_s: float
 
 def test_checkpoints_honour_the_configured_location(tmp_path):
     ray_cluster = build_resources(Environment.LOCAL, home=tmp_path)["ray_cluster"]
-    assert ray_cluster.checkpoint_path("demo", "flight_delay", "tune-x") == os.path.join(
+    assert ray_cluster.checkpoint_path(SCOPE.tenant, SCOPE.use_case, "tune-x") == os.path.join(
         tmp_path.resolve(), "ray", "demo", "flight_delay", "tune-x"
     )
     assert ray_cluster.storage_filesystem() is None
@@ -167,7 +172,7 @@ def test_checkpoints_go_to_an_s3_compatible_store(local_ray, tmp_path, monkeypat
             storage_path="s3://checkpoints/facilflow", s3_endpoint_url=endpoint
         )
         path = ray_cluster.checkpoint_path("demo", "flight_delay", "tune-s3")
-        config = TrainingConfig(
+        config = FlightDelayConfig(
             search_space=SPACE, num_trials=2, max_rounds=20, grace_rounds=20, checkpoint_every=10
         )
         filesystem = ray_cluster.storage_filesystem()

@@ -1,12 +1,13 @@
 """A use case is one YAML file: each file builds its Feast objects, mistakes stop loading
 with a message naming the file and the place, and `facilflow use-cases check` says so
-before a file is deployed. The second use case's whole lifecycle runs in
-test_production_profile.py."""
+before a file is deployed; `facilflow feast` runs the feast CLI on one use case's project.
+The second use case's whole lifecycle runs in test_production_profile.py."""
 
 import copy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import polars as pl
 import pytest
@@ -16,23 +17,30 @@ from feast import FeatureService, FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
 
 from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
 from facilflow_assets.features.feast_objects import feast_objects
 from facilflow_assets.features.spec import FeatureSpecError
 from facilflow_assets.features.target_rows import with_label
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.tenants import load_tenants
 from facilflow_assets.use_case import (
     USE_CASES_DIR,
     UseCaseError,
     load_use_case,
     use_case_path,
 )
+from tests.lifecycle import lifecycle
 
 RAIN = "airport_rain"
+FEATURES = Path("/data/features")  # where a use case's feature tables are; any folder
+# The shipped use-case files (a file a tenant lists may not be written yet).
+SHIPPED = sorted(USE_CASES_DIR.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", sorted(USE_CASES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_each_use_case_file_builds_its_feast_objects(path):
     use_case = load_use_case(path)
-    objects = feast_objects(use_case)
+    objects = feast_objects(use_case, FEATURES)
     views = [o for o in objects if isinstance(o, FeatureView)]
     [service] = [o for o in objects if isinstance(o, FeatureService)]
     assert service.name == use_case.feature_service
@@ -42,13 +50,13 @@ def test_each_use_case_file_builds_its_feast_objects(path):
     assert use_case.baseline.group_by  # checked against the served features on load
     for view in views:
         assert view.tags["use_case"] == use_case.use_case
-        assert view.batch_source.path.endswith(f"/{view.name}.parquet")
+        assert view.batch_source.path == str(FEATURES / f"{view.name}.parquet")
 
 
 def test_an_on_demand_view_is_rebuilt_from_its_registry_source():
     """Feast rebuilds an on-demand function from its source text wherever it reads features
     (the endpoint's replicas): the rebuilt one computes what the applied one does."""
-    objects = feast_objects(load_use_case(use_case_path("flight_delay")))
+    objects = feast_objects(load_use_case(use_case_path("flight_delay")), FEATURES)
     [applied] = [o for o in objects if isinstance(o, OnDemandFeatureView)]
     rebuilt = OnDemandFeatureView.from_proto(applied.to_proto())
     inputs = pd.DataFrame(
@@ -201,7 +209,7 @@ def test_a_non_finite_on_zero_is_refused_before_it_reaches_generated_code(tmp_pa
     document["feast"]["on_demand"][0]["features"][0]["on_zero"] = 0.0
     [view] = [
         o
-        for o in feast_objects(load_use_case(_write(tmp_path, document)))
+        for o in feast_objects(load_use_case(_write(tmp_path, document)), FEATURES)
         if isinstance(o, OnDemandFeatureView)
     ]
     rebuilt = OnDemandFeatureView.from_proto(view.to_proto()).feature_transformation.udf
@@ -219,7 +227,9 @@ def test_a_file_is_named_after_its_use_case(tmp_path):
 
 
 def test_an_unknown_use_case_lists_the_known_ones():
-    with pytest.raises(UseCaseError, match="the use cases here are: airport_rain, flight_delay"):
+    known = ", ".join(path.stem for path in SHIPPED)
+    assert {"airport_rain", "flight_delay"} <= {path.stem for path in SHIPPED}
+    with pytest.raises(UseCaseError, match=f"the use cases here are: {known}$"):
         load_use_case(use_case_path("airport_delay"))
 
 
@@ -227,10 +237,21 @@ def test_the_cli_lists_use_cases_and_checks_a_new_file(tmp_path):
     runner = CliRunner()
     listed = runner.invoke(main, ["use-cases", "list"])
     assert listed.exit_code == 0
-    assert listed.output.splitlines() == [
-        "  airport_rain: Rain at a New York airport in the next hour (any precipitation)",
-        "* flight_delay: Flight-delay classifier (departures 15 minutes late or more)",
-    ]
+    lines = listed.output.splitlines()
+    # Each file, with the tenants that run it.
+    assert [line.split(" ", 1)[0] for line in lines] == [path.stem for path in SHIPPED]
+    assert (
+        "airport_rain [demo]: Rain at a New York airport in the next hour (any precipitation)"
+        in lines
+    )
+    assert (
+        "flight_delay [demo, acme]: Flight-delay classifier (departures 15 minutes late or more)"
+        in lines
+    )
+    tenants = load_tenants()
+    for path, line in zip(SHIPPED, lines, strict=True):
+        runs = [name for name, spec in tenants.items() if path.stem in spec.use_cases]
+        assert line.startswith(f"{path.stem} [{', '.join(runs) or 'no tenant'}]: "), line
     checked = runner.invoke(main, ["use-cases", "check", str(use_case_path(RAIN))])
     assert checked.exit_code == 0
     assert "label: rains_next_hour" in checked.output
@@ -239,3 +260,51 @@ def test_the_cli_lists_use_cases_and_checks_a_new_file(tmp_path):
     refused = runner.invoke(main, ["use-cases", "check", str(broken)])
     assert refused.exit_code == 1
     assert f"{broken}: feast, views: table 'airport_weather' has no view" in refused.output
+
+
+def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
+    """`facilflow feast -u UC` generates UC's repository over the registry its assets use and
+    runs `feast` there (a process of its own, whose output capfd reads); another use case's
+    project is left as it was."""
+    home = tmp_path / "home"
+    feast = build_resources(Environment.LOCAL, home=home)["feast"]
+    delay, rain = lifecycle("flight_delay"), lifecycle(RAIN)
+    # flight_delay's registry, as its asset applies it.
+    applied = dg.materialize([delay.asset("feast_registry")], resources={
+        "feast": feast, "storage": feast.storage})  # fmt: skip
+    assert applied.success
+    delay_views = {v.name for v in feast.feature_store(delay.scope).list_feature_views()}
+    assert delay_views == {t.name for t in delay.use_case.tables}
+    capfd.readouterr()
+
+    runner = CliRunner()
+    made = runner.invoke(main, ["--home", str(home), "feast", "-u", RAIN, "apply"])
+    assert made.exit_code == 0, made.output
+    out = capfd.readouterr().out
+    assert f"Applying changes for project {rain.scope.feast_project}" in out
+    assert "Created feature service airport_rain_v1" in out
+    repo = feast.state_dir / "repos" / rain.scope.feast_project
+    settings = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    assert settings["project"] == "demo_airport_rain"
+    assert settings["registry"] == str(feast.registry_path(rain.scope))
+
+    listed = runner.invoke(main, ["--home", str(home), "feast", "-u", RAIN, "feature-views",
+                                  "list"])  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    rows = capfd.readouterr().out.splitlines()
+    assert rows[0].split()[0] == "NAME"
+    assert [row.split()[0] for row in rows[1:] if row.strip()] == ["airport_weather"]
+
+    # The same registry the assets read, and flight_delay's project as it was.
+    assert [v.name for v in feast.feature_store(rain.scope).list_feature_views()] == [
+        "airport_weather"
+    ]
+    assert {v.name for v in feast.feature_store(delay.scope).list_feature_views()} == delay_views
+    assert sorted(p.name for p in (feast.state_dir / "repos").iterdir()) == ["demo_airport_rain"]
+
+    # A tenant runs only the use cases tenants.yaml gives it.
+    refused = runner.invoke(main, ["--home", str(home), "--tenant", "acme", "feast", "-u", RAIN,
+                                   "apply"])  # fmt: skip
+    assert refused.exit_code == 2
+    assert "tenant 'acme' runs no use case 'airport_rain'" in refused.output
+    assert not (feast.state_dir / "repos" / "acme_airport_rain").exists()
