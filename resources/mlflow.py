@@ -1,4 +1,4 @@
-"""MLflow tracking for a tenant's use case: the experiment, runs and the model registry."""
+"""MLflow tracking: each use case's experiment, its runs and the model registry."""
 
 import contextlib
 from collections.abc import Iterator
@@ -12,7 +12,7 @@ from mlflow.entities import Experiment, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from pydantic import Field, PrivateAttr
 
-from facilflow_assets.scope import ModelScope
+from facilflow_assets.scope import TENANT_TAG, USE_CASE_TAG, ModelScope
 
 REACHABILITY_TIMEOUT_S = 5.0
 SQLITE_PREFIX = "sqlite:///"
@@ -24,7 +24,7 @@ class TrackingUnavailableError(RuntimeError):
 
 
 class MlflowResource(ConfigurableResource):
-    """Where runs and models of the tenant's use case are tracked.
+    """Where runs and models of every use case are tracked, each in its scope's experiment.
 
     Locally a sqlite store and an artifact folder under `.facilflow/mlflow/`; in production
     an `mlflow server` (MLFLOW_TRACKING_URI) with artifacts in an S3-compatible bucket
@@ -40,9 +40,14 @@ class MlflowResource(ConfigurableResource):
         description="Base URL of the MLflow UI for links; the tracking URI when it is a server.",
     )
     _dagster_run_id: str | None = PrivateAttr(default=None)
+    _scope: ModelScope | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._dagster_run_id = context.run.run_id if context.run else None
+        run = context.run
+        self._dagster_run_id = run.run_id if run else None
+        tags = run.tags if run else {}
+        if TENANT_TAG in tags and USE_CASE_TAG in tags:
+            self._scope = ModelScope(tags[TENANT_TAG], tags[USE_CASE_TAG])
 
     @property
     def dagster_run_id(self) -> str | None:
@@ -137,14 +142,26 @@ class MlflowResource(ConfigurableResource):
         if not self._dagster_run_id:
             return
         client = self.client()
-        # Any experiment the run's steps wrote to; the Dagster run id names only this run's.
-        experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
         for run in client.search_runs(
-            experiments,
+            self._experiments_of_the_run(client),
             filter_string=f"tags.{DAGSTER_RUN_TAG} = '{self._dagster_run_id}' "
             "and attributes.status = 'RUNNING'",
         ):
             client.set_terminated(run.info.run_id, status=status)
+
+    def _experiments_of_the_run(self, client: MlflowClient) -> list[str]:
+        """The experiment of the run's use case (its facilflow/tenant and use_case tags), or
+        every experiment, page by page, for a run without them."""
+        if self._scope is not None:
+            experiment = client.get_experiment_by_name(self._scope.experiment_name)
+            return [experiment.experiment_id] if experiment else []
+        found, page = [], None
+        while True:
+            batch = client.search_experiments(max_results=1000, page_token=page)
+            found += [e.experiment_id for e in batch]
+            page = batch.token
+            if not page:
+                return found
 
     @property
     def _ui_base(self) -> str | None:

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from facilflow_assets import definitions
+from facilflow_assets import locations as locations_module
 from facilflow_assets.definitions import defs, tenant_definitions
 from facilflow_assets.environment import PROJECT_ROOT, Environment
 from facilflow_assets.resource_map import build_resources
@@ -146,8 +146,12 @@ def test_each_tenant_and_the_shared_warehouse_are_locations_of_the_workspace():
     locations = {entry["python_module"]["location_name"]: entry["python_module"]["attribute"]
                  for entry in workspace["load_from"]}  # fmt: skip
     assert locations == {"shared": "shared", **{t: t for t in load_tenants()}}
+    modules = {entry["python_module"]["module_name"] for entry in workspace["load_from"]}
+    assert modules == {"facilflow_assets.locations"}
     for tenant in load_tenants():
-        assert isinstance(getattr(definitions, tenant), dg.Definitions)
+        assert isinstance(getattr(locations_module, tenant), dg.Definitions)
+    with pytest.raises(AttributeError, match="neither 'shared' nor a tenant of .*tenants.yaml"):
+        locations_module.globex  # noqa: B018 - the lookup is what is tested
 
 
 def test_the_workspace_loads_its_locations_on_one_instance_without_key_collisions(tmp_path):

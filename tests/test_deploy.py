@@ -24,8 +24,7 @@ from dagster._core.test_utils import create_run_for_test
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 from dagster_k8s import K8sRunLauncher
 
-from facilflow_assets import definitions
-from facilflow_assets.definitions import SHARED_LOCATION
+from facilflow_assets import locations as code_locations
 from facilflow_assets.environment import (
     PROJECT_ROOT,
     server_governance_settings,
@@ -33,7 +32,7 @@ from facilflow_assets.environment import (
 )
 from facilflow_assets.governance.approvers import approvers_of
 from facilflow_assets.scope import TENANT_TAG, ModelScope
-from facilflow_assets.tenants import load_tenants
+from facilflow_assets.tenants import SHARED_LOCATION, load_tenants
 from jobs import TRAINING_TAG, build_use_case_jobs, build_warehouse_job
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -68,11 +67,11 @@ def _values() -> dict:
 
 
 def _locations(values: dict) -> dict[str, dict]:
-    """The Helm values' user deployments by the definitions attribute each serves."""
+    """The Helm values' user deployments by the location each serves."""
     found = {}
     for deployment in values["dagster-user-deployments"]["deployments"]:
         arguments = deployment["dagsterApiGrpcArgs"]
-        assert arguments[:2] == ["--module-name", "facilflow_assets.definitions"], arguments
+        assert arguments[:2] == ["--module-name", "facilflow_assets.locations"], arguments
         assert arguments[2] == "--attribute", arguments
         found[arguments[3]] = deployment
     return found
@@ -255,12 +254,12 @@ def test_each_location_is_a_user_deployment_of_its_own():
     locations = _locations(_values())
     tenants = load_tenants()
     assert SHARED_LOCATION in locations
-    # Every deployment serves a location facilflow_assets.definitions has: the shared
+    # Every deployment serves a location facilflow_assets.locations has: the shared
     # warehouse or a tenant of tenants.yaml, under the tenant's name.
     assert set(locations) - {SHARED_LOCATION} <= set(tenants)
     for attribute, deployment in locations.items():
         assert deployment["name"] == f"facilflow-{attribute}"
-        assert isinstance(getattr(definitions, attribute), dg.Definitions)
+        assert isinstance(getattr(code_locations, attribute), dg.Definitions)
     # Every tenant production serves (named in FACILFLOW_APPROVERS) has its location.
     assert _prod_tenants() == set(locations) - {SHARED_LOCATION}
     names = [d["name"] for d in _values()["dagster-user-deployments"]["deployments"]]
@@ -334,7 +333,7 @@ def test_each_job_becomes_a_kubernetes_job_in_facilflows_image_with_its_settings
             repository_origin = RepositoryPythonOrigin(
                 executable_path=PYTHON,
                 code_pointer=ModuleCodePointer(
-                    "facilflow_assets.definitions", attribute, "/opt/facilflow"
+                    "facilflow_assets.locations", attribute, "/opt/facilflow"
                 ),
                 container_image=image,
                 container_context={"k8s": {
@@ -342,7 +341,7 @@ def test_each_job_becomes_a_kubernetes_job_in_facilflows_image_with_its_settings
                     "env_secrets": [s["name"] for s in location["envSecrets"]],
                 }},
             )  # fmt: skip
-            repository = getattr(definitions, attribute).get_repository_def()
+            repository = getattr(code_locations, attribute).get_repository_def()
             for job in repository.get_all_jobs():
                 if job.name.startswith("__"):
                     continue
@@ -423,7 +422,7 @@ class QueuedRun(NamedTuple):
 
 def _queued(tenant: str, use_case: str, job: str) -> QueuedRun:
     """A run of a tenant's job, with the tags its definition gives it."""
-    repository = getattr(definitions, tenant).get_repository_def()
+    repository = getattr(code_locations, tenant).get_repository_def()
     return QueuedRun(f"{tenant}/{use_case}_{job}", repository.get_job(f"{use_case}_{job}").tags)
 
 
@@ -505,7 +504,7 @@ def test_the_helm_run_queue_gives_each_tenant_its_slots_and_one_training(tmp_pat
     # The training tag names the tenant: one training per tenant, not one per release.
     for tenant, spec in load_tenants().items():
         for use_case in spec.use_cases:
-            repository = getattr(definitions, tenant).get_repository_def()
+            repository = getattr(code_locations, tenant).get_repository_def()
             training = repository.get_job(f"{use_case}_training_job")
             assert training.tags[TRAINING_TAG] == tenant
     assert _dequeued(run_queue, _a_busy_queue()) == [

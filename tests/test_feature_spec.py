@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from facilflow_assets.features.spec import FeatureSpec, FeatureSpecError, load_spec_file
-from facilflow_assets.tenants import TENANTS_FILE, load_tenants
+from facilflow_assets.tenants import TENANTS_FILE, TenantError, load_tenants, tenant_spec
 from facilflow_assets.use_case import load_use_case, use_case_path
 
 BASE_TABLE = {
@@ -181,6 +181,15 @@ ACME = {"description": "test tenant", "use_cases": ["flight_delay"], "approvers"
         ),
         ({"acme": {**ACME, "approver": ["erin"]}}, "field 'acme.approver': Extra inputs"),
         ({}, "no tenant is declared"),
+        ({"shared": ACME}, "'shared' is the warehouse's location, not a tenant"),
+        (
+            {
+                "acme": {**ACME, "use_cases": ["flight_delay"]},
+                "acme_flight": {**ACME, "use_cases": ["delay"]},
+            },
+            "tenant 'acme_flight', use case 'delay' and tenant 'acme', use case "
+            "'flight_delay' would share the Feast project 'acme_flight_delay'",
+        ),
     ],
 )
 def test_a_tenants_file_mistake_names_the_file_and_the_place(tmp_path, document, expected):
@@ -190,3 +199,8 @@ def test_a_tenants_file_mistake_names_the_file_and_the_place(tmp_path, document,
         load_tenants(path)
     assert str(error.value).startswith(f"{path}: ")
     assert expected in str(error.value)
+
+
+def test_an_unknown_tenant_is_named_with_the_tenants_the_file_declares():
+    with pytest.raises(TenantError, match=r"tenants.yaml: no tenant 'globex'; it declares demo"):
+        tenant_spec("globex")

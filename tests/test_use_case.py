@@ -143,7 +143,27 @@ def _mistake(change) -> dict:
         ),
         (
             _mistake(lambda d: d.update(score="rains_next_hour")),
-            "field 'score': 'rains_next_hour' is taken by a key, the time or label",
+            "field 'score': 'rains_next_hour' is taken by a key, the time, the label or a column",
+        ),
+        (
+            _mistake(lambda d: d.update(score="model_version")),
+            "field 'score': 'model_version' is taken by a key, the time, the label or a column "
+            "of the batch scores (model, model_version)",
+        ),
+        (
+            _mistake(lambda d: d["target"]["label"].update(name="features_found")),
+            "label name 'features_found' is taken by a key, the time or an answer field",
+        ),
+        (
+            _mistake(
+                lambda d: (
+                    d["tables"][0].update(name="training_set"),
+                    d["feast"]["views"].update(
+                        training_set=d["feast"]["views"].pop("airport_weather")
+                    ),
+                )
+            ),
+            "tables: 'training_set' names one of the use case's Feast assets",
         ),
         (
             _mistake(lambda d: d["tables"][0]["source"]["columns"].update(airport_code="int")),
@@ -308,3 +328,11 @@ def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
     assert refused.exit_code == 2
     assert "tenant 'acme' runs no use case 'airport_rain'" in refused.output
     assert not (feast.state_dir / "repos" / "acme_airport_rain").exists()
+
+
+def test_a_key_given_twice_in_a_use_case_file_is_an_error_not_a_silent_choice(tmp_path):
+    text = use_case_path(RAIN).read_text()
+    path = tmp_path / f"{RAIN}.yaml"
+    path.write_text(text + "\nscore: rain_chance\n")
+    with pytest.raises(FeatureSpecError, match="the key 'score' is given twice"):
+        load_use_case(path)

@@ -21,7 +21,10 @@ class DemoPlan(StrictModel):
     training: dict[str, object] = Field(description="TrainingConfig of the walkthrough's model.")
     other_training: dict[str, object] = Field(description="TrainingConfig of the others.")
     challenger_training: dict[str, object]
-    challenger_min_auc_lift: float
+    challenger_min_lift: float = Field(
+        description="Lowest relative gain of the challenger over Production on the task's "
+        "metric (its evaluation's min_auc_lift, or min_rmse_lift for a regression)."
+    )
 
 
 def load_plan(path: Path = PLAN_FILE) -> DemoPlan:

@@ -22,6 +22,7 @@ from facilflow_assets.events.reader import EventReader
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
+from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import EventsResource, RayResource
 
 SUMMARY_FILE = "demo-summary.json"
@@ -115,7 +116,9 @@ def run_demo(
         model=model,
         models=models,
         governance=promote_with_approval(lifecycle, scope, plan, model["version"]),
-        serving=serve_and_score(lifecycle, scope, plan),
+        serving=serve_and_score(
+            lifecycle, scope, load_use_case(use_case_path(plan.walkthrough)), plan
+        ),
         monitoring=monitor(lifecycle, scope, plan),
         events=publish_events(resources),
     )

@@ -13,21 +13,23 @@ from facilflow_assets.asset_keys import UseCaseKeys, op_name
 from facilflow_assets.demo.plan import DemoPlan
 from facilflow_assets.metadata import materialized_metadata
 from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import UseCase
 
 if TYPE_CHECKING:
     from facilflow_assets.demo.run import Lifecycle
 
 
-def serve_and_score(lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan) -> dict[str, object]:
+def serve_and_score(
+    lifecycle: Lifecycle, scope: ModelScope, use_case: UseCase, plan: DemoPlan
+) -> dict[str, object]:
     keys = UseCaseKeys(scope)
+    gate = "min_auc_lift" if use_case.task == "binary" else "min_rmse_lift"
     challenger = lifecycle.run(
         scope.definition_name("training_job"),
         run_config={
             "ops": {
                 op_name(keys.trained_model): {"config": plan.challenger_training},
-                op_name(keys.evaluation_report): {
-                    "config": {"min_auc_lift": plan.challenger_min_auc_lift}
-                },
+                op_name(keys.evaluation_report): {"config": {gate: plan.challenger_min_lift}},
             }
         },
         raise_on_error=False,

@@ -298,10 +298,26 @@ def _check_span(table: str, feature: str | None, field: str, span: str) -> None:
         _fail(table, feature, field, f"must be positive, got '{span}'")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (which plain YAML
+    loading settles silently by keeping the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_spec_file(path: Path, spec_type: type[Spec]) -> Spec:
     """Read a YAML file as `spec_type`; every error names the file and where in it."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe
     except yaml.YAMLError as exc:
         raise FeatureSpecError(f"{path}: not valid YAML: {exc}") from None
     try:

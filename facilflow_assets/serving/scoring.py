@@ -59,7 +59,7 @@ def score_on_cluster(
     where: str,
 ) -> tuple[np.ndarray, int]:
     """`score`, in one Ray task per CPU of the cluster, spread over its nodes; returns the
-    probabilities in row order and how many nodes computed them."""
+    predictions (probabilities or amounts) in row order and how many nodes computed them."""
     rows = _inputs(frame, mapping, where)
     with ray_cluster.session() as resources:
         shared = ray.put(model)

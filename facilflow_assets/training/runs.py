@@ -9,6 +9,14 @@ class NoSuchMetricError(ValueError):
     """The metric to rank by is not recorded on any run of the experiment."""
 
 
+LOWER_IS_BETTER = ("rmse", "mae", "loss", "bias")  # metrics named for an error
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether `metric` names an error (valid_rmse, holdout_log_loss): ranked lowest first."""
+    return any(part in metric for part in LOWER_IS_BETTER)
+
+
 def compare_runs(
     client: MlflowClient,
     experiment_id: str,
