@@ -8,8 +8,7 @@ from pathlib import Path
 
 import requests
 
-from facilflow_assets import dev_server
-from facilflow_assets.definitions import location_resources
+from facilflow_assets import dev_server, locations
 from facilflow_assets.dev_server import ADMIN, create_users, demo_users, write_config
 from facilflow_assets.environment import server_governance_settings
 from facilflow_assets.governance.approvers import approvers_of
@@ -73,7 +72,7 @@ def test_the_server_has_every_tenants_approvers_as_its_location_does(tmp_path):
     )
     for tenant, spec in tenants.items():
         # The server app and the tenant's code location name the same approvers per model.
-        governance = location_resources(tenant)["governance"]
+        governance = getattr(locations, tenant).resources["governance"]
         for use_case in spec.use_cases:
             model = ModelScope(tenant, use_case).registered_model_name
             assert approvers_of(dev_server.APPROVERS, model) == spec.approvers, model
