@@ -122,7 +122,7 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
                 "features": len(feature_columns),
                 "entity_columns": dg.MetadataValue.json([*target.keys, EVENT_TIME]),
                 "label": label,
-                **label_summary(frame[label]),
+                **label_summary(frame[label], use_case.task),
                 "prediction_lead_minutes": config.prediction_lead_minutes,
             },
         )
@@ -163,9 +163,9 @@ def load_online_store(
     )
 
 
-def label_summary(label: pl.Series) -> dict[str, float]:
-    """The label's share of positives (a 0/1 label) or its mean and spread (an amount)."""
-    if label.n_unique() <= 2 and set(label.drop_nulls().unique().to_list()) <= {0, 1}:
+def label_summary(label: pl.Series, task: str) -> dict[str, float]:
+    """The label's share of positives (binary) or its mean and spread (regression)."""
+    if task == "binary":
         return {"label_positive_share": float(label.mean())}
     return {"label_mean": float(label.mean()), "label_std": float(label.std())}
 
