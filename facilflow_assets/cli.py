@@ -224,16 +224,20 @@ def feast(context: click.Context, feast_args: tuple[str, ...]) -> None:
     import sys
 
     from facilflow_assets.features.feast_repo import write_feature_repo
-    from facilflow_assets.use_case import use_case_path
+    from facilflow_assets.features.lineup import service_lineup
+    from facilflow_assets.use_case import load_use_case, use_case_path
 
     scope = context.obj["scope"]
-    with _resources(context, "feast") as resources:
+    path = use_case_path(scope.use_case)
+    with _resources(context, "feast", "mlflow") as resources:
         store = resources.feast
+        lineup = service_lineup(load_use_case(path), scope, store, resources.mlflow)
         repo = write_feature_repo(
             store.state_dir / "repos" / scope.feast_project,
             store.repo_settings(scope),
-            use_case_path(scope.use_case),
+            path,
             store.storage.files(scope).features_dir,
+            lineup,
         )
     executable = Path(sys.executable).parent / "feast"
     completed = subprocess.run([str(executable), *feast_args], cwd=repo, check=False)

@@ -21,7 +21,14 @@ from tests.mlflow_server import mlflow_server
 MODEL_NAME = "demo.flight_delay"
 FLIGHT_DELAY = lifecycle()
 KEYS = FLIGHT_DELAY.keys
-SMALL_SEARCH = {"num_trials": 2, "max_rounds": 30, "grace_rounds": 10, "checkpoint_every": 10}
+# The copied training set's service: this home has no Feast registry to find it in.
+SMALL_SEARCH = {
+    "feature_service": "flight_delay_v1",
+    "num_trials": 2,
+    "max_rounds": 30,
+    "grace_rounds": 10,
+    "checkpoint_every": 10,
+}
 LIFECYCLE = [
     FLIGHT_DELAY.asset("trained_model"),
     FLIGHT_DELAY.asset("evaluation_report"),

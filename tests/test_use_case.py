@@ -287,11 +287,12 @@ def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
     runs `feast` there (a process of its own, whose output capfd reads); another use case's
     project is left as it was."""
     home = tmp_path / "home"
-    feast = build_resources(Environment.LOCAL, home=home)["feast"]
+    resources = build_resources(Environment.LOCAL, home=home)
+    feast = resources["feast"]
     delay, rain = lifecycle("flight_delay"), lifecycle(RAIN)
     # flight_delay's registry, as its asset applies it.
     applied = dg.materialize([delay.asset("feast_registry")], resources={
-        "feast": feast, "storage": feast.storage})  # fmt: skip
+        key: resources[key] for key in ("feast", "storage", "mlflow")})  # fmt: skip
     assert applied.success
     delay_views = {v.name for v in feast.feature_store(delay.scope).list_feature_views()}
     assert delay_views == {t.name for t in delay.use_case.tables}

@@ -82,6 +82,10 @@ def test_demo_summary_file_lists_every_asset(built_home):
     document = json.loads((home / SUMMARY_FILE).read_text())
     assert [a["asset"] for a in document["assets"]] == [s.asset for s in summary]
     assert document["wall_seconds"] > 0
+    phases = document["phase_seconds"]
+    assert list(phases) == ["Ray and definitions", "warehouse", "flight_delay", "arrival_delay",
+                            "governance", "serving", "monitoring", "events"]  # fmt: skip
+    assert sum(phases.values()) <= document["wall_seconds"] + 1
 
 
 def test_dbt_build_works_on_its_own_from_the_dbt_folder(built_home, tmp_path):

@@ -66,6 +66,20 @@ class DemoOutcome(NamedTuple):
     events: dict[str, object]  # what was published to the lifecycle topic, what still waits
 
 
+class Stopwatch:
+    """Seconds per phase of the demo, logged as each ends and kept for the summary."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._started, 1)
+        log.info(f"demo: {phase} done in {self.seconds[phase]:.0f} s")
+        self._started = now
+
+
 class Lifecycle(NamedTuple):
     """The default tenant's location, run job by job on one instance."""
 
@@ -97,32 +111,42 @@ def run_demo(
     plan = plan or load_plan()
     spec = spec or load_tenants()[tenant]
     started = time.perf_counter()
+    stopwatch = Stopwatch()
     resources = with_one_local_ray(resources)
     defs = dg.Definitions.merge(
         shared_definitions(resources), tenant_definitions(tenant, resources, spec)
     )
     lifecycle = Lifecycle(defs, instance, tenant)
+    stopwatch.lap("Ray and definitions")
     results = [lifecycle.run("warehouse_job")]
+    stopwatch.lap("warehouse")
     models = {}
     for use_case in spec.use_cases:
         log.info(f"demo: {use_case}: features, training, evaluation, registration")
         trained = train_use_case(lifecycle, use_case, plan)
         results += trained
         models[use_case] = model_facts(trained[-1], lifecycle.scope(use_case))
+        stopwatch.lap(use_case)
     model = models[plan.walkthrough]
     scope = lifecycle.scope(plan.walkthrough)
+    governance = promote_with_approval(lifecycle, scope, plan, model["version"])
+    stopwatch.lap("governance")
+    use_case = load_use_case(use_case_path(plan.walkthrough))
+    serving = serve_and_score(lifecycle, scope, use_case, plan)
+    stopwatch.lap("serving")
+    monitoring = monitor(lifecycle, scope, plan)
+    stopwatch.lap("monitoring")
     outcome = DemoOutcome(
         assets=summarize(results, lifecycle.defs),
         model=model,
         models=models,
-        governance=promote_with_approval(lifecycle, scope, plan, model["version"]),
-        serving=serve_and_score(
-            lifecycle, scope, load_use_case(use_case_path(plan.walkthrough)), plan
-        ),
-        monitoring=monitor(lifecycle, scope, plan),
+        governance=governance,
+        serving=serving,
+        monitoring=monitoring,
         events=publish_events(resources),
     )
-    write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started)
+    stopwatch.lap("events")
+    write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started, stopwatch)
     return outcome
 
 
@@ -226,9 +250,12 @@ def model_facts(result: dg.ExecuteInProcessResult, scope: ModelScope) -> dict[st
     return facts
 
 
-def write_summary(outcome: DemoOutcome, path: Path, seconds: float) -> None:
+def write_summary(
+    outcome: DemoOutcome, path: Path, seconds: float, stopwatch: Stopwatch
+) -> None:
     document = {
         "wall_seconds": round(seconds, 1),
+        "phase_seconds": stopwatch.seconds,
         "model": outcome.model,
         "models": outcome.models,
         "governance": outcome.governance,

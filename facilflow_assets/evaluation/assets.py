@@ -18,6 +18,7 @@ from facilflow_assets.evaluation.baseline import (
 )
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
+from facilflow_assets.features.feast_assets import features_on_rows
 from facilflow_assets.governance.digest import directory_digest
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.monitoring.reference import log_reference
@@ -32,7 +33,7 @@ from facilflow_assets.training.dataset import (
 )
 from facilflow_assets.training.tracking import log_png
 from facilflow_assets.use_case import UseCase
-from resources import MlflowResource, StorageResource
+from resources import FeastResource, MlflowResource, StorageResource
 
 REPORT_FILE = "evaluation.json"
 EVALUATION_TAG = "facilflow.evaluation"
@@ -58,8 +59,9 @@ def build_evaluation_assets(
         config: EvaluationConfig,
         storage: StorageResource,
         mlflow: MlflowResource,
+        feast: FeastResource,
     ) -> dg.MaterializeResult:
-        return evaluate(context, config, use_case, scope, storage, mlflow)
+        return evaluate(context, config, use_case, scope, storage, mlflow, feast)
 
     @dg.asset_check(
         asset=keys.evaluation_report,
@@ -91,6 +93,7 @@ def evaluate(
     scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
+    feast: FeastResource,
 ) -> dg.MaterializeResult:
     """Score the use case's candidate and its baseline on the holdout; log it all."""
     files = storage.files(scope)
@@ -106,6 +109,13 @@ def evaluate(
         frame, parse_utc(candidate.train_start), parse_utc(candidate.validation_start)
     )
     labels = holdout[use_case.label].cast(pl.Float64).to_numpy()
+
+    def features_of(service: str) -> pl.DataFrame:
+        if service == candidate.feature_service:
+            return holdout
+        context.log.info(f"the Production version reads {service}: its features, same rows")
+        return features_on_rows(feast.feature_store(scope), service, holdout, use_case.target.keys)
+
     with mlflow.fluent(), tempfile.TemporaryDirectory() as scratch:
         model_files = Path(
             mlflow_artifacts.download_artifacts(artifact_uri=candidate.model_uri, dst_path=scratch)
@@ -114,7 +124,7 @@ def evaluate(
         booster = mlflow_lightgbm.load_model(str(model_files))
         scores = booster.predict(feature_matrix(holdout, candidate.feature_names))
         baseline = production_baseline(
-            mlflow.client(), scope.registered_model_name, holdout
+            mlflow.client(), scope.registered_model_name, holdout, features_of
         ) or historical_mean_baseline(train, holdout, use_case.label, use_case.baseline)
     context.log.info(
         f"scoring {holdout.height:,} holdout {use_case.target.subject}s against {baseline.name}"

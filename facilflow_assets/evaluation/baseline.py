@@ -1,6 +1,7 @@
 """What a candidate must beat: the Production version, or the label's historical mean per
 group (a rate, for a 0/1 label)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -10,6 +11,7 @@ import polars as pl
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.registry.stages import Stage, version_in_stage
+from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
 from facilflow_assets.training.dataset import feature_matrix
 from facilflow_assets.use_case import BaselineSpec
 
@@ -27,25 +29,33 @@ class Baseline:
 
 
 def production_baseline(
-    client: MlflowClient, registered_model: str, holdout: pl.DataFrame
+    client: MlflowClient,
+    registered_model: str,
+    holdout: pl.DataFrame,
+    features_of: Callable[[str], pl.DataFrame],
 ) -> Baseline | None:
-    """The version in Production scored on the holdout, or None when there is none."""
+    """The version in Production scored on the holdout rows, or None when there is none.
+    It reads the features of its own service: `features_of(service)` gives them for the
+    holdout rows, in their order."""
     version = version_in_stage(client, registered_model, Stage.PRODUCTION)
     if version is None:
         return None
     booster: lgb.Booster = mlflow.lightgbm.load_model(
         f"models:/{registered_model}/{version.version}"
     )
-    missing = [name for name in booster.feature_name() if name not in holdout.columns]
+    service = version.tags.get(FEATURE_SERVICE_TAG)
+    rows = features_of(service) if service else holdout
+    missing = [name for name in booster.feature_name() if name not in rows.columns]
     if missing:
         raise BaselineError(
             f"the Production version {version.version} of {registered_model} needs features "
-            f"the training set lacks: {', '.join(missing)}"
+            f"its feature service {service} does not give: {', '.join(missing)}"
         )
     return Baseline(
         name=f"production v{version.version}",
-        description=f"{registered_model} version {version.version}, now in Production",
-        predictions=booster.predict(feature_matrix(holdout, booster.feature_name())),
+        description=f"{registered_model} version {version.version}, now in Production, on "
+        f"its own features ({service})",
+        predictions=booster.predict(feature_matrix(rows, booster.feature_name())),
         model_version=version.version,
     )
 

@@ -6,33 +6,50 @@ import polars as pl
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.checks import check_specs, evaluate_checks
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
+from facilflow_assets.features.lineup import service_lineup
+from facilflow_assets.features.service_versions import table_with_kept
 from facilflow_assets.features.spec import FeatureTableSpec
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.use_case import UseCase
-from resources import StorageResource
+from resources import FeastResource, MlflowResource, StorageResource
 
 FEATURES_GROUP = "features"
 
 
 def build_feature_table_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
     """One asset per feature table of the use case, each read from its warehouse model."""
-    return [build_feature_table_asset(table, scope) for table in use_case.tables]
+    return [build_feature_table_asset(use_case, table, scope) for table in use_case.tables]
 
 
-def build_feature_table_asset(table: FeatureTableSpec, scope: ModelScope) -> dg.AssetsDefinition:
-    key = scope.key(FEATURES_GROUP, table.name)
+def build_feature_table_asset(
+    use_case: UseCase, declared: FeatureTableSpec, scope: ModelScope
+) -> dg.AssetsDefinition:
+    """The asset computing `declared`, and the features of it that older feature service
+    versions still read for models in use."""
+    key = scope.key(FEATURES_GROUP, declared.name)
 
     @dg.asset(
         key=key,
         group_name=FEATURES_GROUP,
         kinds={"polars", "parquet"},
-        deps=[dg.AssetKey(table.source.model.split("/"))],
-        check_specs=check_specs(table, key),
-        description=table.description,
-        metadata={"entity": ", ".join(table.source.entity), "source": table.source.model},
+        deps=[dg.AssetKey(declared.source.model.split("/"))],
+        check_specs=check_specs(declared, key),
+        description=declared.description,
+        metadata={"entity": ", ".join(declared.source.entity), "source": declared.source.model},
     )
-    def _feature_table(context: dg.AssetExecutionContext, storage: StorageResource):
+    def _feature_table(
+        context: dg.AssetExecutionContext,
+        storage: StorageResource,
+        feast: FeastResource,
+        mlflow: MlflowResource,
+    ):
+        kept = service_lineup(use_case, scope, feast, mlflow).kept
+        table = table_with_kept(declared, kept)
+        if table != declared:
+            context.log.info(
+                f"{table.name}: also computing what {', '.join(v.name for v in kept)} read"
+            )
         source = storage.read_warehouse(table.source.model)
         check_source(table, source.schema)
         frame = compute_features(table, source.lazy())

@@ -11,11 +11,14 @@ from pydantic import Field
 from facilflow_assets.asset_keys import FEATURES_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.feast_objects import repo_contents
+from facilflow_assets.features.lineup import current_service, service_lineup
 from facilflow_assets.features.target_rows import EVENT_TIME, entity_frame, labelled_rows
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.use_case import UseCase
-from resources import FeastResource, StorageResource
+from resources import FeastResource, MlflowResource, StorageResource
+
+ROW_ORDER = "__row"
 
 
 class MaterializeConfig(dg.Config):
@@ -48,14 +51,28 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
         kinds={"feast"},
         deps=[keys.feature_table(t.name) for t in use_case.tables],
         description=f"The Feast registry of project {scope.feast_project}, made to match the "
-        "use case's file (as `feast apply`).",
+        "use case's file (as `feast apply`); a new version of the feature service when the "
+        "features change, the older ones kept while models read them.",
     )
-    def feast_registry(feast: FeastResource, storage: StorageResource) -> dg.MaterializeResult:
-        contents = repo_contents(use_case, storage.files(scope).features_dir)
+    def feast_registry(
+        context: dg.AssetExecutionContext,
+        feast: FeastResource,
+        mlflow: MlflowResource,
+        storage: StorageResource,
+    ) -> dg.MaterializeResult:
+        lineup = service_lineup(use_case, scope, feast, mlflow)
+        contents = repo_contents(use_case, storage.files(scope).features_dir, lineup)
         feast.apply(scope, contents)
+        kept = [v.name for v in lineup.kept]
+        context.log.info(
+            f"feature service {lineup.current.name}"
+            + (f"; kept for models in use: {', '.join(kept)}" if kept else "")
+        )
         return dg.MaterializeResult(
             metadata={
                 "project": scope.feast_project,
+                "current_feature_service": lineup.current.name,
+                "kept_feature_services": dg.MetadataValue.json(kept),
                 "entities": len(contents.entities),
                 "feature_views": dg.MetadataValue.json(
                     sorted(v.name for v in contents.feature_views)
@@ -81,7 +98,9 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
 
     class TrainingSetConfig(dg.Config):
         feature_service: str = Field(
-            default=use_case.feature_service, description="Feast feature service."
+            default="",
+            description="Feast feature service; the version of the use case's current "
+            "features when empty.",
         )
         prediction_lead_minutes: int = Field(
             default=target.lead_minutes,
@@ -107,7 +126,9 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
         entity_df = build_entity_frame(storage, use_case, config.prediction_lead_minutes)
         label = use_case.label
         store = feast.feature_store(scope)
-        service = store.get_feature_service(config.feature_service)
+        service = store.get_feature_service(
+            config.feature_service or current_service(store, use_case)
+        )
         frame = historical_features(store, service, entity_df)
         path = write_parquet_atomic(frame, storage.files(scope).training_set_path(service.name))
         version = data_version(frame)
@@ -203,6 +224,14 @@ def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame
     return pl.from_pandas(job.to_df()).with_columns(
         cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
+
+
+def features_on_rows(store, service: str, rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Another service's features for labelled `rows` (entity keys and event time), in their
+    order: what a model trained on that service reads for the same rows."""
+    entity_df = rows.select(*keys, EVENT_TIME).with_row_index(ROW_ORDER)
+    frame = historical_features(store, store.get_feature_service(service), entity_df)
+    return frame.sort(ROW_ORDER).drop(ROW_ORDER)
 
 
 def data_version(frame: pl.DataFrame) -> str:

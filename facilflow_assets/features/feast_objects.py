@@ -1,5 +1,6 @@
 """The Feast objects of a use case, built from its file: entities, one file source and one
-feature view per feature table, the on-demand views and the feature service.
+feature view per feature table, the on-demand views and the feature service, with every
+version of the service its Feast project keeps (see `service_versions`).
 
 Each file source reads the parquet file its feature table asset writes in the use case's
 `features_dir`.
@@ -15,15 +16,18 @@ from feast.repo_contents import RepoContents
 from feast.types import Float64, String
 
 from facilflow_assets.features.feast_schema import feature_fields
+from facilflow_assets.features.service_versions import FeatureDefinition, ServiceLineup
 from facilflow_assets.features.spec import parse_duration
 from facilflow_assets.use_case import OnDemandSpec, UseCase
 
 RATIO_FUNCTION = "ratios"
 
 
-def repo_contents(use_case: UseCase, features_dir: Path) -> RepoContents:
+def repo_contents(
+    use_case: UseCase, features_dir: Path, lineup: ServiceLineup | None = None
+) -> RepoContents:
     """The use case's objects as `feast apply` parses them from a repository."""
-    objects = feast_objects(use_case, features_dir)
+    objects = feast_objects(use_case, features_dir, lineup)
     return RepoContents(
         projects=[],
         data_sources=[o for o in objects if isinstance(o, FileSource)],
@@ -37,8 +41,13 @@ def repo_contents(use_case: UseCase, features_dir: Path) -> RepoContents:
     )
 
 
-def feast_objects(use_case: UseCase, features_dir: Path) -> list:
-    """Every Feast object of the use case, in the order `feast apply` would create them."""
+def feast_objects(
+    use_case: UseCase, features_dir: Path, lineup: ServiceLineup | None = None
+) -> list:
+    """Every Feast object of the use case, in the order `feast apply` would create them:
+    those of `lineup` (by default, the file's service alone, as its first version)."""
+    lineup = lineup or ServiceLineup.plan(use_case, recorded=[], in_use=set())
+    definition = lineup.merged
     tags = {"use_case": use_case.use_case}
     owner = use_case.feast.owner
     entities = {
@@ -49,33 +58,40 @@ def feast_objects(use_case: UseCase, features_dir: Path) -> list:
             description=e.description,
             tags=tags,
         )
-        for e in use_case.feast.entities
+        for e in definition.entities
     }
     views = {
-        t.name: _feature_view(use_case, t.name, entities, tags, features_dir)
-        for t in use_case.tables
+        t.name: _feature_view(definition, t.name, entities, tags, owner, features_dir)
+        for t in definition.tables
     }
-    on_demand = [_on_demand_view(v, views, tags, owner) for v in use_case.feast.on_demand]
-    service = FeatureService(
-        name=use_case.feature_service,
-        features=[*views.values(), *on_demand],
-        description=use_case.feast.service.description,
-        tags=tags,
-        owner=owner,
-    )
+    on_demand = {v.name: _on_demand_view(v, views, tags, owner) for v in definition.on_demand}
+    readable = views | on_demand
+    services = [
+        FeatureService(
+            name=version.name,
+            features=[readable[view][names] for view, names in version.definition.served().items()],
+            description=use_case.feast.service.description
+            if version is lineup.current
+            else f"Version {version.number} of the features, kept for the models trained on it.",
+            tags=tags | lineup.tags(version),
+            owner=owner,
+        )
+        for version in lineup.versions
+    ]
     return [*entities.values(), *(v.batch_source for v in views.values()), *views.values(),
-            *on_demand, service]  # fmt: skip
+            *on_demand.values(), *services]  # fmt: skip
 
 
 def _feature_view(
-    use_case: UseCase,
+    definition: FeatureDefinition,
     name: str,
     entities: dict[str, Entity],
     tags: dict[str, str],
+    owner: str,
     features_dir: Path,
 ) -> FeatureView:
-    table = use_case.table(name)
-    view = use_case.feast.views[name]
+    table = definition.table(name)
+    view = definition.views[name]
     source = FileSource(
         name=f"{name}_source",
         path=str(features_dir / f"{name}.parquet"),
@@ -98,7 +114,7 @@ def _feature_view(
         online=True,
         description=table.description,
         tags=tags | {"source_model": table.source.model},
-        owner=use_case.feast.owner,
+        owner=owner,
     )
 
 

@@ -13,7 +13,7 @@ from facilflow_assets.governance.digest import DIGEST_TAG, version_digest
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
 from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.training.candidate import Candidate
+from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG, Candidate
 
 SOURCE_RUN_TAG = "facilflow.source_run"
 READY_TIMEOUT_S = 300
@@ -70,7 +70,7 @@ def register_version(client: MlflowClient, name: str, candidate: Candidate) -> M
         f"(data version {candidate.data_version}); not evaluated yet.",
         tags={
             SOURCE_RUN_TAG: candidate.run_id,
-            "facilflow.feature_service": candidate.feature_service,
+            FEATURE_SERVICE_TAG: candidate.feature_service,
             "facilflow.data_version": candidate.data_version,
             STAGE_TAG: Stage.NONE.value,
         },

@@ -42,7 +42,10 @@ class BatchScoringConfig(dg.Config):
         description="Model input -> column of the day's feature frame. Inputs not named here "
         "are read from the column of the same name; each is checked against the signature.",
     )
-    feature_service: str = Field(description="Feast feature service.")
+    feature_service: str = Field(
+        default="",
+        description="Feast feature service; the one the model version was trained on when empty.",
+    )
     prediction_lead_minutes: int = Field(
         ge=0, description="Features as of this long before the target row's time."
     )
@@ -60,9 +63,6 @@ def build_batch_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
     target = use_case.target
 
     class UseCaseBatchScoringConfig(BatchScoringConfig):
-        feature_service: str = Field(
-            default=use_case.feature_service, description="Feast feature service."
-        )
         prediction_lead_minutes: int = Field(
             default=target.lead_minutes,
             ge=0,
@@ -109,6 +109,12 @@ def score_day(
     ref = (confirmed if by_stage else resolve)(
         client, config.model or scope.registered_model_name, config.version
     )
+    feature_service = config.feature_service or ref.feature_service
+    if not feature_service:
+        raise ValueError(
+            f"{ref.uri} records no feature service it was trained on; name one in the "
+            "config field 'feature_service'"
+        )
     model = load(client, ref)
     mapping = resolve_mapping(model, config.column_mapping)  # before the features are read
     target = use_case.target
@@ -116,7 +122,7 @@ def score_day(
     store = feast.feature_store(scope)
     frame = historical_features(
         store,
-        store.get_feature_service(config.feature_service),
+        store.get_feature_service(feature_service),
         entity_frame(rows, target, config.prediction_lead_minutes, target.time),
     )
     where = f"the feature frame of {day}"

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import requests
 from feast import FeatureStore
+from feast.errors import FeatureServiceNotFoundException
 from pydantic import Field
 from ray import serve
 
@@ -51,9 +52,6 @@ class DeploymentConfig(dg.Config):
         ge=1,
         description="At most this many replicas on one node: 1 keeps them on different nodes, "
         "so a node lost takes one replica with it; unset, Ray Serve places them.",
-    )
-    feature_service: str = Field(
-        default="", description="Feast feature service; the use case's when empty."
     )
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
 
@@ -105,7 +103,6 @@ def deploy(
 ) -> dg.MaterializeResult:
     """Check the Production (and Staging) versions, then serve them; a version that fails
     a check stays out and the endpoint keeps what it served."""
-    feature_service = config.feature_service or use_case.feature_service
     client = mlflow.client()
     name = scope.registered_model_name
     try:  # checked before the live endpoint is touched: it keeps its versions otherwise
@@ -125,12 +122,11 @@ def deploy(
     sample = latest_keys(storage, use_case)
     # Checked here, before the live endpoint is touched: a version that fails stays out.
     for model in loaded:
-        smoke_prediction(model, feast.feature_store(scope), feature_service, sample, use_case.task)
-        context.log.info(f"{model.ref.uri} loads and predicts")
+        smoke_prediction(model, feast.feature_store(scope), sample, use_case.task)
+        context.log.info(f"{model.ref.uri} loads and predicts on {model.ref.feature_service}")
     spec = EndpointSpec(
         tracking_uri=mlflow.tracking_uri,
         feast_config=feast.repo_config(scope),
-        feature_service=feature_service,
         entity_keys=use_case.target.keys,
         answer_field=use_case.answer_field,
         request_log_root=serving.request_log_path(scope),
@@ -177,18 +173,21 @@ def deploy(
 
 
 def smoke_prediction(
-    model: LoadedModel,
-    store: FeatureStore,
-    feature_service: str,
-    request: dict[str, str],
-    task: str = "binary",
+    model: LoadedModel, store: FeatureStore, request: dict[str, str], task: str = "binary"
 ) -> float:
-    """Predict `request` through the online store; the model's inputs must all be served
-    and the prediction be a number (a probability, for a binary task)."""
+    """Predict `request` through the online store, on the feature service the model was
+    trained on; the model's inputs must all be served and the prediction be a number (a
+    probability, for a binary task)."""
+    feature_service = model.ref.feature_service
+    try:
+        service = store.get_feature_service(feature_service)
+    except FeatureServiceNotFoundException:
+        raise ModelLoadError(
+            f"{model.ref.uri} was trained on the feature service '{feature_service}', which "
+            f"the Feast project {store.project} does not hold"
+        ) from None
     online = store.get_online_features(
-        features=store.get_feature_service(feature_service),
-        entity_rows=[request],
-        full_feature_names=True,
+        features=service, entity_rows=[request], full_feature_names=True
     ).to_dict()
     missing = [name for name in model.input_names if name not in online]
     if missing:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from feast import FeatureStore, RepoConfig
+from feast import FeatureService, FeatureStore, RepoConfig
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from ray import serve
@@ -37,7 +37,6 @@ class EndpointSpec:
 
     tracking_uri: str
     feast_config: RepoConfig
-    feature_service: str
     entity_keys: list[str]
     # The answer's field: the decision named after the label ({"is_delayed": true}), or the
     # amount as `predicted_<label>` for a regression.
@@ -79,7 +78,7 @@ class PredictionEndpoint:
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.tracking_uri, registry_uri=spec.tracking_uri)
         self.store = FeatureStore(config=spec.feast_config)
-        self.service = self.store.get_feature_service(spec.feature_service)
+        self.services: dict[str, FeatureService] = {}  # each model's, by name
         self.body_model = request_model(spec.entity_keys)
         self.models: dict[str, LoadedModel] = {}
         self.routing: Routing | None = None
@@ -87,17 +86,24 @@ class PredictionEndpoint:
         self.request_log: RequestLog | None = None
 
     def reconfigure(self, user_config: dict) -> None:
-        """Load any version not loaded yet, then switch to the new routing at once."""
+        """Load any version not loaded yet, with the feature service it was trained on,
+        then switch to the new routing at once."""
         routing = Routing.model_validate(user_config)
         refs = [routing.production, *([routing.challenger] if routing.challenger else [])]
         loaded = {ref.uri: self.models.get(ref.uri) or load(self.client, ref) for ref in refs}
-        names = {tuple(model.input_names) for model in loaded.values()}
-        if len(names) != 1:
-            raise ValueError(f"the versions {sorted(loaded)} take different inputs")
-        self.feature_names = list(next(iter(names)))
-        if self.request_log is None:
-            self.request_log = RequestLog(self.spec.request_log_root, self.feature_names)
-        self.models, self.routing = loaded, routing
+        services = {
+            ref.feature_service: self.services.get(ref.feature_service)
+            or self.store.get_feature_service(ref.feature_service)
+            for ref in refs
+        }
+        # The log has a column per input of any version served, Production's first.
+        inputs = list(dict.fromkeys(n for m in loaded.values() for n in m.input_names))
+        if self.request_log is None or inputs != self.feature_names:
+            if self.request_log is not None:
+                self.request_log.close()
+            self.request_log = RequestLog(self.spec.request_log_root, inputs)
+        self.feature_names = inputs
+        self.models, self.services, self.routing = loaded, services, routing
         log.info("serving %s", routing.model_dump_json())
 
     def __del__(self):
@@ -139,7 +145,7 @@ class PredictionEndpoint:
         model = self.models[ref.uri]
         row = {key: getattr(keys, key) for key in self.spec.entity_keys}
         online = self.store.get_online_features(
-            features=self.service, entity_rows=[row], full_feature_names=True
+            features=self.services[ref.feature_service], entity_rows=[row], full_feature_names=True
         ).to_dict()
         values = [online[name][0] for name in model.input_names]
         features = np.array([[np.nan if v is None else float(v) for v in values]], np.float32)

@@ -19,6 +19,7 @@ from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
 from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
 from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
 from facilflow_assets.registry.stages import Stage
+from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
 
 PRODUCTION = "Production"
 STAGE_ALIASES = {Stage.PRODUCTION.value: "production", Stage.STAGING.value: "staging"}
@@ -39,6 +40,7 @@ class ModelRef:
     name: str
     version: str
     digest: str = ""  # of its files, as recorded when it was evaluated
+    feature_service: str = ""  # the Feast feature service it was trained on
 
     @property
     def uri(self) -> str:
@@ -60,7 +62,10 @@ def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
     except MlflowException as error:
         problem = f"{name} has no {version_or_stage} version ({error.message})"
         raise ModelLoadError(problem) from None
-    return ModelRef(name, str(found.version), found.tags.get(DIGEST_TAG, ""))
+    tags = found.tags
+    return ModelRef(
+        name, str(found.version), tags.get(DIGEST_TAG, ""), tags.get(FEATURE_SERVICE_TAG, "")
+    )
 
 
 def confirmed(client: MlflowClient, name: str, stage: str) -> ModelRef:

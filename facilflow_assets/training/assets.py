@@ -17,9 +17,15 @@ from facilflow_assets import plots
 from facilflow_assets.asset_keys import TRAINING_GROUP, UseCaseKeys
 from facilflow_assets.events.envelope import EventType, TrainingCompleted, TrainingStarted
 from facilflow_assets.features.feast_assets import data_version
+from facilflow_assets.features.lineup import current_service
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.training.candidate import CANDIDATE_FILE, MODEL_URI_TAG, Candidate
+from facilflow_assets.training.candidate import (
+    CANDIDATE_FILE,
+    FEATURE_SERVICE_TAG,
+    MODEL_URI_TAG,
+    Candidate,
+)
 from facilflow_assets.training.config import TrainingConfig, training_config_for
 from facilflow_assets.training.dataset import (
     TrainingData,
@@ -31,7 +37,13 @@ from facilflow_assets.training.runs import compare_runs
 from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
 from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
 from facilflow_assets.use_case import UseCase
-from resources import EventsResource, MlflowResource, RayResource, StorageResource
+from resources import (
+    EventsResource,
+    FeastResource,
+    MlflowResource,
+    RayResource,
+    StorageResource,
+)
 
 TUNING_KEY_TAG = "facilflow.tuning_key"
 MODEL_ARTIFACT = "model"
@@ -57,10 +69,12 @@ def build_training_assets(use_case: UseCase, scope: ModelScope) -> list[dg.Asset
         config: config_class,
         storage: StorageResource,
         mlflow: MlflowResource,
+        feast: FeastResource,
         ray_cluster: RayResource,
         events: EventsResource,
     ) -> dg.MaterializeResult:
-        return train(context, config, use_case, scope, storage, mlflow, ray_cluster, events)
+        return train(context, config, use_case, scope, storage, mlflow, feast, ray_cluster,
+                     events)  # fmt: skip
 
     return [trained_model]
 
@@ -72,12 +86,17 @@ def train(
     scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
+    feast: FeastResource,
     ray_cluster: RayResource,
     events: EventsResource,
 ) -> dg.MaterializeResult:
-    """Search, fit and log a model of `use_case` on its current training set."""
+    """Search, fit and log a model of `use_case` on its current training set (that of the
+    configured feature service, else of the version of its current features)."""
     files = storage.files(scope)
     mlflow.check_reachable()  # before minutes of work, not after
+    if not config.feature_service:
+        service = current_service(feast.feature_store(scope), use_case)
+        config = config.model_copy(update={"feature_service": service})
     path = files.training_set_path(config.feature_service)
     frame = read_training_set(path)
     version = data_version(frame)
@@ -96,7 +115,7 @@ def train(
     )
     tags = {
         "dagster.asset_key": UseCaseKeys(scope).trained_model.to_user_string(),
-        "facilflow.feature_service": config.feature_service,
+        FEATURE_SERVICE_TAG: config.feature_service,
         "facilflow.data_version": version,
         "mlflow.source.git.commit": git_commit(),
         **{f"facilflow.{k}": v for k, v in scope.event_fields().items()},

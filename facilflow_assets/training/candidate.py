@@ -13,6 +13,8 @@ from facilflow_assets.atomic_files import write_json_atomic
 
 CANDIDATE_FILE = "candidate.json"  # the latest candidate of a use case, in its models folder
 MODEL_URI_TAG = "facilflow.model_uri"  # set on a training run once its model is logged
+# The Feast feature service a model was trained on, on its run and its registered versions.
+FEATURE_SERVICE_TAG = "facilflow.feature_service"
 
 
 class CandidateError(ValueError):
@@ -51,7 +53,7 @@ class Candidate:
         tags, params = run.data.tags, run.data.params
         missing = [
             key
-            for key in (MODEL_URI_TAG, "facilflow.feature_service", "facilflow.data_version")
+            for key in (MODEL_URI_TAG, FEATURE_SERVICE_TAG, "facilflow.data_version")
             if key not in tags
         ] + [key for key in SPLIT_PARAMS if key not in params]
         if missing:
@@ -63,7 +65,7 @@ class Candidate:
             run_id=run_id,
             experiment_id=run.info.experiment_id,
             model_uri=tags[MODEL_URI_TAG],
-            feature_service=tags["facilflow.feature_service"],
+            feature_service=tags[FEATURE_SERVICE_TAG],
             data_version=tags["facilflow.data_version"],
             feature_names=signature.inputs.input_names(),
             train_start=params["train_start"],

@@ -150,8 +150,9 @@ def training_config_for(use_case: UseCase) -> type[TrainingConfig]:
 
     class UseCaseTrainingConfig(TrainingConfig):
         feature_service: str = Field(
-            default=use_case.feature_service,
-            description="The Feast feature service whose training set to use.",
+            default="",
+            description="The Feast feature service whose training set to use; the version of "
+            "the use case's current features when empty.",
         )
         train_start: str = Field(
             default=splits.train_start.isoformat(), description="UTC date (ISO 8601)."
