@@ -97,7 +97,7 @@ def test_the_training_run_keeps_model_plots_log_and_evaluation_report(training_r
     } <= artifacts
     log = Path(client.download_artifacts(training_run.info.run_id, "training.log")).read_text()
     trials = DEMO_PLAN.training["num_trials"]
-    assert f"best of {trials} trials" in log and "Ray Train fit: 2 workers" in log
+    assert f"best of {trials} trials" in log and "final fit (Ray Train, 2 workers)" in log
 
 
 def test_the_model_is_logged_in_lightgbm_text_format_with_signature_and_example(
@@ -276,6 +276,10 @@ def test_the_regression_use_case_beats_its_baseline_on_holdout_rmse(built_home, 
     rounds = int(run.data.params["num_boost_round"])
     history = client.get_metric_history(run.info.run_id, "valid_rmse")
     assert [m.step for m in history] == list(range(1, rounds + 1))
+    # Fitted in the step's process (num_workers 0), with the same records as a Ray Train fit.
+    assert run.data.params["num_workers"] == "0"
+    log = Path(client.download_artifacts(run.info.run_id, "training.log")).read_text()
+    assert f"final fit (in process): {rounds} rounds" in log
     artifacts = _artifacts(client, run.info.run_id)
     assert {"evaluation/predicted_vs_actual.png", "evaluation/residuals.png"} <= artifacts
     assert not {"evaluation/roc.png", "evaluation/calibration.png"} & artifacts

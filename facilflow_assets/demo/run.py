@@ -250,9 +250,7 @@ def model_facts(result: dg.ExecuteInProcessResult, scope: ModelScope) -> dict[st
     return facts
 
 
-def write_summary(
-    outcome: DemoOutcome, path: Path, seconds: float, stopwatch: Stopwatch
-) -> None:
+def write_summary(outcome: DemoOutcome, path: Path, seconds: float, stopwatch: Stopwatch) -> None:
     document = {
         "wall_seconds": round(seconds, 1),
         "phase_seconds": stopwatch.seconds,

@@ -32,7 +32,7 @@ from facilflow_assets.training.dataset import (
     read_training_set,
     split_training_data,
 )
-from facilflow_assets.training.distributed import FittedModel, fit_distributed
+from facilflow_assets.training.distributed import FittedModel, fit_distributed, fit_in_process
 from facilflow_assets.training.runs import compare_runs
 from facilflow_assets.training.tracking import git_commit, log_history, log_png, log_trials
 from facilflow_assets.training.tuning import TuningOutcome, tune_hyperparameters
@@ -156,17 +156,21 @@ def train(
                 f"{best.trial_id}, {objective.target} {best.best_score:.4f} at round "
                 f"{best.best_round}"
             )
-            fitted = fit_distributed(
-                data,
-                best.hyperparameters,
-                best.best_round,
-                config.num_workers,
-                config.seed,
-                config.checkpoint_every,
-                ray_cluster.checkpoint_path(scope.tenant, scope.use_case, f"fit-{run_id}"),
-                ray_cluster.storage_filesystem(),
-            )
-        progress(f"Ray Train fit: {config.num_workers} workers, {fitted.seconds:.1f} s")
+            if config.num_workers == 0:
+                fitted = fit_in_process(data, best.hyperparameters, best.best_round, config.seed)
+            else:
+                fitted = fit_distributed(
+                    data,
+                    best.hyperparameters,
+                    best.best_round,
+                    config.num_workers,
+                    config.seed,
+                    config.checkpoint_every,
+                    ray_cluster.checkpoint_path(scope.tenant, scope.use_case, f"fit-{run_id}"),
+                    ray_cluster.storage_filesystem(),
+                )
+        where = f"Ray Train, {fitted.workers} workers" if fitted.workers else "in process"
+        progress(f"final fit ({where}): {best.best_round} rounds, {fitted.seconds:.1f} s")
         _record_training(client, run_id, config, data, tuning, fitted)
         importance = plots.png(plots.feature_importance(fitted.booster))
         log_png(importance, "feature_importance.png")

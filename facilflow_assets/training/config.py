@@ -90,7 +90,12 @@ class TrainingConfig(dg.Config):
         default=25, ge=1, description="Rounds before early stopping (ASHA) may stop a trial."
     )
     checkpoint_every: int = Field(default=25, ge=1, description="Rounds between checkpoints.")
-    num_workers: int = Field(default=2, ge=1, description="Ray Train workers of the final fit.")
+    num_workers: int = Field(
+        default=2,
+        ge=0,
+        description="Ray Train workers of the final fit; 0 fits in the step's process, "
+        "which saves the worker group's start-up where the data is small.",
+    )
     seed: int = Field(default=42, description="Seed of the search and of LightGBM.")
 
     @field_validator("search_space")
