@@ -94,8 +94,12 @@ class Built(NamedTuple):
 DEMO_PLAN = load_plan().model_copy(
     update={
         "training": {"num_trials": 3, "max_rounds": 100, "grace_rounds": 25},
-        "other_training": {"num_trials": 2, "max_rounds": 100, "grace_rounds": 20,
-                           "num_workers": 0},
+        "other_training": {
+            "num_trials": 2,
+            "max_rounds": 100,
+            "grace_rounds": 20,
+            "num_workers": 0,
+        },
     }
 )
 # The demo tenant's classifier and its regression; airport_rain runs in
