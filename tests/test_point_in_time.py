@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import polars as pl
 import pytest
@@ -23,6 +24,7 @@ from feast import (
 )
 from feast.types import Float64, String, UnixTimestamp
 
+from facilflow_assets.features.feast_assets import MaterializeConfig, load_online_store
 from resources.feast import POLARS_OFFLINE_STORE
 
 T0 = datetime(2013, 5, 1, tzinfo=UTC)
@@ -129,13 +131,15 @@ def repository(tmp_path_factory) -> dict:
     }
 
 
-def _store(repository: dict, offline_store: str) -> FeatureStore:
+def _store(repository: dict, offline_store: str, state: Path | None = None) -> FeatureStore:
+    """The repository's store; its registry and online store in `state`, if given."""
     root: Path = repository["root"]
+    state = state or root
     config = RepoConfig(
         project="pit_test",
         provider="local",
-        registry=str(root / f"registry_{offline_store.rsplit('.', 1)[-1]}.db"),
-        online_store={"type": "sqlite", "path": str(root / "online.db")},
+        registry=str(state / f"registry_{offline_store.rsplit('.', 1)[-1]}.db"),
+        online_store={"type": "sqlite", "path": str(state / "online.db")},
         offline_store={"type": offline_store},
         entity_key_serialization_version=3,
         repo_path=root,
@@ -261,3 +265,26 @@ def test_materialization_loads_the_latest_row_per_entity(repository):
     ).to_dict()
     for sensor, value in zip(SENSORS, online["value"], strict=True):
         assert value == _oracle(features, sensor, end, None)["value"]
+
+
+def test_a_first_online_load_keeps_the_values_within_the_ttl_of_the_newest_row(
+    repository, tmp_path
+):
+    """The online_store asset's first load: a view with a TTL gets what is within it at its
+    newest row (a sensor last heard of earlier is not served); one without, every sensor."""
+    store = _store(repository, POLARS_OFFLINE_STORE, state=tmp_path)
+    result = load_online_store(dg.build_asset_context(), MaterializeConfig(), store, "sqlite")
+    assert sorted(result.metadata["first_loads"].data) == ["forever", "recent"]
+    features = repository["features"]
+    newest = features["event_ts"].max()
+    end = newest + timedelta(microseconds=1)
+    online = store.get_online_features(
+        features=["recent:value", "forever:value"],
+        entity_rows=[{"sensor": s} for s in SENSORS],
+        full_feature_names=True,
+    ).to_dict()
+    latest = [_oracle(features, sensor, end, None) for sensor in SENSORS]
+    assert online["forever__value"] == [row["value"] for row in latest]
+    within = [row["value"] if row["event_ts"] >= newest - TTL else None for row in latest]
+    assert online["recent__value"] == within
+    assert any(v is None for v in within) and any(v is not None for v in within)

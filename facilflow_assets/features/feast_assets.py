@@ -154,18 +154,19 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
 def load_online_store(
     context: dg.AssetExecutionContext, config: MaterializeConfig, store, kind: str
 ) -> dg.MaterializeResult:
-    """Materialize every view of `store`: a first load from its oldest row, incremental
-    loads after."""
+    """Materialize every view of `store`: a first load of the values still within their
+    view's TTL at its newest row, incremental loads after."""
     views = store.list_feature_views()
     end = config.end_time() or _newest_row(views) + timedelta(microseconds=1)
-    fresh = [v.name for v in views if not v.materialization_intervals]
+    fresh = [v for v in views if not v.materialization_intervals]
     loaded = [v.name for v in views if v.materialization_intervals]
-    if fresh:
-        # A view never loaded starts at its oldest row, not at now - TTL as Feast's
-        # incremental default would, which skips historical data entirely.
-        start = _oldest_row([v for v in views if v.name in fresh])
-        context.log.info(f"first load of {fresh} from {start} to {end}")
-        store.materialize(start_date=start, end_date=end, feature_views=fresh)
+    for view in fresh:
+        # Not from now - TTL, as Feast's incremental default would: that skips historical
+        # data entirely. A value older than the TTL at the view's newest row is past serving
+        # age, so it is not loaded (a flight calendar's past flights, for one).
+        start = _first_load_start(view, end)
+        context.log.info(f"first load of {view.name} from {start} to {end}")
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
     if loaded:
         context.log.info(f"incremental load of {loaded} up to {end}")
         store.materialize_incremental(end_date=end, feature_views=loaded)
@@ -176,12 +177,22 @@ def load_online_store(
     return dg.MaterializeResult(
         metadata={
             "loaded_until": end.isoformat(),
-            "first_loads": dg.MetadataValue.json(fresh),
+            "first_loads": dg.MetadataValue.json([v.name for v in fresh]),
             "incremental_loads": dg.MetadataValue.json(loaded),
             "intervals": dg.MetadataValue.json(intervals),
             "online_store": kind,
         }
     )
+
+
+def _first_load_start(view, end: datetime) -> datetime:
+    """The view's oldest row, or its newest row less its TTL when that is later (a TTL of
+    0 keeps every value)."""
+    times = _event_times([view])
+    oldest, newest = times["first"][0], min(times["last"][0], end)
+    if not view.ttl:
+        return oldest
+    return max(oldest, newest - view.ttl)
 
 
 def label_summary(label: pl.Series, task: str) -> dict[str, float]:
@@ -199,10 +210,6 @@ def _event_times(views) -> pl.DataFrame:
         for view in views
     ]
     return pl.concat(frames).select(first=pl.col("t").min(), last=pl.col("t").max()).collect()
-
-
-def _oldest_row(views) -> datetime:
-    return _event_times(views)["first"][0]
 
 
 def _newest_row(views) -> datetime:
