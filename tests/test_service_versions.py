@@ -134,6 +134,21 @@ def test_a_name_a_kept_version_reads_cannot_change_its_meaning(edit, where):
     assert ServiceLineup.plan(edited(RAIN, edit), [first_version()], set()).kept == ()
 
 
+def test_a_table_a_kept_version_reads_cannot_be_dropped():
+    flights = lifecycle("flight_delay").use_case
+    v1 = first_version(flights)
+
+    def drop_plane_profile(document):
+        document["tables"] = [t for t in document["tables"] if t["name"] != "plane_profile"]
+        document["feast"]["views"].pop("plane_profile")
+
+    dropped = edited(flights, drop_plane_profile)
+    with pytest.raises(FeatureVersionError, match=r"^table 'plane_profile' is gone from the "
+                       r"file, but feature service flight_delay_v1 still reads it"):  # fmt: skip
+        ServiceLineup.plan(dropped, [v1], in_use={"flight_delay_v1"})
+    assert ServiceLineup.plan(dropped, [v1], in_use=set()).current.name == "flight_delay_v2"
+
+
 def test_feast_gets_every_kept_version_as_a_service_over_views_serving_them_all():
     changed = edited(RAIN, lambda d: (retire("month")(d), add_feature()(d)))
     lineup = ServiceLineup.plan(changed, [first_version()], in_use={"airport_rain_v1"})

@@ -186,7 +186,8 @@ class ServiceLineup:
 def merge(current: FeatureDefinition, kept: tuple[ServiceVersion, ...]) -> FeatureDefinition:
     """The current definition, with what the kept versions read and it no longer declares:
     their retired features, tables' source columns, views and entities. A name the current
-    definition gives another meaning while a kept version reads it is refused."""
+    definition gives another meaning, or a table it drops, while a kept version reads it
+    is refused."""
     tables = {t.name: t for t in current.tables}
     views, entities = dict(current.views), {e.name: e for e in current.entities}
     on_demand = {v.name: v for v in current.on_demand}
@@ -198,9 +199,16 @@ def merge(current: FeatureDefinition, kept: tuple[ServiceVersion, ...]) -> Featu
             _same_or_new(views, name, view, version, f"view '{name}'", ("entities", "ttl",
                                                                         "join_keys"))  # fmt: skip
         for table in old.tables:
-            tables[table.name] = (
-                _merged_table(tables[table.name], table, version) if table.name in tables else table
-            )
+            if table.name not in tables:
+                # No asset would compute it any more: the kept version would read a table
+                # frozen at its last file.
+                raise FeatureVersionError(
+                    f"table '{table.name}' is gone from the file, but feature service "
+                    f"{version.name} still reads it for a registered model version that is "
+                    f"not archived; keep the table until the versions trained on "
+                    f"{version.name} are archived"
+                )
+            tables[table.name] = _merged_table(tables[table.name], table, version)
         for view in old.on_demand:
             on_demand[view.name] = _merged_on_demand(on_demand.get(view.name), view, version)
     return FeatureDefinition(
