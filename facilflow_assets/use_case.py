@@ -188,7 +188,7 @@ class FeastSpec(StrictModel):
 
 
 class UseCase(FeatureSpec):
-    """A whole use case; see the module docstring and the README's format section."""
+    """A whole use case; see the module docstring and docs/use-cases.md."""
 
     description: str = Field(description="What the model predicts, in one sentence.")
     task: Literal["binary", "regression"] = Field(

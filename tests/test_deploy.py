@@ -189,8 +189,9 @@ def test_the_config_map_and_secrets_set_what_prod_reads_and_nothing_it_does_not(
     resource_map = (PROJECT_ROOT / "facilflow_assets/resource_map.py").read_text()
     prod = set(re.findall(r'EnvVar\("(\w+)"\)', resource_map))
     assert prod <= provided, f"not set in deploy/: {sorted(prod - provided)}"
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    assert all(f"`{name}`" in readme for name in provided), "each setting is documented"
+    docs = "".join(p.read_text() for p in [PROJECT_ROOT / "README.md",
+                                            *(PROJECT_ROOT / "docs").glob("*.md")])  # fmt: skip
+    assert all(f"`{name}`" in docs for name in provided), "each setting is documented"
     # Credentials, and the URLs that carry them, live in the secrets only.
     assert not [n for n in config["data"] if re.search("PASSWORD|SECRET|ACCESS_KEY", n)]
     assert {"FACILFLOW_REDIS_URL", "FACILFLOW_OUTBOX_URL"} <= set(secret["stringData"])

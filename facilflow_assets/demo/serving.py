@@ -71,6 +71,7 @@ def serve_and_score(
         "production_version": deployed["production_version"],
         "challenger_version": deployed["challenger_version"],
         "challenger_share": share,
+        "sample_request": sample,
         "requests": shown,
         "burst": plan.burst,
         "challenger_share_observed": served["challenger"] / plan.burst,
