@@ -477,19 +477,24 @@ def _events_resource(context: click.Context):
 def tail(
     context: click.Context, follow: bool, only_new: bool, event_types: tuple, as_json: bool
 ) -> None:
-    """Read the lifecycle topic: each event once, oldest first."""
+    """Read the lifecycle topic: each event once, oldest first. With no broker configured
+    (KAFKA_BOOTSTRAP_SERVERS), read the outbox, where every event is recorded first."""
     from facilflow_assets.events.envelope import EventError
-    from facilflow_assets.events.reader import EventReader
+    from facilflow_assets.events.reader import EventReader, OutboxReader
 
     with _events_resource(context) as resource:
-        if not resource.bootstrap_servers:
-            raise click.ClickException(
-                "no broker configured: set KAFKA_BOOTSTRAP_SERVERS (events wait in the outbox)"
+        if resource.bootstrap_servers:
+            try:
+                reader = EventReader(resource.bootstrap_servers, resource.topic, not only_new)
+            except EventError as error:
+                raise click.ClickException(str(error)) from None
+        else:
+            click.echo(
+                "no broker configured (KAFKA_BOOTSTRAP_SERVERS): reading the outbox, every "
+                "event recorded, published or still waiting",
+                err=True,
             )
-        try:
-            reader = EventReader(resource.bootstrap_servers, resource.topic, not only_new)
-        except EventError as error:
-            raise click.ClickException(str(error)) from None
+            reader = OutboxReader(resource.outbox(), not only_new)
         with reader, contextlib.suppress(KeyboardInterrupt):
             for event in reader.events(follow=follow):
                 if event_types and event.type not in event_types:

@@ -19,6 +19,12 @@ SQLITE_PREFIX = "sqlite:///"
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow gives a Dagster run's MLflow runs
 
 
+# The MLflow UI opens an experiment on the view its kind names.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the UI
+
+
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server does not answer."""
 
@@ -78,17 +84,22 @@ class MlflowResource(ConfigurableResource):
         return f"{self.artifact_root.rstrip('/')}/{scope.tenant}/{scope.use_case}"
 
     def ensure_experiment(self, scope: ModelScope) -> Experiment:
-        """The use case's experiment, created with a description on first use."""
+        """The use case's experiment, created with a description on first use. It is marked
+        as model development, so the MLflow UI opens it on its runs, not its GenAI view."""
         client = self.client()
         name = scope.experiment_name
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_DEVELOPMENT:
+                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                                          MODEL_DEVELOPMENT)  # fmt: skip
             return experiment
         experiment_id = client.create_experiment(
             name,
             artifact_location=self.experiment_artifact_location(scope),
             tags={
-                "mlflow.note.content": (
+                EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT,
+                NOTE_TAG: (
                     f"Models of the '{scope.use_case}' use case of tenant "
                     f"'{scope.tenant}', trained and tracked by FacilFlow."
                 ),

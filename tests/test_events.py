@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from moto.server import ThreadedMotoServer
 
 from facilflow_assets.cli import main
+from facilflow_assets.environment import Environment
 from facilflow_assets.events.envelope import (
     SCHEMA_FILE,
     EventError,
@@ -27,6 +28,7 @@ from facilflow_assets.events.local_broker import LocalBroker
 from facilflow_assets.events.outbox import Outbox
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.events.relay import relay
+from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from resources import EventsResource
 from sensors.event_relay import event_relay_sensor
@@ -161,6 +163,27 @@ def test_the_relay_sensor_and_the_cli_report_waiting_events(tmp_path, outbox, br
     no_broker = {"KAFKA_BOOTSTRAP_SERVERS": ""}
     out = runner.invoke(main, ["--home", str(home), "events", "relay"], env=no_broker)
     assert out.exit_code == 1 and "no broker configured; 0 event(s) wait" in out.output
+
+
+def test_with_no_broker_the_cli_tails_the_outbox_and_relay_fails(tmp_path):
+    """After the demo no broker runs: `events tail` reads what the outbox recorded,
+    published or not, and says so; `events relay` cannot do its job and exits 1."""
+    home = tmp_path / "home"
+    recorded = Outbox(build_resources(Environment.LOCAL, home=home)["events"].outbox_url)
+    recorded.append([promoted("7"), promoted("8")])
+    recorded.mark_published([recorded.waiting(1)[0].seq])  # one went out, one still waits
+    runner, no_broker = CliRunner(), {"KAFKA_BOOTSTRAP_SERVERS": ""}
+    out = runner.invoke(main, ["--home", str(home), "events", "tail"], env=no_broker)
+    assert out.exit_code == 0, out.output
+    assert "reading the outbox" in out.stderr
+    lines = out.stdout.splitlines()
+    assert [("MODEL_PROMOTED" in line, "acme.flight_delay v" + v in line)
+            for line, v in zip(lines, "78", strict=True)] == [(True, True)] * 2  # fmt: skip
+    only_new = runner.invoke(main, ["--home", str(home), "events", "tail", "--new"],
+                             env=no_broker)  # fmt: skip
+    assert only_new.exit_code == 0 and only_new.stdout == ""
+    out = runner.invoke(main, ["--home", str(home), "events", "relay"], env=no_broker)
+    assert out.exit_code == 1 and "no broker configured; 1 event(s) wait" in out.output
 
 
 BURST = 10_000

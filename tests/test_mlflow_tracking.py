@@ -63,6 +63,14 @@ def test_the_local_experiment_is_created_once_with_its_description(tmp_path):
     assert "flight_delay" in first.tags["mlflow.note.content"]
     assert first.tags["facilflow.tenant"] == "demo"
     assert first.tags["facilflow.use_case"] == "flight_delay"
+    # The MLflow UI opens it on its runs; an experiment made before gets the kind too.
+    assert first.tags["mlflow.experimentKind"] == "custom_model_development"
+    client = resource.client()
+    client.delete_experiment_tag(first.experiment_id, "mlflow.experimentKind")
+    marked = resource.ensure_experiment(DEMO)
+    assert client.get_experiment(marked.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
     assert first.artifact_location == (tmp_path / "mlflow/artifacts/demo/flight_delay").as_uri()
     _, run_id = _log_a_run(resource, DEMO, tmp_path)
     _assert_run_reads_back(resource, run_id)

@@ -70,6 +70,12 @@ def test_the_training_run_records_params_stepped_metrics_tags_and_duration(train
         assert data.tags.get(tag), tag
     assert data.tags["dagster.asset_key"] == "demo/flight_delay/training/trained_model"
     assert data.tags["facilflow.evaluation"] == "passed"
+    # Named by its data and its Dagster run, described as the MLflow UI shows it.
+    version, dagster_run = data.tags["facilflow.data_version"], data.tags["dagster_run_id"]
+    assert training_run.info.run_name == f"train-{version[:8]}-{dagster_run[:8]}"
+    description = data.tags["mlflow.note.content"]
+    assert description.startswith("LightGBM binary model of flight-delay classifier")
+    assert f"feature service flight_delay_v1, training set {version}" in description
     assert training_run.info.status == "FINISHED"
     assert training_run.info.end_time > training_run.info.start_time
 

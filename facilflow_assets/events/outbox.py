@@ -90,13 +90,19 @@ class Outbox:
 
     def waiting(self, limit: int) -> list[StoredEvent]:
         """The oldest unpublished events, in the order they were stored."""
+        return self._select(outbox_table.c.published_at.is_(None), limit)
+
+    def stored(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Events stored after `after_seq`, published or not, in the order they were stored."""
+        return self._select(outbox_table.c.seq > after_seq, limit)
+
+    def newest_seq(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.max(outbox_table.c.seq))).scalar() or 0
+
+    def _select(self, condition, limit: int) -> list[StoredEvent]:
         columns = [outbox_table.c[name] for name in StoredEvent.__dataclass_fields__]
-        query = (
-            sa.select(*columns)
-            .where(outbox_table.c.published_at.is_(None))
-            .order_by(outbox_table.c.seq)
-            .limit(limit)
-        )
+        query = sa.select(*columns).where(condition).order_by(outbox_table.c.seq).limit(limit)
         with self.engine.connect() as connection:
             return [StoredEvent(**row._mapping) for row in connection.execute(query)]
 

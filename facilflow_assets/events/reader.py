@@ -1,4 +1,5 @@
-"""Reading the lifecycle topic as a person or a test does: every event once, by event id."""
+"""Reading the lifecycle events as a person or a test does: every event once, by event id,
+from the topic, or from the outbox where no broker is configured."""
 
 import time
 import uuid
@@ -7,9 +8,55 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 from facilflow_assets.events.envelope import EventError, LifecycleEvent
+from facilflow_assets.events.outbox import Outbox
+
+OUTBOX_POLL_S = 1.0
 
 
-class EventReader:
+class _Parser:
+    """Counts what is not a lifecycle event instead of failing on it."""
+
+    skipped = 0
+    first_problem = ""
+
+    def _parse(self, value: str | bytes) -> LifecycleEvent | None:
+        try:
+            return LifecycleEvent.from_json(value)
+        except EventError as error:
+            self.skipped += 1
+            self.first_problem = self.first_problem or str(error)
+            return None
+
+
+class OutboxReader(_Parser):
+    """The outbox read as the topic would be: every event recorded, published or still
+    waiting, oldest first (or only those stored from now on)."""
+
+    def __init__(self, outbox: Outbox, from_beginning: bool = True):
+        self.outbox = outbox
+        self._after = 0 if from_beginning else outbox.newest_seq()
+
+    def events(self, follow: bool = False) -> Iterator[LifecycleEvent]:
+        while True:
+            rows = self.outbox.stored(self._after, limit=500)
+            for row in rows:
+                self._after = row.seq
+                event = self._parse(row.body)
+                if event is not None:
+                    yield event
+            if not rows:
+                if not follow:
+                    return
+                time.sleep(OUTBOX_POLL_S)
+
+    def __enter__(self) -> "OutboxReader":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        pass
+
+
+class EventReader(_Parser):
     """Reads `topic` from the start (or only what arrives from now), dropping repeats.
 
     It reads every partition directly, with no consumer group, so nothing is committed and
@@ -55,14 +102,6 @@ class EventReader:
                     continue
                 self._seen.add(event.event_id)
                 yield event
-
-    def _parse(self, value: bytes) -> LifecycleEvent | None:
-        try:
-            return LifecycleEvent.from_json(value)
-        except EventError as error:
-            self.skipped += 1
-            self.first_problem = self.first_problem or str(error)
-            return None
 
     def close(self) -> None:
         self._consumer.close()

@@ -44,6 +44,7 @@ from resources import (
     RayResource,
     StorageResource,
 )
+from resources.mlflow import NOTE_TAG
 
 TUNING_KEY_TAG = "facilflow.tuning_key"
 MODEL_ARTIFACT = "model"
@@ -126,7 +127,15 @@ def train(
         tempfile.TemporaryDirectory() as scratch,
         _captured_log(Path(scratch) / "training.log") as training_log,
         mlflow.tracked_run(
-            scope, f"train-{version[:8]}", {**tags, TUNING_KEY_TAG: tuning_key}, unfinished
+            scope,
+            # Distinct per Dagster run: two trainings on the same data are two runs.
+            f"train-{version[:8]}-{context.run.run_id[:8]}",
+            {
+                **tags,
+                TUNING_KEY_TAG: tuning_key,
+                NOTE_TAG: _description(use_case, config, data, version),
+            },
+            unfinished,
         ) as run,
     ):
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
@@ -252,6 +261,18 @@ def _unfinished_run(tracking: MlflowResource, scope: ModelScope, tuning_key: str
     if runs and runs[0].info.status != "FINISHED":
         return runs[0].info.run_id
     return None
+
+
+def _description(use_case: UseCase, config, data: TrainingData, version: str) -> str:
+    """What the run trained, on which data: the run's description in the MLflow UI."""
+    return (
+        f"LightGBM {use_case.task} model of {use_case.description.lower()}: "
+        f"{config.num_trials} trials searched with Ray Tune, the best refitted "
+        f"{'on Ray Train' if config.num_workers else 'in the step'}; feature service "
+        f"{config.feature_service}, training set {version} ({data.train.rows:,} train, "
+        f"{data.validation.rows:,} validation rows, {len(data.feature_names)} features, "
+        f"holdout from {config.holdout_start})."
+    )
 
 
 def _record_training(client, run_id, config, data: TrainingData, tuning: TuningOutcome, fitted):
