@@ -72,43 +72,82 @@ def _use_case_option(group):
 @click.pass_context
 def demo(context: click.Context) -> None:
     """Build every use case of the demo tenant and walk one through its whole lifecycle, on
-    the embedded defaults; print a summary.
+    the embedded defaults; print a line per stage, then a summary and what to do next.
 
     Runs are recorded in the local instance `<home>/dagster_home`, the one `make dev`
-    opens, so the Dagster UI shows them afterwards.
+    opens, so the Dagster UI shows them afterwards. Dagster's and the libraries' output
+    goes to a log file under `<home>/logs/`.
     """
-    from facilflow_assets.demo.run import SUMMARY_FILE, facts_table, run_demo, summary_table
+    from datetime import datetime
+
+    from facilflow_assets.demo.console import quiet_console
+    from facilflow_assets.demo.run import SUMMARY_FILE, run_demo
     from facilflow_assets.environment import LOCAL_HOME, Environment
-    from facilflow_assets.metadata import markdown_table
     from facilflow_assets.resource_map import build_resources
 
     home = context.obj["home"] or LOCAL_HOME
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log"
+    click.echo(f"FacilFlow demo: every stage below; the full log is {log_path}")
     resources = build_resources(Environment.LOCAL, home=home)
     with (
+        quiet_console(log_path) as progress,
         _demo_broker(resources, home) as resources,
         dg.DagsterInstance.from_config(str(dagster_home)) as instance,
     ):
-        outcome = run_demo(resources, instance, home)
-    click.echo(summary_table(outcome.assets))
-    models = [{"use_case": name, **facts} for name, facts in outcome.models.items()]
-    click.echo("\n" + markdown_table(pl.DataFrame(models)))
+        outcome = run_demo(resources, instance, home, progress=progress)
+    _print_demo_summary(outcome, home / SUMMARY_FILE)
+
+
+def _print_demo_summary(outcome, summary_path: Path) -> None:
+    from facilflow_assets.demo.run import facts_table, summary_table
+    from facilflow_assets.metadata import markdown_table
+
+    def section(title: str, body: str) -> None:
+        click.echo(f"\n## {title}\n\n{body}")
+
+    section("Assets", summary_table(outcome.assets))
+    models = [{"use_case": name, **_rounded(facts)} for name, facts in outcome.models.items()]
+    section("Models (holdout against the baseline)", markdown_table(pl.DataFrame(models)))
     governance = {k: v for k, v in outcome.governance.items() if k != "history"}
-    click.echo("\n" + facts_table(governance))
+    section("Governance", facts_table(governance))
     click.echo("\n" + markdown_table(pl.DataFrame(outcome.governance["history"])))
     serving = {k: v for k, v in outcome.serving.items() if k != "requests"}
-    click.echo("\n" + facts_table(serving))
+    section("Serving", facts_table(_rounded(serving)))
     for request in outcome.serving["requests"]:
-        click.echo(json.dumps(request))
-    click.echo(
-        f"The endpoint keeps serving at {serving['endpoint']}; `facilflow serve stop` ends it."
+        click.echo(json.dumps(_rounded(request)))
+    drift = [{"day": day, **_rounded(facts)} for day, facts in outcome.monitoring["drift"].items()]
+    section("Monitoring", markdown_table(pl.DataFrame(drift)))
+    click.echo("\n" + facts_table(_rounded(outcome.monitoring["serving_health"])))
+    section("Lifecycle events", facts_table(outcome.events))
+    endpoint, cli = serving["endpoint"], ".venv/bin/facilflow"
+    staged = serving["challenger_version"] or "VERSION"
+    section(
+        "What next",
+        f"""- `make dev`: the Dagster UI on http://127.0.0.1:3000 (lineage, runs, checks, plots)
+  and the MLflow UI on http://127.0.0.1:5000 (runs, the registry).
+- Ask the endpoint, which keeps serving at {endpoint}:
+  curl -s {endpoint} -d '{json.dumps(serving["sample_request"])}'
+- Take the Staging version to Production (with `make dev` running, the sensors promote
+  it and redeploy the endpoint):
+  FACILFLOW_USER=carol {cli} models request {staged} --comment "ready"
+  FACILFLOW_USER=dave {cli} models approve {staged} --comment ok
+- `{cli} events tail`: the lifecycle events; `{cli} serve stop` stops the endpoint.
+- The summary as JSON: {summary_path}""",
     )
-    drift = [{"day": day, **facts} for day, facts in outcome.monitoring["drift"].items()]
-    click.echo("\n" + markdown_table(pl.DataFrame(drift)))
-    click.echo("\n" + facts_table(outcome.monitoring["serving_health"]))
-    click.echo("\n" + facts_table(outcome.events))
-    click.echo(f"\nSummary written to {home / SUMMARY_FILE}")
+
+
+def _rounded(facts: dict) -> dict:
+    """Floats to 4 significant figures and nested values as text, for a person to read."""
+    return {
+        key: float(f"{value:.4g}")
+        if isinstance(value, float)
+        else value
+        if isinstance(value, str | int | bool | None)
+        else json.dumps(value, default=str)
+        for key, value in facts.items()
+    }
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ tenant, then one use case through approval, serving and monitoring; and its summ
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -67,16 +68,18 @@ class DemoOutcome(NamedTuple):
 
 
 class Stopwatch:
-    """Seconds per phase of the demo, logged as each ends and kept for the summary."""
+    """Seconds per phase of the demo, kept for the summary; each phase's line (its time
+    and key figure) goes to `progress` as it ends."""
 
-    def __init__(self):
+    def __init__(self, progress: Callable[[str], None] | None = None):
         self.seconds: dict[str, float] = {}
         self._started = time.perf_counter()
+        self._progress = progress or log.info
 
-    def lap(self, phase: str) -> None:
+    def lap(self, phase: str, figure: str = "") -> None:
         now = time.perf_counter()
         self.seconds[phase] = round(now - self._started, 1)
-        log.info(f"demo: {phase} done in {self.seconds[phase]:.0f} s")
+        self._progress(f"  {phase:<20} {self.seconds[phase]:>5.0f} s   {figure}".rstrip())
         self._started = now
 
 
@@ -102,40 +105,51 @@ def run_demo(
     plan: DemoPlan | None = None,
     tenant: str = DEFAULT_TENANT,
     spec: TenantSpec | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> DemoOutcome:
     """Build the warehouse, train, evaluate and register a model of every use case of
     `tenant` (as tenants.yaml declares it, unless `spec` is given), take the walkthrough's
     version through the approval workflow to Production, serve it beside a challenger,
     score a day in batch, check a seen and an unseen day for drift and the endpoint's
-    health, and write the summary beside the data."""
+    health, and write the summary beside the data. Each stage's line goes to `progress`."""
     plan = plan or load_plan()
     spec = spec or load_tenants()[tenant]
     started = time.perf_counter()
-    stopwatch = Stopwatch()
+    stopwatch = Stopwatch(progress)
     resources = with_one_local_ray(resources)
     defs = dg.Definitions.merge(
         shared_definitions(resources), tenant_definitions(tenant, resources, spec)
     )
     lifecycle = Lifecycle(defs, instance, tenant)
-    stopwatch.lap("Ray and definitions")
+    stopwatch.lap("Ray and definitions", f"{len(spec.use_cases)} use cases of tenant {tenant}")
     results = [lifecycle.run("warehouse_job")]
-    stopwatch.lap("warehouse")
+    stopwatch.lap("warehouse", f"{len(results[0].get_asset_materialization_events())} tables")
     models = {}
     for use_case in spec.use_cases:
         log.info(f"demo: {use_case}: features, training, evaluation, registration")
         trained = train_use_case(lifecycle, use_case, plan)
         results += trained
         models[use_case] = model_facts(trained[-1], lifecycle.scope(use_case))
-        stopwatch.lap(use_case)
+        stopwatch.lap(use_case, model_line(models[use_case]))
     model = models[plan.walkthrough]
     scope = lifecycle.scope(plan.walkthrough)
     governance = promote_with_approval(lifecycle, scope, plan, model["version"])
-    stopwatch.lap("governance")
+    stopwatch.lap(
+        "governance",
+        f"version {governance['version']} to {governance['stage']}: requested by "
+        f"{governance['requested_by']}, approved by {governance['approved_by']}",
+    )
     use_case = load_use_case(use_case_path(plan.walkthrough))
     serving = serve_and_score(lifecycle, scope, use_case, plan)
-    stopwatch.lap("serving")
+    stopwatch.lap(
+        "serving",
+        f"{serving['endpoint']}: v{serving['production_version']}, challenger share "
+        f"{serving['challenger_share_observed']:.0%}; {serving['batch_rows']:,} "
+        f"{use_case.target.subject}s scored on {serving['batch_day']}",
+    )
     monitoring = monitor(lifecycle, scope, plan)
-    stopwatch.lap("monitoring")
+    drifted = [day for day, facts in monitoring["drift"].items() if facts["feature_drift"]]
+    stopwatch.lap("monitoring", f"feature drift on {', '.join(drifted) or 'no day checked'}")
     outcome = DemoOutcome(
         assets=summarize(results, lifecycle.defs),
         model=model,
@@ -145,7 +159,7 @@ def run_demo(
         monitoring=monitoring,
         events=publish_events(resources),
     )
-    stopwatch.lap("events")
+    stopwatch.lap("events", f"{outcome.events['published']} published")
     write_summary(outcome, home / SUMMARY_FILE, time.perf_counter() - started, stopwatch)
     return outcome
 
@@ -187,6 +201,22 @@ def train_use_case(
             raise_on_error=use_case == plan.walkthrough,
         ),
     ]
+
+
+def model_line(facts: dict[str, object]) -> str:
+    """The model's holdout metric against its baseline's, and its registered version."""
+    metric = next((m for m in ("auc", "rmse") if m in facts), None)
+    if metric is None:
+        return "not evaluated: its run failed (see the log)"
+    verdict = (
+        f"version {facts['version']} in {facts['stage']}"
+        if "version" in facts
+        else "not registered"
+    )
+    return (
+        f"holdout {metric.upper()} {facts[metric]:.3f} vs {facts[f'baseline_{metric}']:.3f} "
+        f"({facts['baseline']}); {verdict}"
+    )
 
 
 def publish_events(resources: dict[str, object]) -> dict[str, object]:
