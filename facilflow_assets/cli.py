@@ -310,10 +310,15 @@ def runs() -> None:
     help="Rank by this metric: highest first, or lowest first for an error (rmse, mae, loss).",
 )
 @click.option("--top", default=10, show_default=True, help="How many runs to show.")
+@click.option("--trials", is_flag=True, help="Show the searches' trials beside the runs.")
+@click.option("--wide", is_flag=True, help="Every column, however wide the terminal.")
 @click.pass_context
-def compare(context: click.Context, metric: str | None, top: int) -> None:
-    """The experiment's top runs side by side: parameters and metrics in one table."""
-    from facilflow_assets.metadata import markdown_table
+def compare(context: click.Context, metric: str | None, top: int, trials: bool, wide: bool) -> None:
+    """The experiment's top training runs side by side: metrics, then parameters, in as
+    many columns as the terminal fits."""
+    import shutil
+
+    from facilflow_assets.metadata import fit_columns, markdown_table
     from facilflow_assets.training.runs import NoSuchMetricError, compare_runs, lower_is_better
 
     with _resources(context, "mlflow") as resources:
@@ -322,12 +327,21 @@ def compare(context: click.Context, metric: str | None, top: int) -> None:
         try:
             ascending = lower_is_better(metric) if metric else False
             table = compare_runs(
-                mlflow.client(), experiment.experiment_id, metric, top, ascending=ascending
+                mlflow.client(),
+                experiment.experiment_id,
+                metric,
+                top,
+                ascending=ascending,
+                trials=trials,
             )
         except NoSuchMetricError as error:
             raise click.ClickException(str(error)) from None
+    shown = table if wide else fit_columns(table, shutil.get_terminal_size().columns)
+    left_out = table.width - shown.width
     click.echo(f"{experiment.name}: {table.height} run(s)")
-    click.echo(markdown_table(table))
+    click.echo(markdown_table(shown))
+    if left_out:
+        click.echo(f"{left_out} more column(s): --wide shows them")
 
 
 @main.group()

@@ -43,6 +43,19 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def fit_columns(frame: pl.DataFrame, width: int) -> pl.DataFrame:
+    """The frame's leading columns that fit `width` characters as a markdown table (at
+    least the first)."""
+    kept, used = [], 1
+    for column in frame.columns:
+        cells = [column, *(_cell(v) for v in frame[column].to_list())]
+        used += max(map(len, cells)) + 3
+        if kept and used > width:
+            break
+        kept.append(column)
+    return frame.select(kept)
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""

@@ -24,20 +24,24 @@ def compare_runs(
     top: int = 10,
     parent_run_id: str | None = None,
     ascending: bool = False,
+    trials: bool = False,
 ) -> pl.DataFrame:
-    """The experiment's top `top` runs by `metric` (highest first, lowest first with
-    `ascending`, as for an error; newest first without a metric), or only the runs nested
-    under `parent_run_id` (a tuning run's trials).
+    """The experiment's top `top` training runs by `metric` (highest first, lowest first
+    with `ascending`, as for an error; newest first without a metric), their search's
+    trials among them with `trials`, or only the runs nested under `parent_run_id` (a
+    tuning run's trials).
 
-    One row per run; columns are the run's id, name, status and duration, then every
-    parameter and every metric any of the runs has (the ranking metric first).
+    One row per run; columns are the run's id and name, every metric any of the runs has
+    (the ranking metric first), its status and duration, then every parameter.
     """
     direction = "ASC" if ascending else "DESC"
     order = [f"metrics.`{metric}` {direction}"] if metric else ["attributes.start_time DESC"]
     if parent_run_id:  # every trial, failed ones (without the metric) last
         filter_string = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
     else:
-        filter_string = f"metrics.`{metric}` > -1e308" if metric else ""
+        conditions = [] if trials else ["tags.`mlflow.parentRunId` IS NULL"]
+        conditions += [f"metrics.`{metric}` > -1e308"] if metric else []
+        filter_string = " AND ".join(conditions)
     runs = client.search_runs(
         [experiment_id], filter_string=filter_string, order_by=order, max_results=top
     )
@@ -54,10 +58,10 @@ def compare_runs(
         schema={
             "run_id": pl.String,
             "run_name": pl.String,
+            **{f"metric.{m}": pl.Float64 for m in metrics},
             "status": pl.String,
             "duration_s": pl.Float64,
             **{f"param.{p}": pl.String for p in params},
-            **{f"metric.{m}": pl.Float64 for m in metrics},
         },
         orient="row",
     )
@@ -69,8 +73,8 @@ def _row(run: Run, params: list[str], metrics: list[str]) -> list:
     return [
         info.run_id[:8],
         info.run_name,
+        *(run.data.metrics.get(m) for m in metrics),
         info.status,
         duration,
         *(run.data.params.get(p) for p in params),
-        *(run.data.metrics.get(m) for m in metrics),
     ]
