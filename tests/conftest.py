@@ -20,7 +20,6 @@ from tests.mlflow_server import free_port
 # pytest-xdist workers a module at a time, and these modules all on one worker, so the
 # demo is built once.
 SHARED_BUILD_MODULES = {
-    "test_evolving_features.py",
     "test_feature_pipeline.py",
     "test_model_lifecycle.py",
     "test_ray_cluster.py",

@@ -1,10 +1,8 @@
 """A use case whose features change while a version of it is in Production: the feature
 service gets a new version, the old one stays served for the model that reads it, the
 candidate is compared with Production on each model's own features over the same holdout
-rows, and the old version goes once no model reads it. On the real weather of the demo's
-warehouse, with real Feast, MLflow and Ray."""
-
-import shutil
+rows, and the old version goes once no model reads it. On the real weather of a warehouse
+built for it, with real Feast, MLflow and Ray."""
 
 import dagster as dg
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from facilflow_assets.asset_keys import op_name
-from facilflow_assets.definitions import use_case_definitions
+from facilflow_assets.definitions import shared_definitions, use_case_definitions
 from facilflow_assets.environment import Environment
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.features.service_versions import FeatureVersionError
@@ -86,14 +84,14 @@ def _metadata(result, name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def evolving(tmp_path_factory, built_home):
-    """Version 1 trained on the file's features and put in Production, then the features
-    changed and a candidate trained and evaluated on them."""
+def evolving(tmp_path_factory):
+    """The warehouse built, version 1 trained on the file's features and put in
+    Production, then the features changed and a candidate trained and evaluated on them."""
     home = tmp_path_factory.mktemp("evolving") / "facilflow"
-    home.mkdir(parents=True)
-    shutil.copy(built_home.home / "warehouse.duckdb", home / "warehouse.duckdb")
     resources = build_resources(Environment.LOCAL, home=home)
     with dg.instance_for_test() as instance:
+        warehouse = shared_definitions(resources).resolve_job_def("warehouse_job")
+        assert warehouse.execute_in_process(instance=instance).success
         first = Lifecycle(RAIN.use_case, resources, instance)
         first.materialize("airport_weather", "feast_registry", "training_set", "trained_model",
                           "evaluation_report", "registered_model_version",
