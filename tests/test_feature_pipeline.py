@@ -227,7 +227,7 @@ def test_a_feature_table_that_fails_its_checks_keeps_the_previous_version(built_
         update={"expect": spec.expect.model_copy(update={"ranges": {"visibility_mi": (0, 5)}})}
     )
     result = dg.materialize(
-        [build_feature_table_asset(strict, lifecycle().scope)],
+        [build_feature_table_asset(lifecycle().use_case, strict, lifecycle().scope)],
         resources=build_resources(Environment.LOCAL, home=home),
         raise_on_error=False,
     )

@@ -27,6 +27,7 @@ from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.models import load, resolve
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
+from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
 from facilflow_assets.training.dataset import feature_matrix
 from resources import ServingResource, StorageResource
 from tests.lifecycle import lifecycle
@@ -81,7 +82,8 @@ class Deployment:
             production.source,
             run_id=production.run_id,
             model_id=production.model_id,
-            tags={DIGEST_TAG: production.tags[DIGEST_TAG]},  # the same files
+            # The same files, trained on the same feature service.
+            tags={key: production.tags[key] for key in (DIGEST_TAG, FEATURE_SERVICE_TAG)},
         )
         self.move(str(version.version), Stage.STAGING)
         return str(version.version)
@@ -225,7 +227,10 @@ def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes
     assert deployment.post(deployment.sample).json()["model_version"] == new
 
     broken = deployment.client.create_model_version(
-        MODEL, str(deployment.home / "nowhere"), run_id=None, tags={DIGEST_TAG: "sha256:none"}
+        MODEL,
+        str(deployment.home / "nowhere"),
+        run_id=None,
+        tags={DIGEST_TAG: "sha256:none", FEATURE_SERVICE_TAG: "flight_delay_v1"},
     )
     deployment.move(str(broken.version), Stage.PRODUCTION)
     failed = deployment.deploy(raise_on_error=False)
