@@ -186,8 +186,10 @@ def _resources(context: click.Context, *keys: str):
 
     tenant = load_tenants().get(context.obj["tenant"])
     approvers = tenant.approvers if tenant else []
-    configured = build_resources(get_environment(), home=context.obj["home"], approvers=approvers)
-    with dg.build_resources({key: configured[key] for key in keys}) as resources:
+    configured = build_resources(
+        get_environment(), home=context.obj["home"], approvers=approvers, keys=keys
+    )
+    with dg.build_resources(configured) as resources:
         yield resources
 
 

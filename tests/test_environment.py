@@ -1,5 +1,8 @@
 """One module decides the environment; a model's scope names everything downstream."""
 
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 
@@ -71,6 +74,22 @@ def test_local_resources_live_under_the_given_home(tmp_path):
     assert feast.registry_path(ModelScope("acme", "flight_delay")) == (
         tmp_path.resolve() / "feast" / "acme_flight_delay.registry.db"
     )
+
+
+def test_a_command_builds_only_the_resources_it_names_and_imports_no_other(tmp_path):
+    """`facilflow models list` needs MLflow alone: Feast, Ray and dbt stay unimported."""
+    code = (
+        "import sys; from facilflow_assets.resource_map import build_resources; "
+        "from facilflow_assets.environment import Environment; "
+        f"built = build_resources(Environment.LOCAL, home={str(tmp_path)!r}, keys=['mlflow']); "
+        "print(sorted(built), sorted(m for m in ('feast', 'ray', 'dagster_dbt', 'mlflow') "
+        "if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    assert shown.strip() == "['mlflow'] ['mlflow']"
+    with pytest.raises(KeyError, match="no resource mlfow; there are storage, feast, mlflow"):
+        build_resources(Environment.LOCAL, home=tmp_path, keys=["mlfow"])
 
 
 def test_local_approvers_are_the_default_tenant_s_unless_given(tmp_path):
