@@ -16,9 +16,9 @@ from facilflow_assets.use_case import UseCase
 from resources import FeastResource, MlflowResource
 
 
-def recorded_versions(store: FeatureStore) -> list[ServiceVersion]:
-    """The service versions the project's registry records."""
-    return [v for v in map(ServiceVersion.from_service, store.list_feature_services()) if v]
+def recorded_versions(services: list) -> list[ServiceVersion]:
+    """The service versions among a project's Feast feature services."""
+    return [v for v in map(ServiceVersion.from_service, services) if v]
 
 
 def service_lineup(
@@ -27,7 +27,7 @@ def service_lineup(
     """The lineup applying the use case's file gives: the model registry is asked which
     older versions models still read only when there are older versions."""
     services = feast.feature_store(scope).list_feature_services()
-    recorded = [v for v in map(ServiceVersion.from_service, services) if v]
+    recorded = recorded_versions(services)
     current = FeatureDefinition.of(use_case).fingerprint()
     older = any(v.fingerprint != current for v in recorded)
     in_use = services_in_use(mlflow.client(), scope.registered_model_name) if older else set()
@@ -48,7 +48,7 @@ def services_in_use(client: MlflowClient, registered_model: str) -> set[str]:
 def current_service(store: FeatureStore, use_case: UseCase) -> str:
     """The name of the service version computing the file's features now."""
     fingerprint = FeatureDefinition.of(use_case).fingerprint()
-    for version in recorded_versions(store):
+    for version in recorded_versions(store.list_feature_services()):
         if version.fingerprint == fingerprint:
             return version.name
     raise FeatureVersionError(

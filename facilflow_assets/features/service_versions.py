@@ -52,8 +52,8 @@ class FeatureDefinition(StrictModel):
 
     def fingerprint(self) -> str:
         """Equal for definitions computing the same values, whatever their descriptions."""
-        computed = _without(self.model_dump(mode="json"), _NOT_COMPUTED)
-        return hashlib.sha256(json.dumps(computed, sort_keys=True).encode()).hexdigest()[:16]
+        computed = json.dumps(_computed(self), sort_keys=True)
+        return hashlib.sha256(computed.encode()).hexdigest()[:16]
 
     def table(self, name: str) -> FeatureTableSpec:
         return next(t for t in self.tables if t.name == name)
