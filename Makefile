@@ -16,8 +16,11 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode compiled at install: where PYTHONDONTWRITEBYTECODE is set, every process (the
+# CLI, Dagster's code servers, Ray's workers) would otherwise compile its imports anew,
+# seconds each.
 $(INSTALLED): $(UV) requirements.lock pyproject.toml
-	$(UV) pip sync --python $(BIN)/python requirements.lock
+	$(UV) pip sync --python $(BIN)/python --compile-bytecode requirements.lock
 	$(UV) pip install --python $(BIN)/python --no-deps --editable .
 	touch $@
 

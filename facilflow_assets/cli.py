@@ -4,6 +4,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import click
@@ -81,22 +82,24 @@ def demo(context: click.Context) -> None:
     from datetime import datetime
 
     from facilflow_assets.demo.console import quiet_console
-    from facilflow_assets.demo.run import SUMMARY_FILE, run_demo
     from facilflow_assets.environment import LOCAL_HOME, Environment
-    from facilflow_assets.resource_map import build_resources
 
     home = context.obj["home"] or LOCAL_HOME
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     log_path = home / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log"
     click.echo(f"FacilFlow demo: every stage below; the full log is {log_path}")
-    resources = build_resources(Environment.LOCAL, home=home)
-    with (
-        quiet_console(log_path) as progress,
-        _demo_broker(resources, home) as resources,
-        dg.DagsterInstance.from_config(str(dagster_home)) as instance,
-    ):
-        outcome = run_demo(resources, instance, home, progress=progress)
+    with quiet_console(log_path) as progress:
+        # Imported here: Ray's, Feast's and Dagster's import-time warnings go to the log.
+        from facilflow_assets.demo.run import SUMMARY_FILE, run_demo
+        from facilflow_assets.resource_map import build_resources
+
+        resources = build_resources(Environment.LOCAL, home=home)
+        with (
+            _demo_broker(resources, home) as resources,
+            dg.DagsterInstance.from_config(str(dagster_home)) as instance,
+        ):
+            outcome = run_demo(resources, instance, home, progress=progress)
     _print_demo_summary(outcome, home / SUMMARY_FILE)
 
 
@@ -189,8 +192,13 @@ def _resources(context: click.Context, *keys: str):
     configured = build_resources(
         get_environment(), home=context.obj["home"], approvers=approvers, keys=keys
     )
-    with dg.build_resources(configured) as resources:
-        yield resources
+    # Each resource initialised alone: dg.build_resources would start an ephemeral Dagster
+    # instance, half a second of every command.
+    with contextlib.ExitStack() as stack:
+        yield SimpleNamespace(**{
+            key: stack.enter_context(resource.process_config_and_initialize_cm())
+            for key, resource in configured.items()
+        })  # fmt: skip
 
 
 @main.group("use-cases")

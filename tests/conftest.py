@@ -21,6 +21,7 @@ from tests.mlflow_server import free_port
 # demo is built once.
 SHARED_BUILD_MODULES = {
     "test_feature_pipeline.py",
+    "test_lifecycle_daemon.py",
     "test_model_lifecycle.py",
     "test_ray_cluster.py",
     "test_serving.py",

@@ -6,7 +6,6 @@ case under the same job and sensor names, and launches nothing for demo's approv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +14,7 @@ import yaml
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.registry.stages import Stage
+from tests.daemon import start_daemon, wait_for
 from tests.mlflow_server import stop_process_group
 from tests.test_governance import APPROVERS, MODEL, SCOPE, Registry
 
@@ -35,17 +35,6 @@ run_coordinator:
 """
 
 
-def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def _one_location_workspace(path: Path) -> Path:
     """workspace.yaml's entry for the demo location alone: the CLI names the same sensor
     (location, repository and name) without starting the other locations' servers."""
@@ -58,16 +47,6 @@ def _one_location_workspace(path: Path) -> Path:
 def _promotion_runs(instance: dg.DagsterInstance) -> list:
     """Every tenant's flight_delay promotion runs: the job has that name in each location."""
     return instance.get_runs(dg.RunsFilter(job_name=PROMOTION_JOB))
-
-
-def _wait(condition, timeout_s: float, log: Path):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise TimeoutError(f"daemon did not get there in {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_path):
@@ -100,9 +79,9 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
                 return []
             return instance.get_ticks(sensor.instigator_origin_id, sensor.selector_id)
 
-        daemon = _daemon(env, log)
+        daemon = start_daemon(env, log)
         try:
-            [run] = _wait(lambda: _promotion_runs(instance), TICK_TIMEOUT_S, log)
+            [run] = wait_for(lambda: _promotion_runs(instance), TICK_TIMEOUT_S, log)
         finally:
             stop_process_group(daemon)
         assert run.tags["dagster/sensor_name"] == SENSOR
@@ -117,11 +96,11 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
         _dagster("sensor", "cursor", SENSOR, "--delete", workspace=workspace, env=env)
         assert state().instigator_data.cursor is None
         before = len(ticks())
-        daemon = _daemon(env, log)
+        daemon = start_daemon(env, log)
         try:
             # The approval is seen again; the tick skips it for its run key. acme's sensor
             # has ticked too, over its own model.
-            _wait(
+            wait_for(
                 lambda: (
                     any(t.status.value == "SKIPPED" for t in ticks()[: len(ticks()) - before])
                     and ticks("acme")

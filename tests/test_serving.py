@@ -43,11 +43,11 @@ CANARY_REQUESTS = 250
 class Deployment:
     """A copy of the demo's home whose endpoint runs on a Ray head of its own."""
 
-    def __init__(self, home):
+    def __init__(self, home, http_port: int | None = None):
         self.home = home
         self.resources = build_resources(Environment.LOCAL, home=home)
         self.resources["serving"] = ServingResource(
-            http_port=free_port(),
+            http_port=http_port or free_port(),
             state_dir=str(home / "serve"),
             request_log_dir=str(home / "serving" / "requests"),
         )

@@ -1,0 +1,79 @@
+"""The lifecycle sensors as `make dev` runs them: a real `dagster-daemon` over workspace.yaml
+and deploy/local-dagster.yaml, on a copy of the demo's stores. A Production request approved
+in the registry moves the alias, and the endpoint then answers with the new version, with no
+one launching a run."""
+
+import os
+import shutil
+
+import dagster as dg
+import requests
+
+from facilflow_assets.environment import PROJECT_ROOT
+from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.requests import Decision, decide, request_production
+from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.serving.deployment import route_prefix
+from tests.daemon import start_daemon, wait_for
+from tests.mlflow_server import free_port, stop_process_group
+from tests.test_governance import APPROVERS
+from tests.test_serving import FLIGHT_DELAY, MODEL, Deployment
+
+# From the daemon's start: its code servers load, the approval sensor ticks (every 30 s),
+# the promotion runs, the redeploy sensor ticks and the deployment runs.
+ROUND_TRIP_TIMEOUT_S = 600
+
+
+def _answering_version(deployment: Deployment) -> str | None:
+    try:
+        response = deployment.post(deployment.sample)
+    except requests.ConnectionError:  # no endpoint yet
+        return None
+    return response.json()["model_version"] if response.ok else None
+
+
+def test_an_approval_reaches_production_and_the_endpoint_through_the_daemon(built_home, tmp_path):
+    home, dagster_home = tmp_path / "facilflow", tmp_path / "dagster_home"
+    shutil.copytree(built_home.home, home)
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", dagster_home / "dagster.yaml")
+    port = free_port()
+    served = Deployment(home, http_port=port)  # the same endpoint the daemon's runs deploy
+    served.url = served.resources["serving"].endpoint_url(route_prefix(FLIGHT_DELAY.scope))
+    before = served.client.get_model_version_by_alias(MODEL, "production").version
+    version = served.add_staging_version()
+    audit = AuditTrail(served.client, FLIGHT_DELAY.scope.audit_experiment_name)
+    request_production(served.client, audit, MODEL, version, "alice", "beats production")
+    decide(served.client, audit, MODEL, version, "dave", Decision.APPROVED, "ok", APPROVERS)
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "FACILFLOW_HOME": str(home),
+        "FACILFLOW_SERVE_PORT": str(port),
+    }
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(env, log)
+    try:
+        wait_for(lambda: _answering_version(served) == version, ROUND_TRIP_TIMEOUT_S, log)
+    finally:
+        stop_process_group(daemon)
+        served.resources["serving"].stop_local_cluster()
+
+    assert str(served.client.get_model_version_by_alias(MODEL, "production").version) == version
+    assert served.client.get_model_version(MODEL, before).tags[STAGE_TAG] == Stage.ARCHIVED
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        promotion, deployment = (
+            instance.get_runs(
+                dg.RunsFilter(
+                    job_name=FLIGHT_DELAY.scope.definition_name(job),
+                    tags={"facilflow/version": version},
+                )
+            )
+            for job in ("promotion_job", "deployment_job")
+        )
+    assert [run.status for run in promotion] == [dg.DagsterRunStatus.SUCCESS]
+    assert promotion[0].tags["dagster/sensor_name"] == "flight_delay_approval_sensor"
+    assert [run.tags["dagster/sensor_name"] for run in deployment] == [
+        "flight_delay_redeploy_sensor"
+    ]
