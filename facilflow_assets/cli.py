@@ -4,7 +4,6 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import click
@@ -192,13 +191,8 @@ def _resources(context: click.Context, *keys: str):
     configured = build_resources(
         get_environment(), home=context.obj["home"], approvers=approvers, keys=keys
     )
-    # Each resource initialised alone: dg.build_resources would start an ephemeral Dagster
-    # instance, half a second of every command.
-    with contextlib.ExitStack() as stack:
-        yield SimpleNamespace(**{
-            key: stack.enter_context(resource.process_config_and_initialize_cm())
-            for key, resource in configured.items()
-        })  # fmt: skip
+    with dg.build_resources(configured) as resources:
+        yield resources
 
 
 @main.group("use-cases")
