@@ -7,13 +7,15 @@ predict on the same frame.
                   frame of the model's inputs, as a user of the model would.
 The feature frame (336,776 flights, their point-in-time features through Feast) is built
 once, untimed; `--scale N` repeats it N times (10x, 100x the year's flights). Each side
-runs once untimed, then five times alternately; the best counts.
-Run `make demo` first. Ends with one JSON line.
+runs once untimed, then five times alternately; the best counts. `--rows N` (the first N
+flights) and `--repeats N` make a smoke run.
+Run `make demo` first (or name its working directory with `--home`). Ends with one JSON line.
 """
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -36,14 +38,18 @@ USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
+    parser.add_argument("--rows", type=int, help="the first N flights only (all if unset)")
     parser.add_argument("--scale", type=int, default=1, help="copies of the year's flights")
-    scale = parser.parse_args().scale
-    configured = build_resources(Environment.LOCAL, home=LOCAL_HOME)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs of each side")
+    arguments = parser.parse_args()
+    scale = arguments.scale
+    configured = build_resources(Environment.LOCAL, home=arguments.home.resolve())
     keys = ("storage", "feast", "mlflow")
     with dg.build_resources({key: configured[key] for key in keys}) as resources:
         client = resources.mlflow.client()
         model = load(client, resolve(client, SCOPE.registered_model_name, PRODUCTION))
-        flights = target_rows(resources.storage, USE_CASE)
+        flights = target_rows(resources.storage, USE_CASE).slice(0, arguments.rows)
         store = resources.feast.feature_store(SCOPE)
         frame = historical_features(
             store,
@@ -62,7 +68,7 @@ def main() -> None:
 
     timings: dict[str, list[float]] = {"facilflow": [], "raw_predict": []}
     results = {name: run() for name, run in (("facilflow", facilflow), ("raw", raw_predict))}
-    for _ in range(REPEATS):
+    for _ in range(arguments.repeats):
         for name, run in (("facilflow", facilflow), ("raw_predict", raw_predict)):
             started = time.perf_counter()
             run()

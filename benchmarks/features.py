@@ -23,9 +23,10 @@ tolerance of 1e-9 (absolute below 1) or missing (null, NaN) on both sides, other
 exactly equal. Where a time-window statistic differs, it is recomputed exactly from the
 window's rows (two passes, extended precision) to show which side is right.
 
-Run from the project root (needs about 6 GiB of memory and several minutes):
+Run from the project root (needs about 6 GiB of memory and several minutes; smaller
+`--rows`, `--entities` and `--repeats` make a smoke run of seconds):
 
-    .venv/bin/python benchmarks/features.py [--rows N] [--entities N]
+    .venv/bin/python benchmarks/features.py [--rows N] [--entities N] [--repeats N]
 
 The last line of output is one JSON object with the figures.
 """
@@ -86,8 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--entities", type=int, default=ENTITIES)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="runs of each side")
     arguments = parser.parse_args()
-    rows, entities = arguments.rows, arguments.entities
+    rows, entities, repeats = arguments.rows, arguments.entities, arguments.repeats
 
     print(f"generating {rows:,} rows over {entities:,} entities (seed {SEED}) ...", flush=True)
     events = synthetic_events(rows, entities)
@@ -97,7 +99,7 @@ def main() -> int:
     print(f"features: {', '.join(f.name for f in SPEC.features)}")
 
     polars_runs = []
-    for run in range(1, REPEATS + 1):
+    for run in range(1, repeats + 1):
         start = time.perf_counter()
         by_polars = compute_features(SPEC, events.lazy())
         polars_runs.append(time.perf_counter() - start)
@@ -106,7 +108,7 @@ def main() -> int:
     gc.collect()
 
     pandas_runs = []
-    for run in range(1, REPEATS + 1):
+    for run in range(1, repeats + 1):
         start = time.perf_counter()
         by_pandas = pandas_features(events_pandas)
         pandas_runs.append(time.perf_counter() - start)

@@ -17,9 +17,10 @@ timestamps equal as UTC instants. Feast hands back pandas, where a missing float
 so NaN and null both count as missing (the feature tables hold no NaN).
 
 Needs the working directory `make demo` builds (`.facilflow/`; the demo tenant's
-flight-delay project); run from the project root:
+flight-delay project); run from the project root (`--rows N`, the first N flights, makes a
+smoke run):
 
-    .venv/bin/python benchmarks/pit_join.py [--home DIR]
+    .venv/bin/python benchmarks/pit_join.py [--home DIR] [--rows N]
 
 The last line of output is one JSON object with the figures.
 """
@@ -59,7 +60,9 @@ EXAMPLES = 5
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
-    home = parser.parse_args().home.resolve()
+    parser.add_argument("--rows", type=int, help="the first N flights only (all if unset)")
+    arguments = parser.parse_args()
+    home = arguments.home.resolve()
     resources = build_resources(Environment.LOCAL, home=home)
     polars_feast = resources["feast"]
     missing = _missing_inputs(polars_feast)
@@ -74,7 +77,9 @@ def main() -> int:
         return 2
 
     duckdb_feast = polars_feast.model_copy(update={"offline_store": "duckdb"})
-    entities = build_entity_frame(resources["storage"], USE_CASE, LEAD_MINUTES)
+    entities = build_entity_frame(resources["storage"], USE_CASE, LEAD_MINUTES).slice(
+        0, arguments.rows
+    )
     entity_df = entities.to_pandas()
     print(f"entity rows: {len(entity_df):,}, feature service: {FEATURE_SERVICE}")
 

@@ -8,9 +8,11 @@
 Both run in this machine's 2 cores beside the client. At concurrency 1: 100 warm-up
 requests, then 1,000 timed one after another. At concurrency 8: eight threads, each with a
 keep-alive session, for 10 s. Latency is the client's, request sent to answer read.
-Run `make demo` first. Ends with one JSON line.
+`--warm-up`, `--requests` and `--seconds` make a smoke run.
+Run `make demo` first (or name its working directory with `--home`). Ends with one JSON line.
 """
 
+import argparse
 import contextlib
 import json
 import os
@@ -21,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import numpy as np
@@ -66,15 +69,24 @@ def figures(timings: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-def measure(url: str, body: dict) -> dict[str, dict[str, float]]:
+class Traffic(NamedTuple):
+    """What each server is sent: untimed requests, then timed ones one after another, then
+    CONCURRENCY threads' requests for a while."""
+
+    warm_up: int
+    sequential: int
+    concurrent_seconds: float
+
+
+def measure(url: str, body: dict, traffic: Traffic) -> dict[str, dict[str, float]]:
     session = requests.Session()
-    latencies(url, body, WARM_UP, session)
+    latencies(url, body, traffic.warm_up, session)
     started = time.perf_counter()
-    sequential = latencies(url, body, SEQUENTIAL, session)
+    sequential = latencies(url, body, traffic.sequential, session)
     c1 = figures(sequential, time.perf_counter() - started)
 
     results: list[list[float]] = [[] for _ in range(CONCURRENCY)]
-    deadline = time.perf_counter() + CONCURRENT_SECONDS
+    deadline = time.perf_counter() + traffic.concurrent_seconds
 
     def worker(timings: list[float]) -> None:
         own = requests.Session()
@@ -101,7 +113,9 @@ def mlflow_serve(ref: ModelRef, tracking_uri: str):
              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             # Its server runs `uvicorn` by name: this environment's scripts go first on PATH.
+            # The registry is the tracking store's, whatever MLFLOW_REGISTRY_URI said before.
             env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+                 "MLFLOW_REGISTRY_URI": tracking_uri,
                  "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -122,7 +136,16 @@ def mlflow_serve(ref: ModelRef, tracking_uri: str):
 
 
 def main() -> None:
-    resources = build_resources(Environment.LOCAL, home=LOCAL_HOME)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
+    parser.add_argument("--warm-up", type=int, default=WARM_UP, help="untimed requests")
+    parser.add_argument("--requests", type=int, default=SEQUENTIAL, help="at concurrency 1")
+    parser.add_argument(
+        "--seconds", type=float, default=CONCURRENT_SECONDS, help=f"at concurrency {CONCURRENCY}"
+    )
+    arguments = parser.parse_args()
+    traffic = Traffic(arguments.warm_up, arguments.requests, arguments.seconds)
+    resources = build_resources(Environment.LOCAL, home=arguments.home.resolve())
     state = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     resources["serving"] = ServingResource(
         http_port=free_port(), state_dir=str(state), request_log_dir=str(state / "requests")
@@ -147,18 +170,18 @@ def main() -> None:
         result = dg.materialize([prediction_endpoint], resources=resources)
         [event] = result.get_asset_materialization_events()
         url = event.event_specific_data.materialization.metadata["url"].value
-        facilflow = measure(url, sample)
+        facilflow = measure(url, sample, traffic)
     finally:
         resources["serving"].stop_local_cluster()
     with mlflow_serve(ref, tracking_uri) as url:
-        peer = measure(url, mlflow_body)
+        peer = measure(url, mlflow_body, traffic)
     print(
         json.dumps(
             {
                 "model": ref.uri,
                 "cores": os.cpu_count(),
-                "requests_c1": SEQUENTIAL,
-                "seconds_c8": CONCURRENT_SECONDS,
+                "requests_c1": traffic.sequential,
+                "seconds_c8": traffic.concurrent_seconds,
                 "facilflow": facilflow,
                 "mlflow_serve": peer,
             }

@@ -20,6 +20,7 @@ from tests.mlflow_server import free_port
 # pytest-xdist workers a module at a time, and these modules all on one worker, so the
 # demo is built once.
 SHARED_BUILD_MODULES = {
+    "test_benchmarks_on_demo.py",
     "test_feature_pipeline.py",
     "test_lifecycle_daemon.py",
     "test_model_lifecycle.py",

@@ -1,0 +1,50 @@
+"""The benchmarks over the working directory `make demo` builds run at a smoke size on the
+suite's shared build, each measuring both of its sides: what they call of FacilFlow and of
+its peers still fits together."""
+
+import os
+import shutil
+
+from tests.benchmark_runs import run_benchmark
+
+
+def test_the_batch_scoring_benchmark_scores_a_few_flights(built_home, monkeypatch, capsys):
+    arguments = ["--home", str(built_home.home), "--rows", "2000", "--repeats", "1"]
+    figures = run_benchmark("batch_scoring", arguments, monkeypatch, capsys)
+    assert (figures["rows"], figures["scale"]) == (2000, 1)
+    assert figures["model"].startswith("models:/demo.flight_delay/")
+    assert figures["facilflow_s"] > 0 and figures["raw_predict_s"] > 0
+    # float32 inputs against the pandas frame's float64: close, not equal.
+    assert figures["max_abs_difference"] < 0.05
+
+
+def test_the_training_set_join_benchmark_joins_a_few_flights(built_home, monkeypatch, capsys):
+    arguments = ["--home", str(built_home.home), "--rows", "2000"]
+    figures = run_benchmark("pit_join", arguments, monkeypatch, capsys)
+    assert figures["rows"] == 2000 and figures["features"] > 0
+    assert figures["facilflow_s"] > 0 and figures["feast_duckdb_s"] > 0 and figures["oracle_s"] > 0
+    assert figures["rows_identical"]
+
+
+def test_the_training_benchmark_fits_a_few_rounds(built_home, monkeypatch, capsys):
+    """Ray Train's start-up sets the pace: about 25 s on two cores."""
+    arguments = ["--home", str(built_home.home), "--rounds", "5", "--repeats", "1"]
+    figures = run_benchmark("training", [*arguments, "--ray-repeats", "1"], monkeypatch, capsys)
+    assert figures["rounds"] == 5 and figures["rows"] > 0
+    assert figures["plain_s"] > 0 and figures["tracked_s"] > 0 and figures["ray_s"] > 0
+    assert figures["ray_workers"] == os.cpu_count()
+    assert figures["valid_auc_plain"] > 0.5 and figures["valid_auc_ray"] > 0.5
+
+
+def test_the_serving_benchmark_measures_both_servers_briefly(
+    built_home, tmp_path, monkeypatch, capsys
+):
+    """The endpoint's deployment records into the working directory: a copy of it."""
+    home = shutil.copytree(built_home.home, tmp_path / "facilflow")
+    arguments = ["--home", str(home), "--warm-up", "5", "--requests", "20", "--seconds", "1"]
+    figures = run_benchmark("serving", arguments, monkeypatch, capsys)
+    assert (figures["requests_c1"], figures["seconds_c8"]) == (20, 1.0)
+    for server in ("facilflow", "mlflow_serve"):
+        for concurrency in ("c1", "c8"):
+            assert figures[server][concurrency]["p50_ms"] > 0, (server, concurrency)
+            assert figures[server][concurrency]["rps"] > 0, (server, concurrency)
