@@ -44,3 +44,10 @@ def test_the_feature_engine_benchmark_runs_on_a_small_event_log(monkeypatch, cap
     assert figures["values_match"] or (
         0 < figures["differing_values"] == figures["differing_values_polars_exact"]
     )
+
+
+def test_the_cli_benchmark_times_each_command_once(monkeypatch, capsys):
+    figures = run_benchmark("cli", ["--repeats", "1"], monkeypatch, capsys)
+    assert figures["repeats"] == 1
+    commands = ("models_list", "models_history", "runs_compare", "mlflow_runs_list")
+    assert all(figures[f"{command}_s"] > 0 for command in commands)
