@@ -50,9 +50,11 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	mlflow_group=$$!; trap 'kill -- -$$mlflow_group' EXIT; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Style, the layers of docs/architecture.md, and types.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

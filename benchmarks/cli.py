@@ -26,8 +26,8 @@ from facilflow_assets.environment import Environment
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.requests import request_production
+from facilflow_assets.governance.stages import Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
-from facilflow_assets.registry.stages import Stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT

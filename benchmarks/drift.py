@@ -1,6 +1,6 @@
 """Feature drift on 1,000,000 current rows x 20 columns against a 300,000-row reference.
 
-  facilflow        - the drift assets' computation (`facilflow_assets.monitoring.drift`):
+  facilflow        - the drift assets' computation (`facilflow_assets.drift.statistics`):
                      Evidently's own per-column tests on the cleaned values;
   evidently_full   - a plain Evidently run of its data drift preset on the same frames.
 The frames are synthetic and seeded: 12 continuous columns (4 of them shifted or rescaled
@@ -18,7 +18,7 @@ import polars as pl
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
-from facilflow_assets.monitoring.drift import column_drift
+from facilflow_assets.drift.statistics import column_drift
 
 CURRENT_ROWS = 1_000_000
 REFERENCE_ROWS = 300_000

@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from facilflow_assets.feature_spec import FeatureTableSpec, parse_duration
 from facilflow_assets.features.engine import compute_features
-from facilflow_assets.features.spec import FeatureTableSpec, parse_duration
 
 ROWS = 10_000_000
 ENTITIES = 10_000

@@ -34,7 +34,7 @@ from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.loopback import free_port
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.serving.deployment import build_deployment_assets
+from facilflow_assets.serving.deployment_assets import build_deployment_assets
 from facilflow_assets.serving.models import PRODUCTION, ModelRef, load, resolve
 from facilflow_assets.tenants import DEFAULT_TENANT
 from facilflow_assets.use_case import load_use_case, use_case_path

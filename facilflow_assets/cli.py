@@ -221,8 +221,8 @@ def list_use_cases() -> None:
 def check_use_case(path: Path) -> None:
     """Check a use case file as the code location would load it, and build its Feast
     objects; print what it declares, or the first mistake with where it is."""
+    from facilflow_assets.feature_spec import FeatureSpecError
     from facilflow_assets.features.feast_objects import feast_objects
-    from facilflow_assets.features.spec import FeatureSpecError
     from facilflow_assets.use_case import load_use_case
 
     try:

@@ -22,21 +22,21 @@ import dagster as dg
 
 from facilflow_assets.environment import get_environment
 from facilflow_assets.evaluation.assets import build_evaluation_assets
-from facilflow_assets.features.assets import build_feature_table_assets
 from facilflow_assets.features.feast_assets import build_feast_assets
 from facilflow_assets.features.feast_objects import feast_objects
-from facilflow_assets.monitoring.assets import build_monitoring_assets
-from facilflow_assets.monitoring.health_asset import build_serving_health_assets
+from facilflow_assets.features.table_assets import build_feature_table_assets
+from facilflow_assets.monitoring.drift_assets import build_monitoring_assets
+from facilflow_assets.monitoring.health_assets import build_serving_health_assets
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.registry.assets import build_registry_assets
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.serving.batch import build_batch_assets
-from facilflow_assets.serving.deployment import build_deployment_assets
+from facilflow_assets.serving.batch_assets import build_batch_assets
+from facilflow_assets.serving.deployment_assets import build_deployment_assets
 from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, tenant_spec
 from facilflow_assets.training.assets import build_training_assets
 from facilflow_assets.use_case import UseCase, UseCaseError, load_use_cases, use_case_path
-from facilflow_assets.warehouse import warehouse_models
+from facilflow_assets.warehouse.assets import warehouse_models
 from jobs import build_use_case_jobs, build_warehouse_job
 from sensors import build_use_case_schedules, build_use_case_sensors
 from sensors.event_relay import event_relay_sensor

@@ -2,7 +2,9 @@
 
 `local` (the default) runs on embedded stores under `.facilflow/` and needs no server.
 `prod` takes every setting from environment variables through `dagster.EnvVar`, so no
-secret is read at import time. No other module reads the process environment.
+secret is read at import time. Beside `resource_map.py`, which hands resources their
+`dg.EnvVar` settings, no other module reads FacilFlow's own settings from the process
+environment.
 """
 
 import configparser

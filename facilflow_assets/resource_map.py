@@ -109,7 +109,7 @@ def _local_builders(home: Path, approvers: list[str] | None) -> dict[str, Callab
 def _dbt(environment: Environment):
     from dagster_dbt import DbtCliResource
 
-    from facilflow_assets.warehouse import DBT_EXECUTABLE, dbt_project
+    from facilflow_assets.warehouse.assets import DBT_EXECUTABLE, dbt_project
 
     return DbtCliResource(
         project_dir=dbt_project, target=environment.value, dbt_executable=DBT_EXECUTABLE

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field, RootModel, field_validator
 
-from facilflow_assets.features.spec import StrictModel, load_spec_file
+from facilflow_assets.feature_spec import StrictModel, load_spec_file
 from facilflow_assets.scope import check_slug
 
 TENANTS_FILE = Path(__file__).with_name("tenants.yaml")

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from facilflow_assets.features.spec import (
+from facilflow_assets.feature_spec import (
     NAME_PATTERN,
     FeatureSpec,
     RatioFeature,

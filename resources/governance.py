@@ -3,7 +3,7 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from facilflow_assets.governance.approvers import approvers_of
+from facilflow_assets.approvers import approvers_of
 
 
 class GovernanceResource(ConfigurableResource):

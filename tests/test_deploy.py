@@ -25,12 +25,12 @@ from dagster._utils.tags import TagConcurrencyLimitsCounter
 from dagster_k8s import K8sRunLauncher
 
 from facilflow_assets import locations as code_locations
+from facilflow_assets.approvers import approvers_of
 from facilflow_assets.environment import (
     PROJECT_ROOT,
     server_governance_settings,
     steps_in_own_pods,
 )
-from facilflow_assets.governance.approvers import approvers_of
 from facilflow_assets.scope import TENANT_TAG, ModelScope
 from facilflow_assets.tenants import SHARED_LOCATION, load_tenants
 from jobs import TRAINING_TAG, build_use_case_jobs, build_warehouse_job

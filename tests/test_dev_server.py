@@ -9,9 +9,9 @@ from pathlib import Path
 import requests
 
 from facilflow_assets import dev_server, locations
+from facilflow_assets.approvers import approvers_of
 from facilflow_assets.dev_server import ADMIN, create_users, demo_users, write_config
 from facilflow_assets.environment import server_governance_settings
-from facilflow_assets.governance.approvers import approvers_of
 from facilflow_assets.governance.requests import DECISION
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import load_tenants

@@ -11,9 +11,13 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.monitoring.calibration import day_thresholds
-from facilflow_assets.monitoring.drift import NO_VALUES, DriftInputError, column_drift, mean_shift
-from facilflow_assets.monitoring.reference import REFERENCE_FOLDER, THRESHOLDS_FILE, read_thresholds
+from facilflow_assets.drift.calibration import day_thresholds
+from facilflow_assets.drift.reference import (
+    REFERENCE_FOLDER,
+    THRESHOLDS_FILE,
+    read_thresholds,
+)
+from facilflow_assets.drift.statistics import NO_VALUES, DriftInputError, column_drift, mean_shift
 
 
 def frames(rows: int, shift: float, seed: int) -> pl.DataFrame:

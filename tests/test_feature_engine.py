@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
+from facilflow_assets.feature_spec import FeatureTableSpec
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
-from facilflow_assets.features.spec import FeatureTableSpec
 
 T0 = datetime(2013, 3, 1, tzinfo=UTC)
 COLUMNS = {"station": "string", "at": "timestamp", "value": "float", "count": "int"}

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
-from facilflow_assets.features.assets import build_feature_table_asset
 from facilflow_assets.features.engine import compute_features
 from facilflow_assets.features.feast_assets import (
     MaterializeConfig,
@@ -25,6 +24,7 @@ from facilflow_assets.features.feast_assets import (
     data_version,
 )
 from facilflow_assets.features.feast_objects import repo_contents
+from facilflow_assets.features.table_assets import build_feature_table_asset
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from resources import StorageResource

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facilflow_assets.features.spec import FeatureSpec, FeatureSpecError, load_spec_file
+from facilflow_assets.feature_spec import FeatureSpec, FeatureSpecError, load_spec_file
 from facilflow_assets.tenants import TENANTS_FILE, TenantError, load_tenants, tenant_spec
 from facilflow_assets.use_case import load_use_case, use_case_path
 

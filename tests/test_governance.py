@@ -24,8 +24,8 @@ from facilflow_assets.governance.requests import (
     request_production,
 )
 from facilflow_assets.governance.review import PROMOTION_RUN_TAG
+from facilflow_assets.governance.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.governance.transitions import GovernanceError, rollback_target, transition
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from jobs.promotion import PromotionRefused

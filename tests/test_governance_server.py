@@ -34,8 +34,8 @@ from facilflow_assets.governance.requests import (
     decide,
     request_production,
 )
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.serving.models import ModelTampered, confirmed, load, resolve
 from jobs.promotion import PromotionRefused, promotion_op_name
 from resources import EventsResource, GovernanceResource, MlflowResource

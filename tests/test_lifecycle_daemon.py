@@ -12,8 +12,8 @@ import requests
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.requests import Decision, decide, request_production
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
-from facilflow_assets.serving.deployment import route_prefix
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
+from facilflow_assets.serving.deployment_assets import route_prefix
 from tests.daemon import start_daemon, wait_for
 from tests.mlflow_server import free_port, stop_process_group
 from tests.test_governance import APPROVERS

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
 from facilflow_assets.events.reader import EventReader
-from facilflow_assets.registry.stages import STAGE_TAG
+from facilflow_assets.governance.stages import STAGE_TAG
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.candidate import Candidate
 from facilflow_assets.training.runs import compare_runs

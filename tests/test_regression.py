@@ -12,7 +12,7 @@ import yaml
 from facilflow_assets.evaluation.baseline import historical_mean_baseline
 from facilflow_assets.evaluation.metrics import SCORING, regression_metrics
 from facilflow_assets.evaluation.report import EvaluationConfig, judge
-from facilflow_assets.features.spec import FeatureSpecError
+from facilflow_assets.feature_spec import FeatureSpecError
 from facilflow_assets.training.dataset import TrainingDataError, split_training_data
 from facilflow_assets.training.objective import OBJECTIVES
 from facilflow_assets.use_case import BaselineSpec, load_use_case, use_case_path

@@ -13,7 +13,7 @@ import yaml
 
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.requests import Decision, decide, request_production
-from facilflow_assets.registry.stages import Stage
+from facilflow_assets.governance.stages import Stage
 from tests.daemon import start_daemon, wait_for
 from tests.mlflow_server import stop_process_group
 from tests.test_governance import APPROVERS, MODEL, SCOPE, Registry

@@ -18,16 +18,16 @@ import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.features.feast_objects import repo_contents
+from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.stages import Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
-from facilflow_assets.registry.stages import Stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.serving.models import load, resolve
 from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
-from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
 from facilflow_assets.training.dataset import feature_matrix
 from resources import ServingResource, StorageResource
 from tests.lifecycle import lifecycle

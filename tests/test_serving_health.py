@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.monitoring.health_asset import WITHIN_SLA_CHECK
+from facilflow_assets.monitoring.health_assets import WITHIN_SLA_CHECK
 from facilflow_assets.monitoring.serving_health import (
     ERRORS,
     LATENCY,

@@ -25,8 +25,8 @@ from facilflow_assets.governance.requests import (
     decide,
     request_production,
 )
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import TenantSpec

@@ -9,9 +9,9 @@ from facilflow_assets.environment import Environment
 from facilflow_assets.evaluation.assets import EVALUATION_TAG, REPORT_FILE
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.governance.audit import AuditTrail
+from facilflow_assets.governance.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.registry import assets as registry_assets
 from facilflow_assets.registry import versions as registry_versions
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate, CandidateError
 from resources import MlflowResource, StorageResource

@@ -18,8 +18,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 
 from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
+from facilflow_assets.feature_spec import FeatureSpecError
 from facilflow_assets.features.feast_objects import feast_objects
-from facilflow_assets.features.spec import FeatureSpecError
 from facilflow_assets.features.target_rows import with_label
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.tenants import load_tenants

@@ -10,7 +10,7 @@ import duckdb
 
 from facilflow_assets.demo.run import SUMMARY_FILE
 from facilflow_assets.environment import PROJECT_ROOT
-from facilflow_assets.warehouse import DBT_EXECUTABLE
+from facilflow_assets.warehouse.assets import DBT_EXECUTABLE
 
 FLIGHTS = 336_776
 

@@ -11,8 +11,8 @@ from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.lifecycle_events import requested
 from facilflow_assets.governance.listing import history_table
 from facilflow_assets.governance.requests import Decision, decide, request_production
+from facilflow_assets.governance.stages import STAGE_TAG
 from facilflow_assets.governance.transitions import GovernanceError
-from facilflow_assets.registry.stages import STAGE_TAG
 from facilflow_assets.scope import ModelScope
 
 if TYPE_CHECKING:

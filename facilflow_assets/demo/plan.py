@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from facilflow_assets.features.spec import StrictModel, load_spec_file
+from facilflow_assets.feature_spec import StrictModel, load_spec_file
 
 PLAN_FILE = Path(__file__).with_name("plan.yaml")
 

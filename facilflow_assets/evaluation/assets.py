@@ -11,6 +11,7 @@ import polars as pl
 
 from facilflow_assets import plots
 from facilflow_assets.asset_keys import EVALUATION_GROUP, UseCaseKeys
+from facilflow_assets.drift.reference import log_reference
 from facilflow_assets.evaluation.baseline import (
     Baseline,
     historical_mean_baseline,
@@ -21,7 +22,6 @@ from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationRepor
 from facilflow_assets.features.feast_assets import features_on_rows
 from facilflow_assets.governance.digest import directory_digest
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.monitoring.reference import log_reference
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate
 from facilflow_assets.training.config import parse_utc

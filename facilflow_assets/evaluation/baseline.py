@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 from mlflow.tracking import MlflowClient
 
-from facilflow_assets.registry.stages import Stage, version_in_stage
-from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
+from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
+from facilflow_assets.governance.stages import Stage, version_in_stage
 from facilflow_assets.training.dataset import feature_matrix
 from facilflow_assets.use_case import BaselineSpec
 

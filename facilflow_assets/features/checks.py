@@ -3,8 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from facilflow_assets.feature_spec import FeatureTableSpec, parse_duration
 from facilflow_assets.features.engine import POLARS_TYPES
-from facilflow_assets.features.spec import FeatureTableSpec, parse_duration
 
 CHECK_NAMES = ("schema", "null_share", "value_ranges", "freshness")
 # Sliding-window sums carry float round-off (0.02 / 0.0199999... = 1.0000000000000013).

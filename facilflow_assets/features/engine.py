@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from facilflow_assets.features.spec import (
+from facilflow_assets.feature_spec import (
     AggregateFeature,
     ColumnType,
     FeatureTableSpec,

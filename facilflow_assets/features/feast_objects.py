@@ -15,9 +15,9 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_contents import RepoContents
 from feast.types import Float64, String
 
+from facilflow_assets.feature_spec import parse_duration
 from facilflow_assets.features.feast_schema import feature_fields
 from facilflow_assets.features.service_versions import FeatureDefinition, ServiceLineup
-from facilflow_assets.features.spec import parse_duration
 from facilflow_assets.use_case import OnDemandSpec, UseCase
 
 RATIO_FUNCTION = "ratios"

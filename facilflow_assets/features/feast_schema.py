@@ -3,7 +3,7 @@
 from feast import Field
 from feast.types import Bool, Float64, Int64, String, UnixTimestamp
 
-from facilflow_assets.features.spec import ColumnType, FeatureTableSpec
+from facilflow_assets.feature_spec import ColumnType, FeatureTableSpec
 
 FEAST_TYPES = {
     "string": String,

@@ -4,14 +4,14 @@ from feast import FeatureStore
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.features.service_versions import (
+    FEATURE_SERVICE_TAG,
     FeatureDefinition,
     FeatureVersionError,
     ServiceLineup,
     ServiceVersion,
 )
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
 from facilflow_assets.use_case import UseCase
 from resources import FeastResource, MlflowResource
 

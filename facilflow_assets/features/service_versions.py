@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from facilflow_assets.features.spec import FeatureTableSpec, StrictModel
+from facilflow_assets.feature_spec import FeatureTableSpec, StrictModel
 from facilflow_assets.use_case import EntitySpec, OnDemandSpec, UseCase, ViewSpec
 
+# The Feast feature service a model was trained on, on its run and its registered versions.
+FEATURE_SERVICE_TAG = "facilflow.feature_service"
 VERSION_TAG = "facilflow/service_version"
 FINGERPRINT_TAG = "facilflow/fingerprint"
 DEFINITION_TAG = "facilflow/definition"

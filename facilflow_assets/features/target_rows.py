@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from facilflow_assets.features.spec import parse_duration
+from facilflow_assets.feature_spec import parse_duration
 from facilflow_assets.use_case import TargetSpec, UseCase
 from resources import StorageResource
 

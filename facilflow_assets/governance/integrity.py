@@ -9,7 +9,7 @@ reported, never acted upon.
 
 from facilflow_assets.governance.audit import AuditRecord
 from facilflow_assets.governance.requests import Decision, TransitionRequest, decision_action
-from facilflow_assets.registry.stages import Stage
+from facilflow_assets.governance.stages import Stage
 
 
 class GovernanceViolation(RuntimeError):

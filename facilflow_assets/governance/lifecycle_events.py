@@ -16,7 +16,7 @@ from facilflow_assets.events.envelope import (
 )
 from facilflow_assets.governance.requests import TransitionRequest
 from facilflow_assets.governance.review import PromotionOrder, Review
-from facilflow_assets.registry.stages import Stage
+from facilflow_assets.governance.stages import Stage
 from facilflow_assets.scope import ModelScope
 
 

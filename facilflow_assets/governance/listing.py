@@ -5,7 +5,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.governance.audit import AuditRecord
 from facilflow_assets.governance.requests import REQUEST_BY, REQUEST_STATUS, RequestStatus
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
 
 
 def versions_table(client: MlflowClient, name: str) -> pl.DataFrame:

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.governance.audit import AuditRecord, AuditTrail, server_records_decisions
 from facilflow_assets.governance.digest import DIGEST_TAG
+from facilflow_assets.governance.stages import Stage
 from facilflow_assets.governance.transitions import GovernanceError, model_version, stage_of
-from facilflow_assets.registry.stages import Stage
 
 REQUEST_STAGE = "facilflow.request.stage"
 REQUEST_STATUS = "facilflow.request.status"

@@ -24,13 +24,13 @@ from facilflow_assets.governance.requests import (
     readiness_problem,
     refusal_reason,
 )
+from facilflow_assets.governance.stages import Stage
 from facilflow_assets.governance.transitions import (
     SYSTEM_ACTOR,
     GovernanceError,
     stage_of,
     transition,
 )
-from facilflow_assets.registry.stages import Stage
 
 PROMOTION_RUN_TAG = "facilflow.promotion.dagster_run_id"
 

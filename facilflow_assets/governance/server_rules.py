@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.exceptions import MlflowException
 
-from facilflow_assets.governance.approvers import approvers_of
+from facilflow_assets.approvers import approvers_of
 from facilflow_assets.governance.audit import (
     AuditTrail,
     audit_experiment_of,
@@ -54,7 +54,7 @@ from facilflow_assets.governance.requests import (
     record_request,
     request_eligibility,
 )
-from facilflow_assets.registry.stages import Stage
+from facilflow_assets.governance.stages import Stage
 
 RESERVED_PREFIX = "facilflow."
 RESERVED_ALIASES = {s.alias for s in Stage if s.alias}

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.governance.audit import AuditRecord, AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
-from facilflow_assets.registry.stages import (
+from facilflow_assets.governance.stages import (
     STAGE_TAG,
     Stage,
     move_to_stage,

@@ -10,8 +10,8 @@ from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG
 from facilflow_assets.governance.integrity import unconfirmed_holder
+from facilflow_assets.governance.stages import STAGE_TAG, Stage, version_in_stage
 from facilflow_assets.governance.transitions import stage_of
-from facilflow_assets.registry.stages import STAGE_TAG, Stage, version_in_stage
 from facilflow_assets.registry.versions import (
     ensure_registered_model,
     existing_version,

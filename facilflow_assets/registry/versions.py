@@ -8,12 +8,13 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.events.envelope import EventType, LifecycleEvent, Registered
+from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.digest import DIGEST_TAG, version_digest
+from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, transition
-from facilflow_assets.registry.stages import STAGE_TAG, Stage
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG, Candidate
+from facilflow_assets.training.candidate import Candidate
 
 SOURCE_RUN_TAG = "facilflow.source_run"
 READY_TIMEOUT_S = 300

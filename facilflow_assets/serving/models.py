@@ -15,11 +15,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
 from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
 from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
-from facilflow_assets.registry.stages import Stage
-from facilflow_assets.training.candidate import FEATURE_SERVICE_TAG
+from facilflow_assets.governance.stages import Stage
 
 PRODUCTION = "Production"
 STAGE_ALIASES = {Stage.PRODUCTION.value: "production", Stage.STAGING.value: "staging"}

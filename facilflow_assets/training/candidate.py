@@ -10,11 +10,10 @@ from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 
 CANDIDATE_FILE = "candidate.json"  # the latest candidate of a use case, in its models folder
 MODEL_URI_TAG = "facilflow.model_uri"  # set on a training run once its model is logged
-# The Feast feature service a model was trained on, on its run and its registered versions.
-FEATURE_SERVICE_TAG = "facilflow.feature_service"
 
 
 class CandidateError(ValueError):

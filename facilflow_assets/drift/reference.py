@@ -19,7 +19,7 @@ import polars as pl
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.atomic_files import write_json_atomic, write_parquet_atomic
-from facilflow_assets.monitoring.calibration import day_thresholds
+from facilflow_assets.drift.calibration import day_thresholds
 from facilflow_assets.training.dataset import TIME_COLUMN
 
 REFERENCE_FOLDER = "reference"

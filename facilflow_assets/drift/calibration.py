@@ -12,7 +12,7 @@ from, as winter days are from a model trained on spring and summer.
 import numpy as np
 import polars as pl
 
-from facilflow_assets.monitoring.drift import NO_VALUES, column_drift
+from facilflow_assets.drift.statistics import NO_VALUES, column_drift
 
 CALIBRATION_DAYS = 24  # days of the training period scored, evenly spread
 CALIBRATION_REFERENCE_ROWS = 10_000

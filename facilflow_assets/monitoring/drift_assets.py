@@ -19,23 +19,23 @@ from pydantic import Field
 
 from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_json_atomic
-from facilflow_assets.events.envelope import DriftDetected, EventType
-from facilflow_assets.metadata import markdown_table
-from facilflow_assets.monitoring.drift import (
-    DriftInputError,
-    DriftResult,
-    column_drift,
-    mean_shift,
-)
-from facilflow_assets.monitoring.reference import (
+from facilflow_assets.drift.reference import (
     FEATURES_FILE,
     PREDICTION,
     PREDICTIONS_FILE,
     read_reference,
     read_thresholds,
 )
+from facilflow_assets.drift.statistics import (
+    DriftInputError,
+    DriftResult,
+    column_drift,
+    mean_shift,
+)
+from facilflow_assets.events.envelope import DriftDetected, EventType
+from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.serving.batch import days_of
+from facilflow_assets.serving.batch_assets import days_of
 from facilflow_assets.use_case import UseCase
 from resources import EventsResource, MlflowResource, StorageResource
 

@@ -4,11 +4,11 @@ import dagster as dg
 import polars as pl
 
 from facilflow_assets.atomic_files import write_parquet_atomic
+from facilflow_assets.feature_spec import FeatureTableSpec
 from facilflow_assets.features.checks import check_specs, evaluate_checks
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
 from facilflow_assets.features.lineup import service_lineup
 from facilflow_assets.features.service_versions import table_with_kept
-from facilflow_assets.features.spec import FeatureTableSpec
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.use_case import UseCase
