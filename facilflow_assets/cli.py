@@ -2,13 +2,21 @@
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 import dagster as dg
 import polars as pl
+
+if TYPE_CHECKING:  # for annotations only: each command imports what it uses when it runs
+    from mlflow.tracking import MlflowClient
+
+    from facilflow_assets.demo.run import DemoOutcome
+    from facilflow_assets.governance.audit import AuditTrail
+    from facilflow_assets.scope import ModelScope
+    from resources import EventsResource
 
 
 @click.group()
@@ -102,7 +110,7 @@ def demo(context: click.Context) -> None:
     _print_demo_summary(outcome, home / SUMMARY_FILE)
 
 
-def _print_demo_summary(outcome, summary_path: Path) -> None:
+def _print_demo_summary(outcome: "DemoOutcome", summary_path: Path) -> None:
     from facilflow_assets.demo.run import facts_table, summary_table
     from facilflow_assets.metadata import markdown_table
 
@@ -140,7 +148,7 @@ def _print_demo_summary(outcome, summary_path: Path) -> None:
     )
 
 
-def _rounded(facts: dict) -> dict:
+def _rounded(facts: Mapping[str, object]) -> dict[str, object]:
     """Floats to 4 significant figures and nested values as text, for a person to read."""
     return {
         key: float(f"{value:.4g}")
@@ -160,6 +168,8 @@ def _demo_broker(resources: dict[str, object], home: Path):
     from resources import EventsResource
 
     events = resources["events"]
+    if not isinstance(events, EventsResource):
+        raise TypeError(f"the 'events' resource is a {type(events).__name__}, not EventsResource")
     if events.bootstrap_servers:
         yield resources
         return
@@ -361,12 +371,12 @@ def models() -> None:
 
 
 class _Registry(NamedTuple):
-    client: object  # MlflowClient
-    audit: object  # AuditTrail
+    client: "MlflowClient"
+    audit: "AuditTrail"
     name: str
     approvers: list[str]
-    scope: object  # ModelScope
-    events: object  # EventsResource
+    scope: "ModelScope"
+    events: "EventsResource"
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
 """Materialization metadata shared by the assets that write tables."""
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import polars as pl
@@ -67,7 +69,26 @@ def _cell(value: object) -> str:
 def materialized_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
     """The metadata values `result` materialized for the asset `key` (a user string)."""
     for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
+        materialization = event.materialization
         if materialization.asset_key.to_user_string() == key:
             return {name: value.value for name, value in materialization.metadata.items()}
     return {}
+
+
+_Kind = TypeVar("_Kind")
+
+
+def metadata_value(metadata: Mapping[str, object], name: str, kind: type[_Kind]) -> _Kind:
+    """The entry `name` of `metadata` (as `materialized_metadata` reads it), of type `kind`."""
+    value = metadata[name]
+    if not isinstance(value, kind):
+        raise TypeError(f"metadata '{name}' is {value!r}, not a {kind.__name__}")
+    return value
+
+
+def metadata_number(metadata: Mapping[str, object], name: str) -> float:
+    """The number `name` of `metadata` (an int or a float, as it was recorded)."""
+    value = metadata[name]
+    if not isinstance(value, int | float):
+        raise TypeError(f"metadata '{name}' is {value!r}, not a number")
+    return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import dagster as dg
 
@@ -19,13 +19,28 @@ if TYPE_CHECKING:
     from facilflow_assets.demo.run import Lifecycle
 
 
+class Governance(TypedDict):
+    """The staged version's way to Production, and the model's history."""
+
+    version: str
+    requested_by: str
+    self_approval: str
+    approved_by: str
+    sensor_run_key: str | None
+    promotion_run_id: str
+    stage: str
+    history: list[dict[str, object]]
+
+
 def promote_with_approval(
     lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan, version: str
-) -> dict[str, object]:
+) -> Governance:
     """Walk `version` from Staging to Production through the approval workflow: the
     requester tries to approve her own request, the approver approves, the approval sensor
     ticks and its run request is launched."""
     resources = lifecycle.defs.resources
+    if resources is None:
+        raise ValueError(f"tenant {scope.tenant}'s definitions have no resources")
     needed = {key: resources[key] for key in ("mlflow", "governance", "events")}
     requester, approver = plan.requester, plan.approver
     with dg.build_resources(needed) as built:
@@ -47,7 +62,10 @@ def promote_with_approval(
         )
     sensor = lifecycle.defs.resolve_sensor_def(scope.definition_name("approval_sensor"))
     with dg.build_sensor_context(instance=lifecycle.instance, resources=needed) as context:
-        [run_request] = sensor(context).run_requests
+        tick = sensor(context)
+        if not isinstance(tick, dg.SensorResult):
+            raise TypeError(f"{sensor.name} returned {tick!r}, not a SensorResult")
+        [run_request] = tick.run_requests or []
     result = lifecycle.run(
         scope.definition_name("promotion_job"),
         run_config=run_request.run_config,

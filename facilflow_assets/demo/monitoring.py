@@ -3,18 +3,35 @@ and the endpoint's health after the demo's requests."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from facilflow_assets.asset_keys import UseCaseKeys
 from facilflow_assets.demo.plan import DemoPlan
-from facilflow_assets.metadata import materialized_metadata
+from facilflow_assets.metadata import materialized_metadata, metadata_number
 from facilflow_assets.scope import ModelScope
 
 if TYPE_CHECKING:
     from facilflow_assets.demo.run import Lifecycle
 
 
-def _drift_of(lifecycle: Lifecycle, scope: ModelScope, day: str, scored: bool) -> dict:
+class DayDrift(TypedDict):
+    """One day's drift: its checks' outcomes, then the drift assets' figures."""
+
+    checks: dict[str, bool]
+    feature_drift: object
+    drift_share: float
+    drifted_features: object
+    prediction_drift: object
+    prediction_mean_shift_std: float
+    report: object
+
+
+class Monitoring(TypedDict):
+    drift: dict[str, DayDrift]  # by day
+    serving_health: dict[str, object]  # the endpoint's request counts and its SLA
+
+
+def _drift_of(lifecycle: Lifecycle, scope: ModelScope, day: str, scored: bool) -> DayDrift:
     keys = UseCaseKeys(scope)
     drift = [keys.feature_drift, keys.prediction_drift]
     result = lifecycle.run(
@@ -28,15 +45,15 @@ def _drift_of(lifecycle: Lifecycle, scope: ModelScope, day: str, scored: bool) -
     return {
         "checks": checks,
         "feature_drift": features["drifted"],
-        "drift_share": round(features["drift_share"], 3),
+        "drift_share": round(metadata_number(features, "drift_share"), 3),
         "drifted_features": features["drifted_columns"],
         "prediction_drift": predictions["drifted"],
-        "prediction_mean_shift_std": round(predictions["mean_shift_std"], 2),
+        "prediction_mean_shift_std": round(metadata_number(predictions, "mean_shift_std"), 2),
         "report": features["report"],
     }
 
 
-def monitor(lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan) -> dict[str, object]:
+def monitor(lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan) -> Monitoring:
     """Drift of the batch day (scored by the serving walkthrough already) and of the unseen
     day, then the endpoint's health."""
     keys = UseCaseKeys(scope)

@@ -4,7 +4,7 @@ tenant, then one use case through approval, serving and monitoring; and its summ
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -15,12 +15,12 @@ import polars as pl
 from facilflow_assets.asset_keys import FEATURES_GROUP, UseCaseKeys, op_name
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.definitions import shared_definitions, tenant_definitions
-from facilflow_assets.demo.governance import promote_with_approval
-from facilflow_assets.demo.monitoring import monitor
+from facilflow_assets.demo.governance import Governance, promote_with_approval
+from facilflow_assets.demo.monitoring import Monitoring, monitor
 from facilflow_assets.demo.plan import DemoPlan, load_plan
-from facilflow_assets.demo.serving import serve_and_score
+from facilflow_assets.demo.serving import Serving, serve_and_score
 from facilflow_assets.events.reader import EventReader
-from facilflow_assets.metadata import markdown_table
+from facilflow_assets.metadata import markdown_table, metadata_value
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT, TenantSpec, load_tenants
 from facilflow_assets.use_case import load_use_case, use_case_path
@@ -61,9 +61,9 @@ class DemoOutcome(NamedTuple):
     assets: list[AssetSummary]
     model: dict[str, object]  # run id, holdout metrics against the baseline, the version
     models: dict[str, dict[str, object]]  # the same of every use case, by use case
-    governance: dict[str, object]  # the staged version's way to Production, and the history
-    serving: dict[str, object]  # the endpoint, the requests sent, the split seen, a batch day
-    monitoring: dict[str, object]  # drift of a summer and a winter day, the endpoint's health
+    governance: Governance  # the staged version's way to Production, and the history
+    serving: Serving  # the endpoint, the requests sent, the split seen, a batch day
+    monitoring: Monitoring  # drift of a summer and a winter day, the endpoint's health
     events: dict[str, object]  # what was published to the lifecycle topic, what still waits
 
 
@@ -124,7 +124,7 @@ def run_demo(
     stopwatch.lap("Ray and definitions", f"{len(spec.use_cases)} use cases of tenant {tenant}")
     results = [lifecycle.run("warehouse_job")]
     stopwatch.lap("warehouse", f"{len(results[0].get_asset_materialization_events())} tables")
-    models = {}
+    models: dict[str, dict[str, object]] = {}
     for use_case in spec.use_cases:
         log.info(f"demo: {use_case}: features, training, evaluation, registration")
         trained = train_use_case(lifecycle, use_case, plan)
@@ -133,7 +133,8 @@ def run_demo(
         stopwatch.lap(use_case, model_line(models[use_case]))
     model = models[plan.walkthrough]
     scope = lifecycle.scope(plan.walkthrough)
-    governance = promote_with_approval(lifecycle, scope, plan, model["version"])
+    version = metadata_value(model, "version", str)
+    governance = promote_with_approval(lifecycle, scope, plan, version)
     stopwatch.lap(
         "governance",
         f"version {governance['version']} to {governance['stage']}: requested by "
@@ -244,9 +245,11 @@ def summarize(results: list[dg.ExecuteInProcessResult], defs: dg.Definitions) ->
     outcomes: dict[dg.AssetKey, list[str]] = {}
     for result in results:
         for event in result.get_asset_materialization_events():
-            materialization = event.event_specific_data.materialization
+            materialization = event.materialization
             count = materialization.metadata.get("dagster/row_count")
-            rows[materialization.asset_key] = count.value if count is not None else None
+            rows[materialization.asset_key] = (
+                count.value if isinstance(count, dg.IntMetadataValue) else None
+            )
         for event in result.get_asset_check_evaluations():
             if event.passed:
                 outcome = "passed"
@@ -270,7 +273,7 @@ def model_facts(result: dg.ExecuteInProcessResult, scope: ModelScope) -> dict[st
     """The run id, holdout metrics against the baseline, and the registered version."""
     facts: dict[str, object] = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
+        materialization = event.materialization
         key = materialization.asset_key
         if key.path[:2] != scope.key_prefix:
             continue
@@ -299,7 +302,7 @@ def summary_table(summary: list[AssetSummary]) -> str:
     return markdown_table(pl.DataFrame([asdict(s) for s in summary]))
 
 
-def facts_table(model: dict[str, object]) -> str:
+def facts_table(model: Mapping[str, object]) -> str:
     return markdown_table(
         pl.DataFrame({"fact": list(model), "value": [str(v) for v in model.values()]})
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import requests
 
 from facilflow_assets.asset_keys import UseCaseKeys, op_name
 from facilflow_assets.demo.plan import DemoPlan
-from facilflow_assets.metadata import materialized_metadata
+from facilflow_assets.metadata import materialized_metadata, metadata_number, metadata_value
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.use_case import UseCase
 
@@ -19,9 +19,26 @@ if TYPE_CHECKING:
     from facilflow_assets.demo.run import Lifecycle
 
 
+class Serving(TypedDict):
+    """The endpoint, the requests sent, the split seen, a day scored in batch."""
+
+    endpoint: str
+    production_version: object
+    challenger_version: object
+    challenger_share: float
+    sample_request: dict[str, object]
+    requests: list[dict[str, object]]  # each answer with its HTTP status
+    burst: int
+    challenger_share_observed: float
+    batch_day: str
+    batch_rows: object
+    batch_model_version: object
+    batch_score_mean: float
+
+
 def serve_and_score(
     lifecycle: Lifecycle, scope: ModelScope, use_case: UseCase, plan: DemoPlan
-) -> dict[str, object]:
+) -> Serving:
     keys = UseCaseKeys(scope)
     gate = "min_auc_lift" if use_case.task == "binary" else "min_rmse_lift"
     challenger = lifecycle.run(
@@ -45,15 +62,15 @@ def serve_and_score(
         ),
         keys.prediction_endpoint.to_user_string(),
     )
-    url = deployed["url"]
-    sample = deployed["sample_request"]
+    url = metadata_value(deployed, "url", str)
+    sample = metadata_value(deployed, "sample_request", dict)
     session = requests.Session()
-    shown = []
+    shown: list[dict[str, object]] = []
     incomplete = dict(list(sample.items())[:-1])  # a key missing: the endpoint refuses it
     for body in (sample, {**sample, "request_id": "demo-2"}, incomplete):
         response = session.post(url, json=body, timeout=30)
         shown.append({"status": response.status_code, **response.json()})
-    served = Counter()
+    served: Counter[str] = Counter()
     for _ in range(plan.burst):
         body = {**sample, "request_id": str(uuid.uuid4())}
         served[session.post(url, json=body, timeout=30).json()["role"]] += 1
@@ -78,5 +95,5 @@ def serve_and_score(
         "batch_day": day,
         "batch_rows": batch["dagster/row_count"],
         "batch_model_version": batch["model_version"],
-        "batch_score_mean": round(batch["score_mean"], 4),
+        "batch_score_mean": round(metadata_number(batch, "score_mean"), 4),
     }
