@@ -5,8 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-import mlflow.artifacts as mlflow_artifacts
-import mlflow.lightgbm as mlflow_lightgbm  # `mlflow` is the resource inside the asset
+import mlflow.artifacts as mlflow_artifacts  # `mlflow` is the resource inside the asset
 import polars as pl
 
 from facilflow_assets import plots
@@ -15,6 +14,7 @@ from facilflow_assets.drift.reference import log_reference
 from facilflow_assets.evaluation.baseline import (
     Baseline,
     historical_mean_baseline,
+    load_booster,
     production_baseline,
 )
 from facilflow_assets.evaluation.metrics import SCORING
@@ -23,6 +23,7 @@ from facilflow_assets.features.feast_assets import features_on_rows
 from facilflow_assets.governance.digest import directory_digest
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
+from facilflow_assets.training.boosting import dense_predictions
 from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate
 from facilflow_assets.training.config import parse_utc
 from facilflow_assets.training.dataset import (
@@ -121,8 +122,8 @@ def evaluate(
             mlflow_artifacts.download_artifacts(artifact_uri=candidate.model_uri, dst_path=scratch)
         )
         model_digest = directory_digest(model_files)  # the files scored are the files approved
-        booster = mlflow_lightgbm.load_model(str(model_files))
-        scores = booster.predict(feature_matrix(holdout, candidate.feature_names))
+        booster = load_booster(str(model_files))
+        scores = dense_predictions(booster, feature_matrix(holdout, candidate.feature_names))
         baseline = production_baseline(
             mlflow.client(), scope.registered_model_name, holdout, features_of
         ) or historical_mean_baseline(train, holdout, use_case.label, use_case.baseline)

@@ -5,13 +5,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
-import mlflow.lightgbm
+import mlflow.lightgbm as mlflow_lightgbm
 import numpy as np
 import polars as pl
 from mlflow.tracking import MlflowClient
 
 from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.governance.stages import Stage, version_in_stage
+from facilflow_assets.training.boosting import dense_predictions
 from facilflow_assets.training.dataset import feature_matrix
 from facilflow_assets.use_case import BaselineSpec
 
@@ -28,6 +29,14 @@ class Baseline:
     model_version: str | None = None
 
 
+def load_booster(model_uri: str) -> lgb.Booster:
+    """The LightGBM booster of an MLflow model (a version's URI, or its files' directory)."""
+    booster = mlflow_lightgbm.load_model(model_uri)
+    if not isinstance(booster, lgb.Booster):
+        raise TypeError(f"{model_uri} holds a {type(booster).__name__}, not a LightGBM Booster")
+    return booster
+
+
 def production_baseline(
     client: MlflowClient,
     registered_model: str,
@@ -40,9 +49,7 @@ def production_baseline(
     version = version_in_stage(client, registered_model, Stage.PRODUCTION)
     if version is None:
         return None
-    booster: lgb.Booster = mlflow.lightgbm.load_model(
-        f"models:/{registered_model}/{version.version}"
-    )
+    booster = load_booster(f"models:/{registered_model}/{version.version}")
     service = version.tags.get(FEATURE_SERVICE_TAG)
     rows = features_of(service) if service else holdout
     missing = [name for name in booster.feature_name() if name not in rows.columns]
@@ -55,7 +62,7 @@ def production_baseline(
         name=f"production v{version.version}",
         description=f"{registered_model} version {version.version}, now in Production, on "
         f"its own features ({service})",
-        predictions=booster.predict(feature_matrix(rows, booster.feature_name())),
+        predictions=dense_predictions(booster, feature_matrix(rows, booster.feature_name())),
         model_version=version.version,
     )
 

@@ -79,8 +79,9 @@ def rows_of_day(storage: StorageResource, use_case: UseCase, day: str) -> pl.Dat
     return rows.filter(local_day == pl.lit(day).str.to_date())
 
 
-def latest_keys(storage: StorageResource, use_case: UseCase) -> dict[str, object]:
-    """The keys of the latest complete target row: a request the endpoint must answer."""
+def latest_keys(storage: StorageResource, use_case: UseCase) -> dict[str, str]:
+    """The keys of the latest complete target row: a request the endpoint must answer (its
+    keys are strings, as the endpoint takes them)."""
     target = use_case.target
     rows = target_rows(storage, use_case).sort(target.time).select(target.keys).drop_nulls()
     if rows.is_empty():

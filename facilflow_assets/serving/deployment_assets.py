@@ -2,6 +2,7 @@
 version (and a Staging challenger for a share of requests) on Ray Serve."""
 
 from datetime import UTC, datetime
+from typing import TypedDict
 
 import dagster as dg
 import numpy as np
@@ -54,6 +55,12 @@ class DeploymentConfig(dg.Config):
         "so a node lost takes one replica with it; unset, Ray Serve places them.",
     )
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+class _Placement(TypedDict, total=False):
+    """Ray Serve's placement options that a deployment sets only when configured."""
+
+    max_replicas_per_node: int
 
 
 def app_name(scope: ModelScope) -> str:
@@ -132,11 +139,13 @@ def deploy(
         request_log_root=serving.request_log_path(scope),
         decision_threshold=config.decision_threshold if use_case.task == "binary" else None,
     )
-    placement = {"max_replicas_per_node": config.max_replicas_per_node}
+    placement: _Placement = {}
+    if config.max_replicas_per_node:
+        placement["max_replicas_per_node"] = config.max_replicas_per_node
     application = PredictionEndpoint.options(
         num_replicas=config.num_replicas,
         user_config=routing.model_dump(mode="json"),
-        **(placement if config.max_replicas_per_node else {}),
+        **placement,
     ).bind(spec)
     url = serving.endpoint_url(route_prefix(scope))
     with serving.connect():

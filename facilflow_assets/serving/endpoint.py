@@ -127,7 +127,8 @@ class PredictionEndpoint:
             problem = {"error": "invalid request", "fields": validation_problems(error)}
             return self._answer(422, problem, request_id or body.get("request_id"), record, started)
         # The body's id first: Ray Serve gives every request an x-request-id of its own.
-        request_id = keys.request_id or request_id or str(uuid.uuid4())
+        # `request_id` is a field of every request model, which `request_model` builds at run time
+        request_id = getattr(keys, "request_id", None) or request_id or str(uuid.uuid4())
         try:
             return self._predict(keys, request_id, record, started)
         except Exception as error:  # answered as 500 and logged with the request id
@@ -137,10 +138,11 @@ class PredictionEndpoint:
 
     def _predict(self, keys: BaseModel, request_id: str, record: dict, started: float):
         routing = self.routing
-        role = (
-            route(request_id, routing.challenger_share) if routing.challenger else PRODUCTION_ROLE
-        )
-        ref = routing.challenger if role == CHALLENGER_ROLE else routing.production
+        if routing is None:
+            raise RuntimeError("no routing yet: the deployment's user_config has not arrived")
+        challenger = routing.challenger
+        role = route(request_id, routing.challenger_share) if challenger else PRODUCTION_ROLE
+        ref = challenger if challenger and role == CHALLENGER_ROLE else routing.production
         record.update(model=ref.name, model_version=ref.version, role=role)  # errors too
         model = self.models[ref.uri]
         row = {key: getattr(keys, key) for key in self.spec.entity_keys}

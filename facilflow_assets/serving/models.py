@@ -20,6 +20,7 @@ from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
 from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
 from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
 from facilflow_assets.governance.stages import Stage
+from facilflow_assets.training.boosting import dense_predictions
 
 PRODUCTION = "Production"
 STAGE_ALIASES = {Stage.PRODUCTION.value: "production", Stage.STAGING.value: "staging"}
@@ -87,7 +88,7 @@ class LoadedModel:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities of the positive class for rows ordered as `input_names`."""
-        return self.booster.predict(rows)
+        return dense_predictions(self.booster, rows)
 
 
 def download(client: MlflowClient, ref: ModelRef, destination: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-import mlflow.lightgbm
+import mlflow.lightgbm as mlflow_lightgbm
 from mlflow.models import infer_signature
 
 from facilflow_assets import plots
@@ -67,7 +67,7 @@ def build_training_assets(use_case: UseCase, scope: ModelScope) -> list[dg.Asset
     )
     def trained_model(
         context: dg.AssetExecutionContext,
-        config: config_class,
+        config: config_class,  # pyright: ignore[reportInvalidTypeForm]  # the use case's class, read by Dagster
         storage: StorageResource,
         mlflow: MlflowResource,
         feast: FeastResource,
@@ -310,13 +310,13 @@ def _log_model(fitted: FittedModel, data: TrainingData):
     """The booster in LightGBM's own text format, with its signature and an input example."""
     example = data.train.frame.select(data.feature_names).drop_nulls().head(5).to_pandas()
     example = example.astype("float32")
-    model_info = mlflow.lightgbm.log_model(
+    model_info = mlflow_lightgbm.log_model(
         fitted.booster,
         name=MODEL_ARTIFACT,
         signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
         input_example=example,
         # Named, not inferred: inference loads the model in a subprocess, seconds per run.
-        pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
+        pip_requirements=mlflow_lightgbm.get_default_pip_requirements(),
     )
     mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
     return model_info

@@ -35,8 +35,11 @@ def boost(
     valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set)
 
     def report(env: lgb.callback.CallbackEnv) -> None:
+        # lgb.train's: one booster, and each round's results on the validation set
+        if not isinstance(env.model, lgb.Booster) or env.evaluation_result_list is None:
+            raise TypeError(f"LightGBM called back with {env.model!r} and no round results")
         metrics = {
-            objective.round_metrics[name]: value for _, name, value, _ in env.evaluation_result_list
+            objective.round_metrics[result[1]]: result[2] for result in env.evaluation_result_list
         }
         on_round(env.iteration + 1, metrics, env.model)
 
@@ -50,6 +53,15 @@ def boost(
         callbacks=[report],
         keep_training_booster=True,
     )
+
+
+def dense_predictions(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+    """The booster's predictions for `rows`, one per row (LightGBM answers with a sparse
+    matrix only for the feature contributions of sparse rows)."""
+    predictions = booster.predict(rows)
+    if not isinstance(predictions, np.ndarray):
+        raise TypeError(f"LightGBM predicted a {type(predictions).__name__}, not an array")
+    return predictions
 
 
 def save_checkpoint(directory: Path, booster: lgb.Booster, history: dict[str, list]) -> None:

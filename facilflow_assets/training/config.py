@@ -54,7 +54,11 @@ class SearchDimension(dg.Config):
     def to_tune(self, kind: type):
         """This dimension as a Ray Tune search domain."""
         if self.distribution == "choice":
+            if not self.values:
+                raise ValueError("a 'choice' dimension needs a non-empty 'values' list")
             return tune.choice([kind(v) for v in self.values])
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.distribution!r} dimension needs low < high")
         if self.distribution == "randint":
             # Tune's randint excludes the upper bound; the config's `high` is inclusive.
             return tune.randint(int(self.low), int(self.high) + 1)
@@ -139,8 +143,11 @@ class TrainingConfig(dg.Config):
         return self
 
     def split_dates(self) -> tuple[datetime, datetime, datetime]:
-        return tuple(parse_utc(d) for d in (self.train_start, self.validation_start,
-                                            self.holdout_start))  # fmt: skip
+        return (
+            parse_utc(self.train_start),
+            parse_utc(self.validation_start),
+            parse_utc(self.holdout_start),
+        )
 
     def tune_search_space(self) -> dict:
         return {
