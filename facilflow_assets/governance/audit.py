@@ -46,7 +46,7 @@ def server_records_decisions(client: MlflowClient) -> bool:
     from mlflow.utils.rest_utils import http_request
 
     response = http_request(get_default_host_creds(uri), GOVERNANCE_ROUTE, "GET", max_retries=0)
-    return response.status_code == 200
+    return response is not None and response.status_code == 200
 
 
 def audit_experiment_of(model: str) -> str:
@@ -109,8 +109,11 @@ class AuditTrail:
             }.items()
             if value
         }
+        experiment_id = self._experiment_id(create=True)
+        if experiment_id is None:
+            raise RuntimeError(f"the audit experiment {self.experiment_name} could not be created")
         run = self.client.create_run(
-            self._experiment_id(create=True), run_name=f"{action} {model} v{version}", tags=tags
+            experiment_id, run_name=f"{action} {model} v{version}", tags=tags
         )
         self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
 

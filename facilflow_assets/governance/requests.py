@@ -94,6 +94,16 @@ def read_request(version: ModelVersion) -> TransitionRequest | None:
     )
 
 
+def require_request(version: ModelVersion) -> TransitionRequest:
+    """The version's request; GovernanceError if its tags hold none."""
+    request = read_request(version)
+    if request is None:
+        raise GovernanceError(
+            f"{version.name} version {version.version}: no request ({REQUEST_STAGE} unset)"
+        )
+    return request
+
+
 def _enum(kind, value, tag: str, where: str):
     try:
         return kind(value)
@@ -135,7 +145,7 @@ def request_production(
             REQUEST_STATUS: RequestStatus.PENDING.value,
         },
     )
-    made = read_request(client.get_model_version(name, version))
+    made = require_request(client.get_model_version(name, version))
     if on_client:
         record_request(audit, current, actor, comment, made.requested_at)
     return made
@@ -225,7 +235,7 @@ def decide(
         {DECISION_BY: actor, DECISION_AT: now(), DECISION_COMMENT: comment, DECISION: decision},
     )
     if not server_records_decisions(client):
-        decided = read_request(client.get_model_version(name, version))
+        decided = require_request(client.get_model_version(name, version))
         record_decision(audit, current, actor, decision, comment, decided.decided_at)
 
 

@@ -23,6 +23,7 @@ from facilflow_assets.governance.requests import (
     read_request,
     readiness_problem,
     refusal_reason,
+    require_request,
 )
 from facilflow_assets.governance.stages import Stage
 from facilflow_assets.governance.transitions import (
@@ -79,8 +80,8 @@ def review_decisions(
     promotions change anything."""
     review = Review([], [], [], [])
     for version in pending_requests(client, name):
-        try:
-            request = read_request(version)
+        try:  # tagged pending, so a version without a request is malformed like the others
+            request = require_request(version)
         except GovernanceError as error:
             review.closings.append(
                 Closing(version, None, RequestStatus.REFUSED, SYSTEM_ACTOR, str(error))

@@ -16,16 +16,17 @@ uploads, jobs, the gateway) in a middleware that authenticates the caller first.
 import json
 import os
 
+from fastapi import FastAPI
 from flask import Flask, Response, g, request
-from mlflow.server import (
-    ARTIFACTS_DESTINATION_ENV_VAR,
-    BACKEND_STORE_URI_ENV_VAR,
-    _add_static_prefix,
-)
 from mlflow.server import app as mlflow_app
 from mlflow.server.auth import _authenticate_fastapi_request
 from mlflow.server.auth import create_app as create_basic_auth_app
-from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
+from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR, BACKEND_STORE_URI_ENV_VAR
+from mlflow.server.handlers import (
+    _add_static_prefix,
+    _get_model_registry_store,
+    _get_tracking_store,
+)
 from mlflow.tracking import MlflowClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -55,7 +56,7 @@ def create_app(app: Flask = mlflow_app):
     served = create_basic_auth_app(app)  # the Flask app, or FastAPI around it under uvicorn
     # Registered after basic auth's own hook, so only authenticated requests reach it.
     app.before_request(lambda: _govern_flask_route(settings))
-    if served is not app:
+    if isinstance(served, FastAPI):  # not the Flask app itself
         served.middleware("http")(_native_route_guard(served, settings))
     return served
 

@@ -31,6 +31,8 @@ class Stage(StrEnum):
 
 def version_in_stage(client: MlflowClient, name: str, stage: Stage) -> ModelVersion | None:
     """The version holding `stage`'s alias, if any."""
+    if stage.alias is None:  # Archived and None: no alias, so no holder
+        return None
     try:
         return client.get_model_version_by_alias(name, stage.alias)
     except MlflowException:
