@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 WORK_DIR := $(or $(FACILFLOW_HOME),$(CURDIR)/.facilflow)
 export DAGSTER_HOME := $(WORK_DIR)/dagster_home
 
-.PHONY: install demo test dev lint format lock clean
+.PHONY: install demo test test-fast dev lint format lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/pytest --numprocesses 2
 
+# The tests that start no Ray, no server process and no demo build: answers in minutes.
+test-fast: install
+	$(BIN)/pytest --numprocesses 2 -m "not slow"
+
 MLFLOW_DIR := $(WORK_DIR)/mlflow
 
 # The Dagster UI on :3000 (every location of workspace.yaml on one instance) and the MLflow
@@ -55,6 +59,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/basedpyright
 
 format: install
 	$(BIN)/ruff check --fix .

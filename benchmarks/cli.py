@@ -100,10 +100,15 @@ def main() -> None:
             "runs_compare": [*facilflow, "runs", "compare"],
             "use_cases_list": [*facilflow, "use-cases", "list"],
             "help": [*facilflow, "--help"],
-            "mlflow_runs_list": [str(BIN / "mlflow"), "runs", "list",
-                                 "--experiment-id", experiment_id],
+            "mlflow_runs_list": [
+                str(BIN / "mlflow"),
+                "runs",
+                "list",
+                "--experiment-id",
+                experiment_id,
+            ],
             "import_mlflow": [sys.executable, "-c", "import mlflow"],
-        }  # fmt: skip
+        }
         store = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": store}
         figures = {}

@@ -65,22 +65,41 @@ SPEC = FeatureTableSpec.model_validate(
         },
         "keep": ["value", "other"],
         "features": [
-            {"name": "value_mean_5", "kind": "rolling", "column": "value", "stat": "mean",
-             "window": 5},
-            {"name": "value_std_6h", "kind": "rolling", "column": "value", "stat": "std",
-             "window": "6h"},
+            {
+                "name": "value_mean_5",
+                "kind": "rolling",
+                "column": "value",
+                "stat": "mean",
+                "window": 5,
+            },
+            {
+                "name": "value_std_6h",
+                "kind": "rolling",
+                "column": "value",
+                "stat": "std",
+                "window": "6h",
+            },
             {"name": "value_previous", "kind": "lag", "column": "value", "steps": 1},
             {"name": "value_1h_ago", "kind": "lag", "column": "value", "by": "1h"},
-            {"name": "value_over_other", "kind": "ratio", "numerator": "value",
-             "denominator": "other"},
+            {
+                "name": "value_over_other",
+                "kind": "ratio",
+                "numerator": "value",
+                "denominator": "other",
+            },
             {"name": "hour", "kind": "time", "column": "ts", "part": "hour"},
             {"name": "day_of_week", "kind": "time", "column": "ts", "part": "day_of_week"},
             {"name": "events_6h", "kind": "aggregate", "agg": "count", "window": "6h"},
-            {"name": "value_sum_6h", "kind": "aggregate", "agg": "sum", "column": "value",
-             "window": "6h"},
+            {
+                "name": "value_sum_6h",
+                "kind": "aggregate",
+                "agg": "sum",
+                "column": "value",
+                "window": "6h",
+            },
         ],
     }
-)  # fmt: skip
+)
 
 
 def main() -> int:

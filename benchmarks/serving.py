@@ -109,15 +109,33 @@ def mlflow_serve(ref: ModelRef, tracking_uri: str):
     log = Path(tempfile.mkdtemp()) / "mlflow-serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", ref.uri,
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                ref.uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # Its server runs `uvicorn` by name: this environment's scripts go first on PATH.
             # The registry is the tracking store's, whatever MLFLOW_REGISTRY_URI said before.
-            env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-                 "MLFLOW_REGISTRY_URI": tracking_uri,
-                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-        )  # fmt: skip
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "MLFLOW_REGISTRY_URI": tracking_uri,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            },
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

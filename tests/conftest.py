@@ -49,7 +49,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log) -> SharedBuildSchedu
     return SharedBuildScheduling(config, log)
 
 
+# Fixtures that start a server process or build the whole demo: a test using one is slow.
+SLOW_FIXTURES = {"built_home", "broker", "server_url"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests over the shared build must be in SHARED_BUILD_MODULES; tests that use a slow
+    fixture are marked `slow` (modules and tests that start Ray or a server otherwise are
+    marked where they are written)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     unlisted = {
         item.path.name
         for item in items

@@ -24,8 +24,11 @@ class UseCaseDefs:
         return found
 
     def check(self, name: str) -> dg.AssetChecksDefinition:
-        [found] = [c for c in self.defs.asset_checks if c.check_specs and any(
-            spec.name == name for spec in c.check_specs)]  # fmt: skip
+        [found] = [
+            c
+            for c in self.defs.asset_checks
+            if c.check_specs and any(spec.name == name for spec in c.check_specs)
+        ]
         return found
 
     def job(self, name: str, resources: dict[str, object]) -> dg.JobDefinition:

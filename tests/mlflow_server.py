@@ -51,13 +51,29 @@ def mlflow_server(
         log = (artifacts.parent / "mlflow-server.log").open("w")
         # Its own session, so stopping it stops every worker it started.
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-             str(port), "--workers", "1", "--backend-store-uri", backend,
-             "--artifacts-destination", str(artifacts), "--serve-artifacts",
-             *(["--app-name", app_name] if app_name else [])],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                backend,
+                "--artifacts-destination",
+                str(artifacts),
+                "--serve-artifacts",
+                *(["--app-name", app_name] if app_name else []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
-        )  # fmt: skip
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_healthy(url, process, artifacts.parent / "mlflow-server.log")

@@ -30,9 +30,13 @@ def test_the_drift_benchmark_runs_on_small_frames(monkeypatch, capsys):
     assert figures["facilflow_s"] > 0 and figures["evidently_full_s"] > 0
     assert figures["same_verdicts"]
     assert figures["drifted_columns"] == [
-        "continuous_0", "continuous_1", "continuous_2", "continuous_3", "discrete_0",
+        "continuous_0",
+        "continuous_1",
+        "continuous_2",
+        "continuous_3",
+        "discrete_0",
         "with_nulls_0",
-    ]  # fmt: skip
+    ]
 
 
 def test_the_feature_engine_benchmark_runs_on_a_small_event_log(monkeypatch, capsys):

@@ -76,8 +76,14 @@ def test_one_warehouse_feeds_every_use_case():
 def test_jobs_sensors_and_schedules_are_named_per_use_case_and_select_only_its_assets():
     repository = defs.get_repository_def()
     for use_case in DEMO_USE_CASES:
-        for job in ("features_job", "training_job", "candidate_job", "deployment_job",
-                    "monitoring_job", "serving_health_job"):  # fmt: skip
+        for job in (
+            "features_job",
+            "training_job",
+            "candidate_job",
+            "deployment_job",
+            "monitoring_job",
+            "serving_health_job",
+        ):
             resolved = repository.get_job(f"{use_case}_{job}")
             selected = resolved.asset_layer.selected_asset_keys
             assert selected and all(k.path[:2] == ["demo", use_case] for k in selected), job
@@ -85,8 +91,12 @@ def test_jobs_sensors_and_schedules_are_named_per_use_case_and_select_only_its_a
             assert resolved.tags["facilflow/use_case"] == use_case
         promotion = repository.get_job(f"{use_case}_promotion_job")
         assert promotion.tags["facilflow/use_case"] == use_case
-        for sensor in ("approval_sensor", "promote_tag_sensor", "redeploy_sensor",
-                       "drift_retraining_sensor"):  # fmt: skip
+        for sensor in (
+            "approval_sensor",
+            "promote_tag_sensor",
+            "redeploy_sensor",
+            "drift_retraining_sensor",
+        ):
             assert repository.get_sensor_def(f"{use_case}_{sensor}").job_name.startswith(
                 f"{use_case}_"
             )
@@ -143,8 +153,10 @@ def test_no_module_reads_the_use_case_at_import_time():
 
 def test_each_tenant_and_the_shared_warehouse_are_locations_of_the_workspace():
     workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
-    locations = {entry["python_module"]["location_name"]: entry["python_module"]["attribute"]
-                 for entry in workspace["load_from"]}  # fmt: skip
+    locations = {
+        entry["python_module"]["location_name"]: entry["python_module"]["attribute"]
+        for entry in workspace["load_from"]
+    }
     assert locations == {"shared": "shared", **{t: t for t in load_tenants()}}
     modules = {entry["python_module"]["module_name"] for entry in workspace["load_from"]}
     assert modules == {"facilflow_assets.locations"}

@@ -18,8 +18,14 @@ def test_the_terminal_gets_the_stage_lines_and_the_log_file_the_rest(tmp_path, c
     with quiet_console(log_path) as progress:
         sys.stdout.write("a print\n")
         noisy.warning("a library's warning")
-        subprocess.run([sys.executable, "-c", "import sys; print('child out'); "
-                        "print('child err', file=sys.stderr)"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('child out'); print('child err', file=sys.stderr)",
+            ],
+            check=True,
+        )
         Stopwatch(progress).lap("warehouse", "6 tables")
     noisy.removeHandler(handler)
     terminal = capfd.readouterr()
@@ -36,8 +42,13 @@ def test_the_terminal_gets_the_stage_lines_and_the_log_file_the_rest(tmp_path, c
 
 
 def test_a_models_line_names_its_metric_against_the_baseline_and_its_version():
-    regression = {"rmse": 37.9221, "baseline_rmse": 39.9242, "baseline": "route-hour mean",
-                  "version": "1", "stage": "Staging"}  # fmt: skip
+    regression = {
+        "rmse": 37.9221,
+        "baseline_rmse": 39.9242,
+        "baseline": "route-hour mean",
+        "version": "1",
+        "stage": "Staging",
+    }
     assert model_line(regression) == (
         "holdout RMSE 37.922 vs 39.924 (route-hour mean); version 1 in Staging"
     )

@@ -189,8 +189,9 @@ def test_the_config_map_and_secrets_set_what_prod_reads_and_nothing_it_does_not(
     resource_map = (PROJECT_ROOT / "facilflow_assets/resource_map.py").read_text()
     prod = set(re.findall(r'EnvVar\("(\w+)"\)', resource_map))
     assert prod <= provided, f"not set in deploy/: {sorted(prod - provided)}"
-    docs = "".join(p.read_text() for p in [PROJECT_ROOT / "README.md",
-                                            *(PROJECT_ROOT / "docs").glob("*.md")])  # fmt: skip
+    docs = "".join(
+        p.read_text() for p in [PROJECT_ROOT / "README.md", *(PROJECT_ROOT / "docs").glob("*.md")]
+    )
     assert all(f"`{name}`" in docs for name in provided), "each setting is documented"
     # Credentials, and the URLs that carry them, live in the secrets only.
     assert not [n for n in config["data"] if re.search("PASSWORD|SECRET|ACCESS_KEY", n)]
@@ -313,12 +314,18 @@ def _helm_launcher(values: dict, recorder, kubeconfig: Path) -> K8sRunLauncher:
 def kubeconfig(tmp_path) -> Path:
     """A kubeconfig naming an unreachable API server: the launcher loads it, never calls it."""
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "none",
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "users": [{"name": "none", "user": {"token": "none"}}],
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "none",
+                "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+                "users": [{"name": "none", "user": {"token": "none"}}],
+            }
+        )
+    )
     return path
 
 
@@ -337,11 +344,13 @@ def test_each_job_becomes_a_kubernetes_job_in_facilflows_image_with_its_settings
                     "facilflow_assets.locations", attribute, "/opt/facilflow"
                 ),
                 container_image=image,
-                container_context={"k8s": {
-                    "env_config_maps": [m["name"] for m in location["envConfigMaps"]],
-                    "env_secrets": [s["name"] for s in location["envSecrets"]],
-                }},
-            )  # fmt: skip
+                container_context={
+                    "k8s": {
+                        "env_config_maps": [m["name"] for m in location["envConfigMaps"]],
+                        "env_secrets": [s["name"] for s in location["envSecrets"]],
+                    }
+                },
+            )
             repository = getattr(code_locations, attribute).get_repository_def()
             for job in repository.get_all_jobs():
                 if job.name.startswith("__"):

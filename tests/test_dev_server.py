@@ -6,6 +6,7 @@ import configparser
 import stat
 from pathlib import Path
 
+import pytest
 import requests
 
 from facilflow_assets import dev_server, locations
@@ -16,6 +17,8 @@ from facilflow_assets.governance.requests import DECISION
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import load_tenants
 from tests.mlflow_server import mlflow_server
+
+pytestmark = pytest.mark.slow
 
 MODEL = "demo.flight_delay"
 OTHER_MODEL = "acme.flight_delay"
@@ -144,13 +147,19 @@ def _version(url: str, service: tuple[str, str], model: str) -> str:
     """A version of `model` (registered if new) from a run of its own, by the service
     account."""
     api = f"{url}/api/2.0/mlflow"
-    if requests.get(f"{api}/registered-models/get", params={"name": model}, auth=service,
-                    timeout=30).status_code != 200:  # fmt: skip
-        made = requests.post(f"{api}/registered-models/create", json={"name": model},
-                             auth=service, timeout=30)  # fmt: skip
+    if (
+        requests.get(
+            f"{api}/registered-models/get", params={"name": model}, auth=service, timeout=30
+        ).status_code
+        != 200
+    ):
+        made = requests.post(
+            f"{api}/registered-models/create", json={"name": model}, auth=service, timeout=30
+        )
         assert made.status_code == 200, made.text
-    experiment = requests.post(f"{api}/experiments/create", json={"name": f"/{model}"},
-                               auth=service, timeout=30)  # fmt: skip
+    experiment = requests.post(
+        f"{api}/experiments/create", json={"name": f"/{model}"}, auth=service, timeout=30
+    )
     assert experiment.status_code == 200, experiment.text
     run = requests.post(
         f"{api}/runs/create",

@@ -58,8 +58,9 @@ def test_the_verdicts_are_those_of_a_full_evidently_run():
 def test_an_empty_partition_or_a_missing_column_is_an_error_naming_it():
     reference = frames(2_000, 0.0, 1)
     with pytest.raises(DriftInputError, match="the features of 2013-01-15 has no rows"):
-        column_drift(reference, reference.head(0), reference.columns, 0.5,
-                     "the features of 2013-01-15")  # fmt: skip
+        column_drift(
+            reference, reference.head(0), reference.columns, 0.5, "the features of 2013-01-15"
+        )
     with pytest.raises(DriftInputError, match="2013-01-15 lacks column\\(s\\) wind"):
         column_drift(reference, reference.drop("wind"), reference.columns, 0.5, "2013-01-15")
 
@@ -78,8 +79,11 @@ def seasons(days: int, start: str, seed: int) -> pl.DataFrame:
     that does not, 200 flights a day."""
     rng = np.random.default_rng(seed)
     first = datetime.fromisoformat(start).replace(tzinfo=UTC)
-    times = [first + timedelta(days=d, minutes=int(m)) for d in range(days)
-             for m in rng.integers(0, 1440, 200)]  # fmt: skip
+    times = [
+        first + timedelta(days=d, minutes=int(m))
+        for d in range(days)
+        for m in rng.integers(0, 1440, 200)
+    ]
     day_of_year = np.array([t.timetuple().tm_yday for t in times])
     seasonal = 55 - 25 * np.cos(2 * np.pi * (day_of_year - 15) / 365)
     return pl.DataFrame(
@@ -117,8 +121,12 @@ def test_prediction_drift_is_a_mean_shift_beyond_the_configured_standard_deviati
     result = mean_shift(holdout, shifted, "prediction", 2.0)
     [column] = result.columns
     assert result.drifted and column.score == pytest.approx(5, abs=0.5)
-    silent = mean_shift(holdout, pl.DataFrame({"prediction": [None, None]}, schema=holdout.schema),
-                        "prediction", 2.0)  # fmt: skip
+    silent = mean_shift(
+        holdout,
+        pl.DataFrame({"prediction": [None, None]}, schema=holdout.schema),
+        "prediction",
+        2.0,
+    )
     assert silent.drifted and silent.columns[0].test == NO_VALUES
     with pytest.raises(DriftInputError, match="the current prediction has no rows"):
         mean_shift(holdout, holdout.head(0), "prediction", 2.0)

@@ -12,9 +12,16 @@ from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope, ScopeError
 
 RESOURCE_KEYS = {
-    "storage", "feast", "mlflow", "ray_cluster", "governance", "retraining", "serving", "events",
+    "storage",
+    "feast",
+    "mlflow",
+    "ray_cluster",
+    "governance",
+    "retraining",
+    "serving",
+    "events",
     "dbt",
-}  # fmt: skip
+}
 
 
 def test_environment_is_local_unless_set(monkeypatch):
@@ -48,8 +55,11 @@ def test_the_scope_namespaces_every_downstream_name():
         version="3",
     )
     assert (event.tenant, event.use_case, event.model, event.version) == (
-        "acme", "flight_delay", "acme.flight_delay", "3",
-    )  # fmt: skip
+        "acme",
+        "flight_delay",
+        "acme.flight_delay",
+        "3",
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,8 +95,9 @@ def test_a_command_builds_only_the_resources_it_names_and_imports_no_other(tmp_p
         "print(sorted(built), sorted(m for m in ('feast', 'ray', 'dagster_dbt', 'mlflow') "
         "if m in sys.modules))"
     )
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert shown.strip() == "['mlflow'] ['mlflow']"
     with pytest.raises(KeyError, match="no resource mlfow; there are storage, feast, mlflow"):
         build_resources(Environment.LOCAL, home=tmp_path, keys=["mlfow"])

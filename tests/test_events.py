@@ -43,8 +43,13 @@ def promoted(
     version: str, once_per: str | None = None, scope: ModelScope = SCOPE
 ) -> LifecycleEvent:
     """A promotion of `scope`'s model, built as the lifecycle builds its events."""
-    payload = {"stage": "Production", "by": "dave", "comment": "ok",
-               "previous_version": None, "rollback": False}  # fmt: skip
+    payload = {
+        "stage": "Production",
+        "by": "dave",
+        "comment": "ok",
+        "previous_version": None,
+        "rollback": False,
+    }
     return scope.event(EventType.MODEL_PROMOTED, payload, version=version, once_per=once_per)
 
 
@@ -84,10 +89,15 @@ def test_a_malformed_payload_is_refused_before_it_reaches_the_outbox(outbox):
     with pytest.raises(EventError, match="reviewer: Extra inputs are not permitted"):
         lifecycle_event(
             EventType.MODEL_TRANSITION_APPROVED,
-            {"stage": "Production", "requested_by": "carol", "approved_by": "dave",
-             "comment": "", "reviewer": "dave"},
+            {
+                "stage": "Production",
+                "requested_by": "carol",
+                "approved_by": "dave",
+                "comment": "",
+                "reviewer": "dave",
+            },
             **IDENTITY,
-        )  # fmt: skip
+        )
     assert outbox.waiting_count() == 0
     with pytest.raises(EventError, match="not a lifecycle event: type"):
         LifecycleEvent.from_json(promoted("1").to_json().replace("MODEL_PROMOTED", "MODEL_GONE"))
@@ -177,10 +187,11 @@ def test_with_no_broker_the_cli_tails_the_outbox_and_relay_fails(tmp_path):
     assert out.exit_code == 0, out.output
     assert "reading the outbox" in out.stderr
     lines = out.stdout.splitlines()
-    assert [("MODEL_PROMOTED" in line, "acme.flight_delay v" + v in line)
-            for line, v in zip(lines, "78", strict=True)] == [(True, True)] * 2  # fmt: skip
-    only_new = runner.invoke(main, ["--home", str(home), "events", "tail", "--new"],
-                             env=no_broker)  # fmt: skip
+    assert [
+        ("MODEL_PROMOTED" in line, "acme.flight_delay v" + v in line)
+        for line, v in zip(lines, "78", strict=True)
+    ] == [(True, True)] * 2
+    only_new = runner.invoke(main, ["--home", str(home), "events", "tail", "--new"], env=no_broker)
     assert only_new.exit_code == 0 and only_new.stdout == ""
     out = runner.invoke(main, ["--home", str(home), "events", "relay"], env=no_broker)
     assert out.exit_code == 1 and "no broker configured; 1 event(s) wait" in out.output
@@ -197,6 +208,7 @@ def relay_until_empty(outbox: Outbox, broker: LocalBroker) -> None:
             time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_a_broker_killed_in_a_burst_of_ten_thousand_events_loses_none(tmp_path, outbox):
     """Tansu keeps its log in S3 (moto's server on loopback), as a Kafka broker keeps it on
     disk, and is killed with SIGKILL while the relay publishes, then started again. Tansu
@@ -205,12 +217,20 @@ def test_a_broker_killed_in_a_burst_of_ten_thousand_events_loses_none(tmp_path, 
     port = free_port()
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     s3.start()
-    aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
-           "AWS_ENDPOINT": f"http://127.0.0.1:{port}"}  # fmt: skip
-    boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT"], region_name="us-east-1",
-                 aws_access_key_id="test", aws_secret_access_key="test").create_bucket(
-        Bucket="tansu")  # fmt: skip
+    aws = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).create_bucket(Bucket="tansu")
     broker = LocalBroker(tmp_path / "broker.log", storage="s3://tansu/", env=aws).start()
     try:
         burst_started = datetime.now(UTC)

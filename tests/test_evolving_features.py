@@ -23,6 +23,8 @@ from facilflow_assets.training.dataset import TIME_COLUMN
 from facilflow_assets.use_case import UseCase
 from tests.lifecycle import lifecycle
 
+pytestmark = pytest.mark.slow
+
 RAIN = lifecycle("airport_rain")
 SCOPE = RAIN.scope
 MODEL = SCOPE.registered_model_name
@@ -44,7 +46,7 @@ def evolved(use_case: UseCase, window: str = "6h") -> UseCase:
             "column": "wind_speed_mph",
             "stat": "max",
             "window": window,
-        }  # fmt: skip
+        }
     ]
     table["expect"]["ranges"].pop(RETIRED)
     return UseCase.model_validate(document)
@@ -63,8 +65,11 @@ class Lifecycle:
 
     def materialize(self, *names: str, raise_on_error: bool = True, **config):
         assets = [self.asset(n) for n in names]
-        gates = [check for check in self.defs.asset_checks
-                 if any(key.name == "clears_thresholds" for key in check.check_keys)]  # fmt: skip
+        gates = [
+            check
+            for check in self.defs.asset_checks
+            if any(key.name == "clears_thresholds" for key in check.check_keys)
+        ]
         checks = gates if "evaluation_report" in names else []
         return dg.materialize(
             [*assets, *checks],
@@ -72,14 +77,13 @@ class Lifecycle:
             instance=self.instance,
             run_config={
                 "ops": {op_name(self.asset(n).key): {"config": c} for n, c in config.items()}
-            },  # fmt: skip
+            },
             raise_on_error=raise_on_error,
         )
 
 
 def _metadata(result, name: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events()
-               if e.asset_key.path[-1] == name]  # fmt: skip
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == name]
     return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
 
 
@@ -93,17 +97,30 @@ def evolving(tmp_path_factory):
         warehouse = shared_definitions(resources).resolve_job_def("warehouse_job")
         assert warehouse.execute_in_process(instance=instance).success
         first = Lifecycle(RAIN.use_case, resources, instance)
-        first.materialize("airport_weather", "feast_registry", "training_set", "trained_model",
-                          "evaluation_report", "registered_model_version",
-                          trained_model=SEARCH, evaluation_report=LENIENT)  # fmt: skip
+        first.materialize(
+            "airport_weather",
+            "feast_registry",
+            "training_set",
+            "trained_model",
+            "evaluation_report",
+            "registered_model_version",
+            trained_model=SEARCH,
+            evaluation_report=LENIENT,
+        )
         # Put in Production directly: promotion's governance is another module's subject.
         move_to_stage(resources["mlflow"].client(), MODEL, "1", Stage.PRODUCTION)
         second = Lifecycle(evolved(RAIN.use_case), resources, instance)
         result = second.materialize(
-            "airport_weather", "feast_registry", "training_set", "trained_model",
-            "evaluation_report", "registered_model_version", "online_store",
-            trained_model=SEARCH, evaluation_report=LENIENT,
-        )  # fmt: skip
+            "airport_weather",
+            "feast_registry",
+            "training_set",
+            "trained_model",
+            "evaluation_report",
+            "registered_model_version",
+            "online_store",
+            trained_model=SEARCH,
+            evaluation_report=LENIENT,
+        )
         yield resources, instance, result, second
 
 
@@ -139,8 +156,9 @@ def test_the_candidate_is_compared_with_production_on_its_own_features_same_rows
     assert run.data.tags["facilflow.feature_service"] == "airport_rain_v2"
     # Production's AUC, recomputed from its own training set over the same holdout rows.
     old = pl.read_parquet(files.training_set_path("airport_rain_v1"))
-    holdout = old.filter(pl.col(TIME_COLUMN) >= pl.lit(report.holdout_start).str.to_datetime(
-        time_zone="UTC"))  # fmt: skip
+    holdout = old.filter(
+        pl.col(TIME_COLUMN) >= pl.lit(report.holdout_start).str.to_datetime(time_zone="UTC")
+    )
     assert holdout.height == report.holdout_rows
     client = resources["mlflow"].client()
     production = load(client, resolve(client, MODEL, "1"))
@@ -157,8 +175,10 @@ def test_each_version_predicts_online_on_the_service_it_was_trained_on(evolving)
     client = resources["mlflow"].client()
     store = resources["feast"].feature_store(SCOPE)
     request = {"airport_code": "JFK"}
-    for version, service, feature in [("1", "airport_rain_v1", RETIRED),
-                                      ("2", "airport_rain_v2", ADDED)]:  # fmt: skip
+    for version, service, feature in [
+        ("1", "airport_rain_v1", RETIRED),
+        ("2", "airport_rain_v2", ADDED),
+    ]:
         model = load(client, resolve(client, MODEL, version))
         assert model.ref.feature_service == service
         assert f"airport_weather__{feature}" in model.input_names

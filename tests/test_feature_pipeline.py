@@ -247,13 +247,20 @@ def _feast(home: Path, use_case: str, *args: str) -> str:
     # The feast CLI runs in a process of its own, whose output click's runner cannot see:
     # the command is run the same way, as a subprocess.
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "facilflow"), "--home", str(home), "feast", "-u",
-         use_case, *args],
+        [
+            str(Path(sys.executable).parent / "facilflow"),
+            "--home",
+            str(home),
+            "feast",
+            "-u",
+            use_case,
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -272,10 +279,27 @@ def test_feast_apply_and_materialize_work_from_the_cli_on_one_use_cases_project(
     assert not other.registry_path(other_scope).exists()
 
     assert "Created feature service flight_delay_v1" in _feast(home, "flight_delay", "apply")
-    _feast(home, "flight_delay", "materialize", "2013-06-01T00:00:00", "2013-06-02T00:00:00",
-           "--views", "weather_hourly", "--views", "carrier_history")  # fmt: skip
-    incremental = _feast(home, "flight_delay", "materialize-incremental", "2013-06-03T00:00:00",
-                         "--views", "weather_hourly", "--views", "carrier_history")  # fmt: skip
+    _feast(
+        home,
+        "flight_delay",
+        "materialize",
+        "2013-06-01T00:00:00",
+        "2013-06-02T00:00:00",
+        "--views",
+        "weather_hourly",
+        "--views",
+        "carrier_history",
+    )
+    incremental = _feast(
+        home,
+        "flight_delay",
+        "materialize-incremental",
+        "2013-06-03T00:00:00",
+        "--views",
+        "weather_hourly",
+        "--views",
+        "carrier_history",
+    )
     assert "2013-06-02 00:00:00" in incremental  # resumed where the first load ended
     assert "flight_delay_v1" in _feast(home, "flight_delay", "feature-services", "list")
     assert not other.registry_path(other_scope).exists()

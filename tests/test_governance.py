@@ -79,8 +79,9 @@ class Registry:
         return str(version.version)
 
     def approve(self, version: str, approver: str, comment: str) -> None:
-        decide(self.client, self.audit, MODEL, version, approver, Decision.APPROVED, comment,
-               APPROVERS)  # fmt: skip
+        decide(
+            self.client, self.audit, MODEL, version, approver, Decision.APPROVED, comment, APPROVERS
+        )
 
     def tags(self, version: str) -> dict[str, str]:
         return self.client.get_model_version(MODEL, version).tags
@@ -267,8 +268,9 @@ def test_rollback_is_a_request_approved_like_any_other_and_history_answers_at(re
     request_production(registry.client, registry.audit, MODEL, first, "carol", "v2 misbehaves")
     assert registry.stage(first) == "Archived"  # nothing moves before an approval
     with pytest.raises(GovernanceError, match="carol requested this transition"):
-        decide(registry.client, registry.audit, MODEL, first, "carol", Decision.APPROVED, "",
-               APPROVERS)  # fmt: skip
+        decide(
+            registry.client, registry.audit, MODEL, first, "carol", Decision.APPROVED, "", APPROVERS
+        )
     decide(
         registry.client, registry.audit, MODEL, first, "dave", Decision.APPROVED, "ok", APPROVERS
     )
@@ -360,6 +362,7 @@ def test_two_approvals_landing_together_leave_one_version_in_production_sqlite(r
     assert _exactly_one_in_production(registry.client) in versions
 
 
+@pytest.mark.slow
 def test_ten_concurrent_promotions_five_times_on_postgresql(tmp_path):
     with mlflow_server(tmp_path / "artifacts") as url:
         tracking = MlflowResource(tracking_uri=url, artifact_root="mlflow-artifacts:/")
@@ -407,8 +410,11 @@ def test_each_step_of_the_workflow_is_one_lifecycle_event_on_kafka(registry, bro
     new = registry.add_version()
     cli = CliRunner()
     home = ["--home", str(registry.home)]
-    asked = cli.invoke(main, [*home, "models", "request", new, "--comment", "AUC +2%"],
-                       env={"FACILFLOW_USER": "carol"})  # fmt: skip
+    asked = cli.invoke(
+        main,
+        [*home, "models", "request", new, "--comment", "AUC +2%"],
+        env={"FACILFLOW_USER": "carol"},
+    )
     assert asked.exit_code == 0, asked.output
     registry.tick()  # sees the request again: no second notification
     registry.approve(new, "dave", "metrics hold up")
@@ -464,8 +470,16 @@ def test_redeploy_sensor_requests_one_deployment_per_audited_move_of_the_product
     transition(registry.client, registry.audit, MODEL, second, Stage.PRODUCTION, "ops", "v2")
     [promoted] = tick(deployed.cursor).run_requests
     assert promoted.run_key == f"deploy:{MODEL}:v{second}:after:{first}"
-    transition(registry.client, registry.audit, MODEL, first, Stage.PRODUCTION, "ops", "back",
-               action="rollback")  # fmt: skip
+    transition(
+        registry.client,
+        registry.audit,
+        MODEL,
+        first,
+        Stage.PRODUCTION,
+        "ops",
+        "back",
+        action="rollback",
+    )
     [rolled_back] = tick(second).run_requests
     assert rolled_back.run_key == f"deploy:{MODEL}:v{first}:after:{second}"
 

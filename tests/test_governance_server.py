@@ -42,6 +42,8 @@ from resources import EventsResource, GovernanceResource, MlflowResource
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server, postgres_database
 
+pytestmark = pytest.mark.slow
+
 FLIGHT_DELAY = lifecycle()  # the demo tenant's flight-delay model, its jobs and sensors
 SCOPE = FLIGHT_DELAY.scope
 MODEL, EXPERIMENT, AUDIT = (
@@ -459,8 +461,16 @@ def test_5_a_rollback_by_a_plain_user_is_only_a_request_until_an_approver_decide
         "FACILFLOW_OUTBOX_URL": f"sqlite:///{world.root / 'cli-outbox.db'}",
         "KAFKA_BOOTSTRAP_SERVERS": "",
     }
-    command = ["--tenant", SCOPE.tenant, "models", "--use-case", SCOPE.use_case, "rollback",
-               "--comment", "v2 misbehaves"]  # fmt: skip
+    command = [
+        "--tenant",
+        SCOPE.tenant,
+        "models",
+        "--use-case",
+        SCOPE.use_case,
+        "rollback",
+        "--comment",
+        "v2 misbehaves",
+    ]
     result = runner.invoke(main, command, env=env)
     assert result.exit_code == 0, result.output
     assert f"version {earlier} back in Production (a rollback)" in result.output

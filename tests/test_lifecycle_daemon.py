@@ -7,6 +7,7 @@ import os
 import shutil
 
 import dagster as dg
+import pytest
 import requests
 
 from facilflow_assets.environment import PROJECT_ROOT
@@ -18,6 +19,8 @@ from tests.daemon import start_daemon, wait_for
 from tests.mlflow_server import free_port, stop_process_group
 from tests.test_governance import APPROVERS
 from tests.test_serving import FLIGHT_DELAY, MODEL, Deployment
+
+pytestmark = pytest.mark.slow
 
 # From the daemon's start: its code servers load, the approval sensor ticks (every 30 s),
 # the promotion runs, the redeploy sensor ticks and the deployment runs.

@@ -38,6 +38,8 @@ from resources import ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
 from tests.mlflow_server import free_port, mlflow_server, postgres_database
 
+pytestmark = pytest.mark.slow
+
 ARTIFACTS, CHECKPOINTS = "ml-artifacts", "ml-checkpoints"
 AWS = {
     "AWS_ACCESS_KEY_ID": "test",
@@ -193,8 +195,10 @@ def test_the_second_use_case_builds_only_its_own_tables_and_feature_service(prod
     summary, home = production["summary"], production["home"]
     prefix = f"{production['tenant']}/{USE_CASE}/features/"
     features = {a["asset"] for a in summary["assets"] if a["asset"].startswith(prefix)}
-    assert features == {prefix + name for name in ("airport_weather", "feast_registry",
-                                                   "online_store", "training_set")}  # fmt: skip
+    assert features == {
+        prefix + name
+        for name in ("airport_weather", "feast_registry", "online_store", "training_set")
+    }
     files = home / "tenants" / production["tenant"] / USE_CASE
     assert sorted(p.name for p in (files / "features").iterdir()) == ["airport_weather.parquet"]
     training = pl.read_parquet(files / "training" / "airport_rain_v1.parquet")
@@ -210,8 +214,11 @@ def test_dagster_keeps_its_runs_and_events_in_postgresql(production):
     jobs = dict(_rows(production["services"]["dagster"], "SELECT run_id, pipeline_name FROM runs"))
     assert {r.run_id for r in instance.get_runs()} == set(jobs)
     assert f"{USE_CASE}_promotion_job" in jobs.values() and len(jobs) >= 8
-    tags = {(run.tags.get("facilflow/tenant"), run.tags.get("facilflow/use_case"))
-            for run in instance.get_runs() if run.job_name != "warehouse_job"}  # fmt: skip
+    tags = {
+        (run.tags.get("facilflow/tenant"), run.tags.get("facilflow/use_case"))
+        for run in instance.get_runs()
+        if run.job_name != "warehouse_job"
+    }
     assert tags == {(production["tenant"], USE_CASE)}
     [(materializations,)] = _rows(
         production["services"]["dagster"],

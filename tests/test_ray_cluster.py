@@ -27,6 +27,8 @@ from tests.conftest import DEMO_PLAN
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port, stop_process_group
 
+pytestmark = pytest.mark.slow
+
 FLIGHT_DELAY = lifecycle()
 BATCH_DAY = DEMO_PLAN.batch_day.isoformat()
 
@@ -49,12 +51,23 @@ class TwoNodes:
         )
         self.address = self.serving.cluster_address()  # starts the head
         self.worker = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ray")), "start", "--block",
-             "--address", self.address, "--node-ip-address", "127.0.0.1",
-             "--num-cpus", str(WORKER_CPUS), "--disable-usage-stats"],
-            stdout=(home / "ray-worker.log").open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, **LOCAL_RAY_ENV},
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).with_name("ray")),
+                "start",
+                "--block",
+                "--address",
+                self.address,
+                "--node-ip-address",
+                "127.0.0.1",
+                "--num-cpus",
+                str(WORKER_CPUS),
+                "--disable-usage-stats",
+            ],
+            stdout=(home / "ray-worker.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **LOCAL_RAY_ENV},
+        )
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while len(self.alive_nodes()) < 2:
             assert self.worker.poll() is None and time.monotonic() < deadline, (

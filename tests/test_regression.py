@@ -33,15 +33,23 @@ def _frame(labels: list[float]) -> pl.DataFrame:
 
 
 def test_a_regression_label_may_be_any_finite_amount_but_not_missing_or_infinite():
-    data = split_training_data(_frame([float(i % 7) * 10 - 5 for i in range(60)]), "set",
-                               "minutes", *SPLITS, task="regression")  # fmt: skip
+    data = split_training_data(
+        _frame([float(i % 7) * 10 - 5 for i in range(60)]),
+        "set",
+        "minutes",
+        *SPLITS,
+        task="regression",
+    )
     assert data.objective.target == "valid_rmse" and data.objective.mode == "min"
     assert data.train.labels.dtype == np.float64 and data.train.labels.min() == -5
     with pytest.raises(TrainingDataError, match="must be a finite number; row 3 holds inf"):
         split_training_data(
-            _frame([1.0, 2.0, 3.0, float("inf")] + [1.0] * 56), "set", "minutes", *SPLITS,
+            _frame([1.0, 2.0, 3.0, float("inf")] + [1.0] * 56),
+            "set",
+            "minutes",
+            *SPLITS,
             task="regression",
-        )  # fmt: skip
+        )
     with pytest.raises(TrainingDataError, match="must be 0 or 1; row 0 holds 12.5"):
         split_training_data(_frame([12.5] * 60), "set", "minutes", *SPLITS, task="binary")
     with pytest.raises(TrainingDataError, match="single value .* nothing to learn"):
@@ -78,9 +86,12 @@ def test_regression_metrics_and_the_rmse_gate_against_the_baseline():
 
 def test_the_grouped_mean_baseline_shrinks_small_groups_toward_the_coarser_mean():
     train = pl.DataFrame(
-        {"route": ["A"] * 4 + ["B"] * 2, "hour": [8, 8, 9, 9, 8, 8],
-         "minutes": [10.0, 30.0, 0.0, 0.0, 50.0, 70.0]}
-    )  # fmt: skip
+        {
+            "route": ["A"] * 4 + ["B"] * 2,
+            "hour": [8, 8, 9, 9, 8, 8],
+            "minutes": [10.0, 30.0, 0.0, 0.0, 50.0, 70.0],
+        }
+    )
     holdout = pl.DataFrame({"route": ["A", "B", "C"], "hour": [8, 8, 8]})
     spec = BaselineSpec(name="m", description="d", group_by=["route", "hour"], prior_rows=2)
     predictions = historical_mean_baseline(train, holdout, "minutes", spec).predictions

@@ -44,9 +44,13 @@ def test_runs_are_ranked_by_the_metric_with_every_param_and_metric(tracked):
     table = compare_runs(client, experiment_id, metric="valid_auc", top=10)
     assert table["run_name"].to_list() == ["lr-0.05", "lr-0.1", "lr-0.01"]
     assert table.columns[2:] == [
-        "metric.valid_auc", "metric.loss", "status", "duration_s",
-        "param.learning_rate", "param.num_leaves",
-    ]  # fmt: skip
+        "metric.valid_auc",
+        "metric.loss",
+        "status",
+        "duration_s",
+        "param.learning_rate",
+        "param.num_leaves",
+    ]
     assert table["param.num_leaves"].to_list() == ["63", "31", None]
     assert table["metric.valid_auc"].to_list() == [0.74, 0.71, 0.69]
     assert (table["status"] == "FINISHED").all()
@@ -82,8 +86,9 @@ def test_the_cli_prints_the_table(tracked):
 def test_trials_show_with_a_flag_and_columns_fit_the_terminal(tracked):
     home, client, experiment_id = tracked
     [parent] = client.search_runs([experiment_id], "attributes.run_name = 'lr-0.05'")
-    trial = client.create_run(experiment_id, run_name="trial-1",
-                              tags={"mlflow.parentRunId": parent.info.run_id})  # fmt: skip
+    trial = client.create_run(
+        experiment_id, run_name="trial-1", tags={"mlflow.parentRunId": parent.info.run_id}
+    )
     client.log_metric(trial.info.run_id, "valid_auc", 0.9)
     client.set_terminated(trial.info.run_id)
     ranked = compare_runs(client, experiment_id, metric="valid_auc")
@@ -91,14 +96,18 @@ def test_trials_show_with_a_flag_and_columns_fit_the_terminal(tracked):
     with_trials = compare_runs(client, experiment_id, metric="valid_auc", trials=True)
     assert with_trials["run_name"][0] == "trial-1"
     runner = CliRunner()
-    narrow = runner.invoke(main, ["--home", str(home), "runs", "compare", "--metric",
-                                  "valid_auc"], env={"COLUMNS": "80"})  # fmt: skip
+    narrow = runner.invoke(
+        main,
+        ["--home", str(home), "runs", "compare", "--metric", "valid_auc"],
+        env={"COLUMNS": "80"},
+    )
     assert narrow.exit_code == 0, narrow.output
     table = [line for line in narrow.output.splitlines() if line.startswith("|")]
     assert max(map(len, table)) <= 80 and "metric.valid_auc" in table[0]
     assert narrow.output.splitlines()[-1].endswith("more column(s): --wide shows them")
-    wide = runner.invoke(main, ["--home", str(home), "runs", "compare", "--wide", "--trials"],
-                         env={"COLUMNS": "80"})  # fmt: skip
+    wide = runner.invoke(
+        main, ["--home", str(home), "runs", "compare", "--wide", "--trials"], env={"COLUMNS": "80"}
+    )
     assert "param.num_leaves" in wide.output and "trial-1" in wide.output
 
 
@@ -108,8 +117,9 @@ def test_the_cli_compares_the_runs_of_the_use_case_and_tenant_asked_for(tracked)
     named = runner.invoke(main, ["--home", str(home), "runs", "-u", "flight_delay", "compare"])
     assert named.exit_code == 0, named.output
     assert named.output.splitlines()[0] == "/demo/flight_delay: 4 run(s)"
-    other = runner.invoke(main, ["--home", str(home), "runs", "--use-case", "airport_rain",
-                                 "compare"])  # fmt: skip
+    other = runner.invoke(
+        main, ["--home", str(home), "runs", "--use-case", "airport_rain", "compare"]
+    )
     assert other.exit_code == 0, other.output
     assert other.output.splitlines()[0] == "/demo/airport_rain: 0 run(s)"
     acme = runner.invoke(main, ["--home", str(home), "--tenant", "acme", "runs", "compare"])

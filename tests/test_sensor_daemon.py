@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from facilflow_assets.environment import PROJECT_ROOT
@@ -17,6 +18,8 @@ from facilflow_assets.governance.stages import Stage
 from tests.daemon import start_daemon, wait_for
 from tests.mlflow_server import stop_process_group
 from tests.test_governance import APPROVERS, MODEL, SCOPE, Registry
+
+pytestmark = pytest.mark.slow
 
 TICK_TIMEOUT_S = 180
 LOCATION = SCOPE.tenant  # the demo tenant's code location
@@ -116,5 +119,9 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
 def _dagster(*args: str, workspace: Path, env: dict[str, str]) -> None:
     subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), *args, "-w", str(workspace)],
-        cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

@@ -48,7 +48,7 @@ def add_feature(window: str = "6h"):
                 "column": "wind_speed_mph",
                 "stat": "max",
                 "window": window,
-            }  # fmt: skip
+            }
         )
 
     return edit
@@ -93,8 +93,9 @@ def test_a_number_is_never_given_twice():
     assert v3.name == "airport_rain_v3"
     back = ServiceLineup.plan(edited(RAIN, add_feature()), [v1, v2, v3], in_use=set())
     assert (back.current.name, back.kept, back.issued) == ("airport_rain_v2", (), 3)
-    after = ServiceLineup.plan(edited(RAIN, add_feature("1d")), [back.current], set(),
-                               issued=back.issued)  # fmt: skip
+    after = ServiceLineup.plan(
+        edited(RAIN, add_feature("1d")), [back.current], set(), issued=back.issued
+    )
     assert after.current.name == "airport_rain_v4"
 
 
@@ -115,14 +116,20 @@ def test_retired_features_stay_computed_with_what_they_read_for_a_kept_version()
 @pytest.mark.parametrize(
     ("edit", "where"),
     [
-        (lambda d: d["tables"][0]["features"][0].update(window="12h"),
-         "table 'airport_weather', feature 'precipitation_sum_6h': 'definition' changed"),
-        (lambda d: d["feast"]["views"]["airport_weather"].update(ttl="1h"),
-         "view 'airport_weather': 'ttl' changed"),
-        (lambda d: d["tables"][0]["source"]["columns"].update(dewpoint_f="int"),
-         "table 'airport_weather': 'source.columns.dewpoint_f' changed"),
+        (
+            lambda d: d["tables"][0]["features"][0].update(window="12h"),
+            "table 'airport_weather', feature 'precipitation_sum_6h': 'definition' changed",
+        ),
+        (
+            lambda d: d["feast"]["views"]["airport_weather"].update(ttl="1h"),
+            "view 'airport_weather': 'ttl' changed",
+        ),
+        (
+            lambda d: d["tables"][0]["source"]["columns"].update(dewpoint_f="int"),
+            "table 'airport_weather': 'source.columns.dewpoint_f' changed",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_name_a_kept_version_reads_cannot_change_its_meaning(edit, where):
     with pytest.raises(FeatureVersionError) as raised:
         ServiceLineup.plan(edited(RAIN, edit), [first_version()], in_use={"airport_rain_v1"})
@@ -143,8 +150,11 @@ def test_a_table_a_kept_version_reads_cannot_be_dropped():
         document["feast"]["views"].pop("plane_profile")
 
     dropped = edited(flights, drop_plane_profile)
-    with pytest.raises(FeatureVersionError, match=r"^table 'plane_profile' is gone from the "
-                       r"file, but feature service flight_delay_v1 still reads it"):  # fmt: skip
+    with pytest.raises(
+        FeatureVersionError,
+        match=r"^table 'plane_profile' is gone from the "
+        r"file, but feature service flight_delay_v1 still reads it",
+    ):
         ServiceLineup.plan(dropped, [v1], in_use={"flight_delay_v1"})
     assert ServiceLineup.plan(dropped, [v1], in_use=set()).current.name == "flight_delay_v2"
 
@@ -164,8 +174,10 @@ def test_feast_gets_every_kept_version_as_a_service_over_views_serving_them_all(
     assert "wind_speed_max_6h" in services["airport_rain_v2"]
     assert "wind_speed_max_6h" not in services["airport_rain_v1"]
     recorded = [ServiceVersion.from_service(o) for o in objects if isinstance(o, FeatureService)]
-    assert [(v.name, v.number) for v in recorded] == [("airport_rain_v2", 2),
-                                                      ("airport_rain_v1", 1)]  # fmt: skip
+    assert [(v.name, v.number) for v in recorded] == [
+        ("airport_rain_v2", 2),
+        ("airport_rain_v1", 1),
+    ]
     issued = {ServiceVersion.issued_by(o) for o in objects if isinstance(o, FeatureService)}
     assert issued == {2}
     assert recorded[1].definition == lineup.kept[0].definition
@@ -174,8 +186,9 @@ def test_feast_gets_every_kept_version_as_a_service_over_views_serving_them_all(
 def test_the_feast_cli_repository_rebuilds_the_same_lineup():
     """`facilflow feast` writes the lineup beside its repository, so a `feast apply` there
     keeps the services the assets keep."""
-    lineup = ServiceLineup.plan(edited(RAIN, add_feature()), [first_version()],
-                                in_use={"airport_rain_v1"})  # fmt: skip
+    lineup = ServiceLineup.plan(
+        edited(RAIN, add_feature()), [first_version()], in_use={"airport_rain_v1"}
+    )
     again = ServiceLineup.from_json(lineup.to_json())
     assert [v.name for v in again.versions] == ["airport_rain_v2", "airport_rain_v1"]
     assert again.merged == lineup.merged

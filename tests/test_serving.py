@@ -60,10 +60,15 @@ class Deployment:
         result = dg.materialize(
             [use_case.asset("prediction_endpoint")],
             resources=self.resources,
-            run_config={"ops": {use_case.op("prediction_endpoint"): {
-                "config": {"challenger_share": challenger_share}}}},
+            run_config={
+                "ops": {
+                    use_case.op("prediction_endpoint"): {
+                        "config": {"challenger_share": challenger_share}
+                    }
+                }
+            },
             raise_on_error=raise_on_error,
-        )  # fmt: skip
+        )
         if result.success:
             [event] = result.get_asset_materialization_events()
             metadata = event.event_specific_data.materialization.metadata
@@ -132,14 +137,16 @@ def test_the_endpoint_predicts_from_online_features_and_says_which_version(deplo
 @pytest.mark.parametrize(
     ("make_body", "fields"),
     [
-        (lambda sample: {"carrier_code": "UA"},
-         {"flight_id", "origin_airport_code", "route", "tail_number"}),
+        (
+            lambda sample: {"carrier_code": "UA"},
+            {"flight_id", "origin_airport_code", "route", "tail_number"},
+        ),
         (lambda sample: {**sample, "carrier_code": 7}, {"carrier_code"}),
         (lambda sample: {**sample, "wind": "high"}, {"wind"}),
         (lambda sample: {**sample, "route": ""}, {"route"}),
     ],
     ids=["missing keys", "wrong type", "unknown field", "empty key"],
-)  # fmt: skip
+)
 def test_invalid_requests_answer_422_with_the_offending_fields(deployment, make_body, fields):
     response = deployment.post(make_body(deployment.sample))
     assert response.status_code == 422, response.text
@@ -302,10 +309,15 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
         [FLIGHT_DELAY.asset("batch_predictions")],
         partition_key=DAY,
         resources=deployment.resources,
-        run_config={"ops": {FLIGHT_DELAY.op("batch_predictions"): {"config": {
-            "column_mapping": mapping, "version": "1"}}}},
+        run_config={
+            "ops": {
+                FLIGHT_DELAY.op("batch_predictions"): {
+                    "config": {"column_mapping": mapping, "version": "1"}
+                }
+            }
+        },
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert message in str(failure.event_specific_data.error)
@@ -313,10 +325,11 @@ def test_a_missing_or_mistyped_mapped_column_fails_with_the_column_named(
 
 def test_drift_of_a_day_never_scored_is_an_error_naming_the_missing_input(deployment):
     result = dg.materialize(
-        [FLIGHT_DELAY.asset("feature_drift")], partition_key="2013-03-03",
+        [FLIGHT_DELAY.asset("feature_drift")],
+        partition_key="2013-03-03",
         resources=deployment.resources,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "no batch predictions for 2013-03-03" in str(failure.event_specific_data.error)
 

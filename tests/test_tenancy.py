@@ -67,9 +67,14 @@ class Tenant:
         )
         if stage != Stage.NONE:
             transition(
-                self.client, self.audit, self.model, str(version.version), stage, SYSTEM_ACTOR,
+                self.client,
+                self.audit,
+                self.model,
+                str(version.version),
+                stage,
+                SYSTEM_ACTOR,
                 "evaluated",
-            )  # fmt: skip
+            )
         return str(version.version)
 
     def versions(self) -> dict[str, dict[str, str]]:
@@ -123,8 +128,16 @@ def test_one_tenants_sensors_and_jobs_never_touch_the_others_models(tenants):
         pending = tenant.add_version()
         request_production(tenant.client, tenant.audit, tenant.model, pending, "alice", "next")
         approver = tenant.approvers[0]
-        decide(tenant.client, tenant.audit, tenant.model, pending, approver, Decision.APPROVED,
-               "", tenant.approvers)  # fmt: skip
+        decide(
+            tenant.client,
+            tenant.audit,
+            tenant.model,
+            pending,
+            approver,
+            Decision.APPROVED,
+            "",
+            tenant.approvers,
+        )
     before = globex.versions()
 
     [order] = acme.approval_tick().run_requests
@@ -235,8 +248,10 @@ def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_red
     """Two tenants' Feast projects over the same feature files and the real Redis: each
     reads the values it loaded, and removing one leaves the other's keys and values."""
     suffix = uuid.uuid4().hex[:8]
-    ends = {f"acme_{suffix}": datetime(2013, 7, 1, tzinfo=UTC),
-            f"globex_{suffix}": datetime(2013, 3, 1, tzinfo=UTC)}  # fmt: skip
+    ends = {
+        f"acme_{suffix}": datetime(2013, 7, 1, tzinfo=UTC),
+        f"globex_{suffix}": datetime(2013, 3, 1, tzinfo=UTC),
+    }
     stores = {name: _online_store(name, built_home) for name in ends}
     client = redis.Redis(host="127.0.0.1", port=6379)
 
@@ -248,9 +263,10 @@ def test_each_tenants_features_are_its_own_in_the_shared_registry_folder_and_red
     try:
         for name, store in stores.items():
             store.materialize(
-                start_date=ends[name] - timedelta(days=1), end_date=ends[name],
+                start_date=ends[name] - timedelta(days=1),
+                end_date=ends[name],
                 feature_views=["weather_hourly"],
-            )  # fmt: skip
+            )
         for name, store in stores.items():
             assert store.project == f"{name}_flight_delay"
             assert _pressure_at_ewr(store) == _latest_pressure_at_ewr(weather, ends[name])

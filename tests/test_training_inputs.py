@@ -134,8 +134,9 @@ def test_each_use_case_has_its_own_defaults_and_the_base_config_has_none():
             splits.holdout_start.isoformat(),
         )
     with pytest.raises(ValueError, match="feature_service"):
-        TrainingConfig(train_start="2013-01-01", validation_start="2013-10-01",
-                       holdout_start="2013-11-01")  # fmt: skip
+        TrainingConfig(
+            train_start="2013-01-01", validation_start="2013-10-01", holdout_start="2013-11-01"
+        )
     given = TrainingConfig(
         feature_service="flight_delay_v1",
         train_start="2013-01-01",

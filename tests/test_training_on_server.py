@@ -18,6 +18,8 @@ from resources import MlflowResource, StorageResource
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server
 
+pytestmark = pytest.mark.slow
+
 MODEL_NAME = "demo.flight_delay"
 FLIGHT_DELAY = lifecycle()
 KEYS = FLIGHT_DELAY.keys

@@ -24,6 +24,8 @@ from resources import RayResource
 from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
+pytestmark = pytest.mark.slow
+
 SCOPE = ModelScope("demo", "flight_delay")
 # The synthetic set has the flight-delay layout: its use case's feature service and splits.
 FlightDelayConfig = training_config_for(load_use_case(use_case_path(SCOPE.use_case)))

@@ -291,8 +291,10 @@ def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
     feast = resources["feast"]
     delay, rain = lifecycle("flight_delay"), lifecycle(RAIN)
     # flight_delay's registry, as its asset applies it.
-    applied = dg.materialize([delay.asset("feast_registry")], resources={
-        key: resources[key] for key in ("feast", "storage", "mlflow")})  # fmt: skip
+    applied = dg.materialize(
+        [delay.asset("feast_registry")],
+        resources={key: resources[key] for key in ("feast", "storage", "mlflow")},
+    )
     assert applied.success
     delay_views = {v.name for v in feast.feature_store(delay.scope).list_feature_views()}
     assert delay_views == {t.name for t in delay.use_case.tables}
@@ -309,8 +311,9 @@ def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
     assert settings["project"] == "demo_airport_rain"
     assert settings["registry"] == str(feast.registry_path(rain.scope))
 
-    listed = runner.invoke(main, ["--home", str(home), "feast", "-u", RAIN, "feature-views",
-                                  "list"])  # fmt: skip
+    listed = runner.invoke(
+        main, ["--home", str(home), "feast", "-u", RAIN, "feature-views", "list"]
+    )
     assert listed.exit_code == 0, listed.output
     rows = capfd.readouterr().out.splitlines()
     assert rows[0].split()[0] == "NAME"
@@ -324,8 +327,9 @@ def test_the_feast_cli_works_on_one_use_cases_project_alone(tmp_path, capfd):
     assert sorted(p.name for p in (feast.state_dir / "repos").iterdir()) == ["demo_airport_rain"]
 
     # A tenant runs only the use cases tenants.yaml gives it.
-    refused = runner.invoke(main, ["--home", str(home), "--tenant", "acme", "feast", "-u", RAIN,
-                                   "apply"])  # fmt: skip
+    refused = runner.invoke(
+        main, ["--home", str(home), "--tenant", "acme", "feast", "-u", RAIN, "apply"]
+    )
     assert refused.exit_code == 2
     assert "tenant 'acme' runs no use case 'airport_rain'" in refused.output
     assert not (feast.state_dir / "repos" / "acme_airport_rain").exists()

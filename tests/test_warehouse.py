@@ -83,8 +83,16 @@ def test_demo_summary_file_lists_every_asset(built_home):
     assert [a["asset"] for a in document["assets"]] == [s.asset for s in summary]
     assert document["wall_seconds"] > 0
     phases = document["phase_seconds"]
-    assert list(phases) == ["Ray and definitions", "warehouse", "flight_delay", "arrival_delay",
-                            "governance", "serving", "monitoring", "events"]  # fmt: skip
+    assert list(phases) == [
+        "Ray and definitions",
+        "warehouse",
+        "flight_delay",
+        "arrival_delay",
+        "governance",
+        "serving",
+        "monitoring",
+        "events",
+    ]
     assert sum(phases.values()) <= document["wall_seconds"] + 1
 
 
