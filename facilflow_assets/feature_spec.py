@@ -8,10 +8,11 @@ location from loading with a message naming the file, the table, the feature and
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, NoReturn, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
 NUMERIC_TYPES = {"int", "float", "bool"}
@@ -216,7 +217,7 @@ def _output_type(feature, known: dict[str, ColumnType]) -> ColumnType:
             return "float"
 
 
-def _fail(table: str, feature: str | None, field: str, problem: str) -> None:
+def _fail(table: str, feature: str | None, field: str, problem: str) -> NoReturn:
     where = f"table '{table}'" + (f", feature '{feature}'" if feature else "")
     raise ValueError(f"{where}, field '{field}': {problem}")
 
@@ -255,12 +256,13 @@ def _check_table(table: FeatureTableSpec) -> None:
 
 def _check_feature(table: FeatureTableSpec, feature, known: dict[str, ColumnType]) -> None:
     name = table.name
-    if isinstance(feature, RollingFeature) and isinstance(feature.window, int):
-        if feature.window <= 0:
-            _fail(name, feature.name, "window", f"must be positive, got {feature.window}")
-    elif isinstance(feature, RollingFeature | AggregateFeature):
-        _check_span(name, feature.name, "window", feature.window)
-        _needs_timestamp(table, feature.name, "window")
+    if isinstance(feature, RollingFeature | AggregateFeature):
+        if isinstance(feature.window, int):  # a rolling feature's count of rows
+            if feature.window <= 0:
+                _fail(name, feature.name, "window", f"must be positive, got {feature.window}")
+        else:
+            _check_span(name, feature.name, "window", feature.window)
+            _needs_timestamp(table, feature.name, "window")
     if isinstance(feature, LagFeature):
         if (feature.steps is None) == (feature.by is None):
             _fail(name, feature.name, "steps", "give exactly one of 'steps' and 'by'")
@@ -330,7 +332,7 @@ def load_spec_file(path: Path, spec_type: type[Spec]) -> Spec:
 _CONTAINERS = {"tables": "table", "features": "feature", "on_demand": "on_demand"}
 
 
-def _describe(document: object, error: dict) -> str:
+def _describe(document: object, error: ErrorDetails) -> str:
     """A pydantic error with list indexes replaced by the names of the tables and features."""
     message = str(error["msg"]).removeprefix("Value error, ")
     node, where, field = document, [], []

@@ -1,5 +1,7 @@
 """Asset checks of a feature table, evaluated on the computed frame before it is written."""
 
+from datetime import datetime
+
 import dagster as dg
 import polars as pl
 
@@ -93,7 +95,11 @@ def _freshness(
         )
     latest = frame[table.timestamp_column].max()
     allowed = parse_duration(table.expect.max_staleness)
-    lag = source_latest - latest if latest is not None and source_latest is not None else None
+    lag = (
+        source_latest - latest
+        if isinstance(latest, datetime) and isinstance(source_latest, datetime)
+        else None
+    )
     return dg.AssetCheckResult(
         check_name="freshness",
         passed=lag is not None and lag <= allowed,

@@ -7,7 +7,7 @@ another entity. This is what lets them run as single vectorised passes instead o
 entity. Ratios come last and may read any column computed before them.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -122,6 +122,8 @@ class _Timeline:
         if rows.is_empty() or longest <= timedelta(0):
             return cls(keys, ts, None)
         start, end = rows[ts].min(), rows[ts].max()
+        if not isinstance(start, datetime) or not isinstance(end, datetime):
+            raise TypeError(f"the time column {ts} runs from {start!r} to {end!r}, not times")
         stride = _microseconds(end - start) + 2 * _microseconds(longest) + 1
         entities = rows.select(pl.struct(keys).rle_id().max()).item() + 1
         if entities * stride >= _INT64_LIMIT:
@@ -171,13 +173,16 @@ def _expression(feature, timeline: _Timeline) -> pl.Expr:
                 "month": local.dt.month(),
             }[feature.part]
         case AggregateFeature():
-            counted = (
-                pl.col(feature.column).cast(pl.Float64).fill_null(0.0)
-                if feature.agg == "sum"
-                else (pl.col(feature.column) if feature.column else pl.col(timeline.ts))
-                .is_not_null()
-                .cast(pl.Float64)
-            )
+            if feature.agg == "sum":
+                if feature.column is None:
+                    raise ValueError(f"aggregate feature {feature.name}: a sum needs a column")
+                counted = pl.col(feature.column).cast(pl.Float64).fill_null(0.0)
+            else:
+                counted = (
+                    (pl.col(feature.column) if feature.column else pl.col(timeline.ts))
+                    .is_not_null()
+                    .cast(pl.Float64)
+                )
             if feature.group_by is not None and feature.group_by != keys:
                 # Another grouping than the entity (none: the whole table) has its own windows.
                 window = counted.rolling_sum_by(timeline.ts, window_size=feature.window)
@@ -199,6 +204,8 @@ def _lag_by_duration(frame: pl.LazyFrame, feature: LagFeature, timeline: _Timeli
 
     Values older than 2 x `by` before the row count as missing rather than stale.
     """
+    if feature.by is None:
+        raise ValueError(f"lag feature {feature.name}: a lag by duration needs 'by'")
     offset = parse_duration(feature.by)
     lagged = "__lagged_at"
     if timeline.column is None:

@@ -198,8 +198,14 @@ def _first_load_start(view, end: datetime) -> datetime:
 def label_summary(label: pl.Series, task: str) -> dict[str, float]:
     """The label's share of positives (binary) or its mean and spread (regression)."""
     if task == "binary":
-        return {"label_positive_share": float(label.mean())}
-    return {"label_mean": float(label.mean()), "label_std": float(label.std())}
+        return {"label_positive_share": _number(label.mean(), "mean")}
+    return {"label_mean": _number(label.mean(), "mean"), "label_std": _number(label.std(), "std")}
+
+
+def _number(value: object, what: str) -> float:
+    if not isinstance(value, int | float):
+        raise TypeError(f"the label's {what} is {value!r}, not a number")
+    return float(value)
 
 
 def _event_times(views) -> pl.DataFrame:

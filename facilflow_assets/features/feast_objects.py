@@ -7,6 +7,8 @@ Each file source reads the parquet file its feature table asset writes in the us
 """
 
 from pathlib import Path
+from types import FunctionType
+from typing import cast
 
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
@@ -69,7 +71,10 @@ def feast_objects(
     services = [
         FeatureService(
             name=version.name,
-            features=[readable[view][names] for view, names in version.definition.served().items()],
+            features=[
+                _projection(readable[view], names)
+                for view, names in version.definition.served().items()
+            ],
             description=use_case.feast.service.description
             if version is lineup.current
             else f"Version {version.number} of the features, kept for the models trained on it.",
@@ -118,20 +123,30 @@ def _feature_view(
     )
 
 
+def _projection(
+    view: FeatureView | OnDemandFeatureView, names: list[str]
+) -> FeatureView | OnDemandFeatureView:
+    """A copy of `view` that serves only the features `names`."""
+    return cast(FeatureView | OnDemandFeatureView, view[names])  # Feast's: inferred as None
+
+
 def _on_demand_view(
     spec: OnDemandSpec, views: dict[str, FeatureView], tags: dict[str, str], owner: str
 ) -> OnDemandFeatureView:
     source = ratio_udf_source([(f.name, f.numerator, f.denominator, f.on_zero)
                                for f in spec.features])  # fmt: skip
-    namespace = {"pd": pd}
+    namespace: dict[str, object] = {"pd": pd}
     exec(source, namespace)  # noqa: S102 - generated above from checked names and numbers
+    udf = namespace[RATIO_FUNCTION]
+    if not isinstance(udf, FunctionType):
+        raise TypeError(f"the generated {RATIO_FUNCTION} is a {type(udf).__name__}")
     return OnDemandFeatureView(
         name=spec.name,
         sources=[views[s] for s in spec.sources],
         schema=[
             Field(name=f.name, dtype=Float64, description=f.description) for f in spec.features
         ],
-        udf=namespace[RATIO_FUNCTION],
+        udf=udf,
         udf_string=source,
         mode="pandas",
         description=spec.description,

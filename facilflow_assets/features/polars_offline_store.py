@@ -98,7 +98,7 @@ class PolarsOfflineStore(OfflineStore):
         config: RepoConfig,
         feature_views: list[FeatureView],
         feature_refs: list[str],
-        entity_df: pd.DataFrame | str,
+        entity_df: pd.DataFrame | str | None,
         registry: BaseRegistry,
         project: str,
         full_feature_names: bool = False,
@@ -118,6 +118,7 @@ class PolarsOfflineStore(OfflineStore):
             return pl.concat([entities, *features], how="horizontal")
 
         times = entities[timestamp_column]
+        earliest, latest = times.min(), times.max()
         return PolarsRetrievalJob(
             query,
             full_feature_names=full_feature_names,
@@ -127,8 +128,8 @@ class PolarsOfflineStore(OfflineStore):
             metadata=RetrievalMetadata(
                 features=feature_refs,
                 keys=[c for c in entities.columns if c != timestamp_column],
-                min_event_timestamp=times.min(),
-                max_event_timestamp=times.max(),
+                min_event_timestamp=earliest if isinstance(earliest, datetime) else None,
+                max_event_timestamp=latest if isinstance(latest, datetime) else None,
             ),
         )
 
@@ -205,9 +206,11 @@ def _in_range(
     return rows
 
 
-def _entity_frame(entity_df: pd.DataFrame | str) -> tuple[pl.DataFrame, str]:
+def _entity_frame(entity_df: pd.DataFrame | str | None) -> tuple[pl.DataFrame, str]:
     if isinstance(entity_df, str):
         raise TypeError("the polars offline store takes an entity DataFrame, not a SQL query")
+    if entity_df is None:
+        raise TypeError("the polars offline store takes an entity DataFrame; it was given none")
     timestamp_column = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
     entities = pl.from_pandas(entity_df)
     entities = _utc(entities.lazy(), [timestamp_column]).collect()
@@ -224,7 +227,7 @@ def _view_features(
     output = {f: f"{base_name}__{f}" if full_feature_names else f for f in features}
     if not features:
         return pl.LazyFrame(), []
-    source = view.batch_source
+    source = _batch_source(view)
     table = _scan(config, source)
     names = table.collect_schema().names()
     table = table.rename({old: new for old, new in source.field_mapping.items() if old in names})
@@ -237,6 +240,12 @@ def _view_features(
     # result stays sorted by keys and event time, as the as-of join needs it.
     table = last_per_group(table.sort([*keys, *times]), [*keys, source.timestamp_field])
     return table.rename(output), list(output.values())
+
+
+def _batch_source(view: FeatureView) -> DataSource:
+    if view.batch_source is None:
+        raise ValueError(f"feature view '{view.name}' has no batch source to read")
+    return view.batch_source
 
 
 def _join_key_map(view: FeatureView) -> dict[str, str]:
@@ -262,10 +271,11 @@ def _point_in_time_join(
         )
     entity_keys = list(key_map.values())
     event_time = "__feature_event_time"
-    table = table.rename({view.batch_source.timestamp_field: event_time, **key_map}).with_columns(
+    source = _batch_source(view)
+    table = table.rename({source.timestamp_field: event_time, **key_map}).with_columns(
         [pl.col(c).cast(entities.schema[c]) for c in entity_keys]
     )
-    created = view.batch_source.created_timestamp_column
+    created = source.created_timestamp_column
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
     keys = entities.select([*entity_keys, timestamp_column]).with_row_index(_ROW)
     joined = keys.sort([*entity_keys, timestamp_column]).join_asof(

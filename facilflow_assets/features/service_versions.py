@@ -300,11 +300,12 @@ def _merged_on_demand(
     return view.model_copy(update={"features": list(features.values())})
 
 
-def _computed(model: StrictModel) -> dict:
-    return _without(model.model_dump(mode="json"), _NOT_COMPUTED)
+def _computed(model: StrictModel) -> dict[str, object]:
+    dumped: dict[str, object] = model.model_dump(mode="json")
+    return {k: _without(v, _NOT_COMPUTED) for k, v in dumped.items() if k not in _NOT_COMPUTED}
 
 
-def _without(value, keys: set[str]):
+def _without(value: object, keys: set[str]) -> object:
     if isinstance(value, dict):
         return {k: _without(v, keys) for k, v in value.items() if k not in keys}
     if isinstance(value, list):
