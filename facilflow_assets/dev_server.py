@@ -142,14 +142,18 @@ def write_config(directory: Path) -> DevServerConfig:
 
 def _read_credentials(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # user names as written
+    parser.optionxform = _as_written  # user names as written
     parser.read(path)
     return parser
 
 
+def _as_written(optionstr: str) -> str:
+    return optionstr
+
+
 def _credentials_text(config: DevServerConfig) -> str:
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str
+    parser.optionxform = _as_written
     parser["users"] = config.passwords
     parser["server"] = {"flask_secret_key": config.secret_key}
     roles = "\n".join(f"#   {name}: {role}" for name, role in demo_users().items())

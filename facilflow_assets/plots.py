@@ -116,7 +116,7 @@ def score_histogram(
         axes.hist(scores, bins=60)
         axes.set(xlabel=f"predicted {label}", ylabel=f"{subject}s", title="Prediction distribution")
     else:
-        axes.hist(scores, bins=np.linspace(0, 1, 41))
+        axes.hist(scores, bins=np.linspace(0, 1, 41).tolist())
         axes.axvline(threshold, linestyle=":", color="grey", label=f"threshold {threshold:g}")
         axes.set(
             xlabel=f"predicted probability of {label}",

@@ -2,7 +2,7 @@
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlparse
 
 import pyarrow.fs
@@ -38,7 +38,7 @@ class RayResource(ConfigurableResource):
     )
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[dict[str, float]]:
+    def session(self) -> Iterator[Mapping[str, float]]:
         """Connect to (or start) Ray for the duration of a step; yields its resources.
 
         A local instance started here is shut down afterwards, so no Ray process outlives

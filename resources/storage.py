@@ -53,6 +53,8 @@ class StorageResource(ConfigurableResource):
         with duckdb.connect(str(self.warehouse_path), read_only=True) as connection:
             relation = connection.sql(f'select * from "{schema}"."{table}"')
             frame = pl.from_arrow(relation.to_arrow_table())
+        if not isinstance(frame, pl.DataFrame):  # a table is read as a DataFrame
+            raise TypeError(f"{model} was read as a {type(frame).__name__}, not a DataFrame")
         # DuckDB names the session's zone (often 'Etc/UTC'); every timestamp here is UTC.
         return frame.with_columns(cs.datetime(time_zone="*").dt.convert_time_zone("UTC"))
 

@@ -1,6 +1,9 @@
 """Sensors and schedules that drive each use case's lifecycle from MLflow tags and the clock."""
 
 import dagster as dg
+from dagster._core.definitions.partitions.partitioned_schedule import (
+    UnresolvedPartitionedAssetScheduleDefinition,
+)
 
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.use_case import UseCase
@@ -22,7 +25,9 @@ def build_use_case_sensors(
     ]
 
 
-def build_use_case_schedules(scope: ModelScope, jobs: UseCaseJobs) -> list[dg.ScheduleDefinition]:
+def build_use_case_schedules(
+    scope: ModelScope, jobs: UseCaseJobs
+) -> list[dg.ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition]:
     return [
         # Each day's partition once the day is over: batch scores, then feature and
         # prediction drift.

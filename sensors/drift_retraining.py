@@ -27,6 +27,8 @@ def drifted_days(
     verdicts: dict[str, bool] = {}
     for record in instance.fetch_materializations(key, limit=MATERIALIZATIONS_READ).records:
         materialization = record.asset_materialization
+        if materialization is None:  # a materialization's record always holds one
+            continue
         metadata = materialization.metadata
         if materialization.partition is None or "drifted" not in metadata:
             continue
@@ -79,7 +81,10 @@ def retrain_on_drift(
     }
     for kind, (days, _) in findings.items():
         if len(days) >= retraining.drifted_days:
-            trained = client.get_run(client.get_model_version(name, version).run_id)
+            source_run = client.get_model_version(name, version).run_id
+            if source_run is None:
+                raise ValueError(f"{name} version {version} has no training run to retrain like")
+            trained = client.get_run(source_run)
             window = _window_covering(days, trained.data.params.get("train_start"))
             return dg.RunRequest(
                 # One retraining per Production version, however long its drift lasts.

@@ -26,7 +26,7 @@ def classification_metrics(
     return {
         "auc": float(roc_auc_score(labels, probabilities)),
         "accuracy": float(accuracy_score(labels, predicted)),
-        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "f1": float(f1_score(labels, predicted, zero_division=0)),  # pyright: ignore[reportArgumentType]  # sklearn: unannotated, inferred from "warn"
         "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7))),
         "top_decile_lift": float(labels[top].mean() / labels.mean()),
     }

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from facilflow_assets.events.envelope import LifecycleEvent
@@ -53,7 +54,7 @@ def _engine(url: str) -> sa.Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Writers from several processes (daemon, runs, CLI) wait for each other.
         engine = sa.create_engine(url, connect_args={"timeout": 30})
-        sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
+        sa_event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     _metadata.create_all(engine)

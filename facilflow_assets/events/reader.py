@@ -19,8 +19,10 @@ class _Parser:
     skipped = 0
     first_problem = ""
 
-    def _parse(self, value: str | bytes) -> LifecycleEvent | None:
+    def _parse(self, value: str | bytes | None) -> LifecycleEvent | None:
         try:
+            if value is None:  # a Kafka message may have no value
+                raise EventError("not a lifecycle event: the message has no value")
             return LifecycleEvent.from_json(value)
         except EventError as error:
             self.skipped += 1

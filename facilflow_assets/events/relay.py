@@ -8,7 +8,7 @@ between sending and marking may send an event twice, and consumers drop repeats 
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # pyright: ignore[reportPrivateImportUsage]  # public, re-exported without __all__
 
 from facilflow_assets.events.outbox import Outbox, StoredEvent
 

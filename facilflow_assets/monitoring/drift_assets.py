@@ -8,7 +8,7 @@ MLflow, fails its check on drift and then publishes MODEL_DRIFT_DETECTED.
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import dagster as dg
 import polars as pl
@@ -88,6 +88,8 @@ def _scored_day_with_source(
     version = scored["model_version"][0]
     client = mlflow.client()
     source_run = client.get_model_version(scope.registered_model_name, version).run_id
+    if source_run is None:
+        raise ValueError(f"{scope.registered_model_name} version {version} has no training run")
     return ScoredDay(scored, version, client, source_run)
 
 
@@ -114,7 +116,7 @@ def _evidently_report(
 
 def _publish(
     context: dg.AssetExecutionContext,
-    kind: str,
+    kind: Literal["feature", "prediction"],
     result: DriftResult,
     reference: pl.DataFrame,
     current: pl.DataFrame,

@@ -49,6 +49,8 @@ def registered_event(
     dagster_run_id: str | None = None,
 ) -> LifecycleEvent:
     """MODEL_REGISTERED, once per source run, whether the sensor or the asset got there first."""
+    if version.run_id is None:
+        raise ValueError(f"{version.name} version {version.version} has no source run")
     payload = Registered(mlflow_run_id=version.run_id, stage=stage.value, metrics=metrics)
     return scope.event(
         EventType.MODEL_REGISTERED,
@@ -109,7 +111,7 @@ def stage_evaluated(
         name,
         number,
         description=(
-            f"{version.description.removesuffix(' not evaluated yet.')} Holdout "
+            f"{(version.description or '').removesuffix(' not evaluated yet.')} Holdout "
             f"{primary.upper()} {metrics[primary]:.4f} against {report.baseline} "
             f"{report.baseline_metrics[primary]:.4f} ({report.lift:+.2%} better)."
         ),

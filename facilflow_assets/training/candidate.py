@@ -66,7 +66,7 @@ class Candidate:
             model_uri=tags[MODEL_URI_TAG],
             feature_service=tags[FEATURE_SERVICE_TAG],
             data_version=tags["facilflow.data_version"],
-            feature_names=signature.inputs.input_names(),
+            feature_names=[str(name) for name in signature.inputs.input_names()],
             train_start=params["train_start"],
             validation_start=params["validation_start"],
             holdout_start=params["holdout_start"],

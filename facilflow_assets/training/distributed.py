@@ -131,6 +131,8 @@ def fit_distributed(
         ),
     )
     result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"the Ray Train run {name} ended without a checkpoint")
     with result.checkpoint.as_directory() as directory:
         booster, history = load_checkpoint(Path(directory))
     return FittedModel(booster, history, num_workers, time.perf_counter() - started)
