@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # for annotations only: each command imports what it uses whe
 @click.pass_context
 def main(context: click.Context, home: Path | None, tenant: str) -> None:
     """FacilFlow: the ML lifecycle as Dagster assets."""
+    # MLflow's INFO lines (a new store's tables, say) are not the command's answer.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     context.obj = {"home": home, "tenant": tenant}
 
 
@@ -401,6 +404,9 @@ def _registry(context: click.Context) -> Iterator[_Registry]:
             raise click.ClickException(str(error)) from None
 
 
+_REGISTERS_VERSIONS = "`make demo`, or the use case's training_job, registers and stages one"
+
+
 @models.command("list")
 @click.pass_context
 def list_versions(context: click.Context) -> None:
@@ -409,8 +415,12 @@ def list_versions(context: click.Context) -> None:
     from facilflow_assets.metadata import markdown_table
 
     with _registry(context) as registry:
+        versions = versions_table(registry.client, registry.name)
+        if versions.is_empty():
+            click.echo(f"{registry.name} has no version yet: {_REGISTERS_VERSIONS}")
+            return
         click.echo(f"{registry.name}:")
-        click.echo(markdown_table(versions_table(registry.client, registry.name)))
+        click.echo(markdown_table(versions))
 
 
 def _comment_option(command):
@@ -490,6 +500,9 @@ def history(context: click.Context, moment: str | None) -> None:
 
     with _registry(context) as registry:
         records = registry.audit.history(registry.name)
+        if not records:
+            click.echo(f"{registry.name} has no recorded transition yet: {_REGISTERS_VERSIONS}")
+            return
         click.echo(markdown_table(history_table(records)))
         if moment:
             at = parse_utc(moment, "--at")

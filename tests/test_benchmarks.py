@@ -50,6 +50,7 @@ def test_the_feature_engine_benchmark_runs_on_a_small_event_log(monkeypatch, cap
     )
 
 
+@pytest.mark.slow  # fourteen fresh processes, each importing MLflow
 def test_the_cli_benchmark_times_each_command_once(monkeypatch, capsys):
     figures = run_benchmark("cli", ["--repeats", "1"], monkeypatch, capsys)
     assert figures["repeats"] == 1

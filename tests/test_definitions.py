@@ -166,6 +166,7 @@ def test_each_tenant_and_the_shared_warehouse_are_locations_of_the_workspace():
         locations_module.globex  # noqa: B018 - the lookup is what is tested
 
 
+@pytest.mark.slow  # each location in a code server process of its own
 def test_the_workspace_loads_its_locations_on_one_instance_without_key_collisions(tmp_path):
     """Through Dagster's own workspace loading, each location in a process of its own."""
     script = """

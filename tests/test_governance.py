@@ -326,6 +326,15 @@ def test_the_models_cli_lists_requests_and_tells_the_history(registry, monkeypat
     assert missing.exit_code != 0 and "has no version 42" in missing.output
 
 
+def test_the_models_cli_on_a_fresh_home_says_how_versions_come(tmp_path):
+    runner = CliRunner()
+    for command in ("list", "history"):
+        answer = runner.invoke(main, ["--home", str(tmp_path / "fresh"), "models", command])
+        assert answer.exit_code == 0, answer.output
+        assert answer.stdout.startswith("demo.flight_delay has no "), answer.output
+        assert "`make demo`" in answer.stdout
+
+
 def _race(registry_client_factory, audit_factory, versions: list[str]) -> None:
     """Promote every version in its own thread, all released at once."""
     barrier = threading.Barrier(len(versions))

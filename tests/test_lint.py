@@ -1,7 +1,11 @@
-"""The code is ruff clean, as `make lint` checks."""
+"""The code is ruff clean, as `make lint` checks, and a call from it to anything deprecated
+fails the suite (pyproject.toml's filterwarnings)."""
 
 import subprocess
 import sys
+
+import dagster as dg
+import pytest
 
 from facilflow_assets.environment import PROJECT_ROOT
 
@@ -15,3 +19,9 @@ def test_ruff_reports_nothing():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_a_deprecated_call_from_the_projects_code_is_an_error():
+    context = dg.build_init_resource_context()
+    with pytest.raises(DeprecationWarning, match="dagster_run is deprecated"):
+        context.dagster_run  # noqa: B018 - reading the deprecated property is the call

@@ -14,7 +14,8 @@ def versions_table(client: MlflowClient, name: str) -> pl.DataFrame:
     )
     # Searches leave a version's aliases out; the registered model lists them all.
     aliases: dict[str, list[str]] = {}
-    for alias, number in client.get_registered_model(name).aliases.items():
+    registered = client.get_registered_model(name).aliases.items() if versions else []
+    for alias, number in registered:
         aliases.setdefault(str(number), []).append(alias)
     return pl.DataFrame(
         {
