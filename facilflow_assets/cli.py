@@ -488,8 +488,12 @@ def reject(context: click.Context, version: str, comment: str) -> None:
 
 
 @models.command()
-@click.option("--at", "moment", default=None, help="Also say which version was in Production "
-              "at this time (ISO 8601, UTC if no zone).")  # fmt: skip
+@click.option(
+    "--at",
+    "moment",
+    default=None,
+    help="Also say which version was in Production at this time (ISO 8601, UTC if no zone).",
+)
 @click.pass_context
 def history(context: click.Context, moment: str | None) -> None:
     """Every request, decision and transition of the model, oldest first."""
@@ -606,8 +610,9 @@ def relay(context: click.Context) -> None:
 
 
 @events.command()
-@click.option("--since", required=True, help="Events stored from this time on (ISO 8601, UTC "
-              "if no zone).")  # fmt: skip
+@click.option(
+    "--since", required=True, help="Events stored from this time on (ISO 8601, UTC if no zone)."
+)
 @click.pass_context
 def republish(context: click.Context, since: str) -> None:
     """Send the tenant's published events again, after a broker lost messages it had

@@ -109,14 +109,25 @@ class DevServerConfig:
 
     def server_command(self, host: str, port: int) -> list[str]:
         return [
-            sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            host,
+            "--port",
+            str(port),
             # One worker: the users' store is sqlite, and each worker of an app other than
             # MLflow's own `basic-auth` creates its tables at start, racing the others.
-            "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
-            "--default-artifact-root", str(self.directory / "artifacts"),
-            "--app-name", APP_NAME,
-        ]  # fmt: skip
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.directory / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(self.directory / "artifacts"),
+            "--app-name",
+            APP_NAME,
+        ]
 
 
 def write_config(directory: Path) -> DevServerConfig:

@@ -85,8 +85,12 @@ def predicted_vs_actual(
         axes.scatter(actual[rows], predicted[rows], s=4, alpha=0.3, label=name)
     low, high = np.percentile(actual, [0.5, 99.5])
     axes.plot([low, high], [low, high], linestyle=":", color="grey")
-    axes.set(xlabel=f"actual {label}", ylabel=f"predicted {label}", xlim=(low, high),
-             title="Predicted against actual, holdout")  # fmt: skip
+    axes.set(
+        xlabel=f"actual {label}",
+        ylabel=f"predicted {label}",
+        xlim=(low, high),
+        title="Predicted against actual, holdout",
+    )
     axes.legend(loc="upper left", markerscale=3)
     figure.tight_layout()
     return figure

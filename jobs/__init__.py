@@ -76,9 +76,7 @@ def build_use_case_jobs(scope: ModelScope) -> UseCaseJobs:
         training=dg.define_asset_job(
             scope.definition_name("training_job"),
             selection=own
-            & dg.AssetSelection.groups(
-                TRAINING_GROUP, EVALUATION_GROUP, REGISTRY_GROUP
-            ),  # fmt: skip
+            & dg.AssetSelection.groups(TRAINING_GROUP, EVALUATION_GROUP, REGISTRY_GROUP),
             # dagster-mlflow's hook ends the MLflow runs a failed step leaves open, as FAILED.
             hooks={end_mlflow_on_run_finished},
             # The run queue runs one training per tenant at a time (dagster.yaml).

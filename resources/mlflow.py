@@ -91,8 +91,9 @@ class MlflowResource(ConfigurableResource):
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_DEVELOPMENT:
-                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
-                                          MODEL_DEVELOPMENT)  # fmt: skip
+                client.set_experiment_tag(
+                    experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
+                )
             return experiment
         experiment_id = client.create_experiment(
             name,

@@ -104,16 +104,28 @@ class ServingResource(ConfigurableResource):
         state.mkdir(parents=True, exist_ok=True)
         address = f"127.0.0.1:{free_port()}"
         command = [
-            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-            "--node-ip-address", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-            "--num-cpus", str(LOCAL_HEAD_CPUS), "--include-dashboard", "false",
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            address.rsplit(":", 1)[1],
+            "--num-cpus",
+            str(LOCAL_HEAD_CPUS),
+            "--include-dashboard",
+            "false",
             "--disable-usage-stats",
-        ]  # fmt: skip
+        ]
         with (state / "ray-head.log").open("a") as out:
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 env={**os.environ, **self._head_environment()},
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + HEAD_START_TIMEOUT_S
         while not accepts_connections(address):
             if process.poll() is not None or time.monotonic() > deadline:

@@ -52,7 +52,7 @@ MODEL_FACTS = {
         "rmse_lift",
         "baseline",
         "passed",
-    ],  # fmt: skip
+    ],
     "registered_model_version": ["registered_model", "version", "stage", "alias"],
 }
 

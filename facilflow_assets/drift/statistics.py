@@ -120,7 +120,11 @@ def mean_shift(
         shift = abs(current_values.mean() - reference_values.mean())
         shift_std = float(shift / max(reference_values.std(), 1e-9))
         drift = ColumnDrift(
-            column, MEAN_SHIFT, shift_std, max_shift_std, shift_std > max_shift_std,
+            column,
+            MEAN_SHIFT,
+            shift_std,
+            max_shift_std,
+            shift_std > max_shift_std,
             int(current_values.size),
-        )  # fmt: skip
+        )
     return DriftResult([drift], 1.0, current.height, reference.height)

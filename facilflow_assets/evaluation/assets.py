@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-import mlflow.artifacts as mlflow_artifacts  # `mlflow` is the resource inside the asset
+import mlflow.artifacts as mlflow_artifacts
 import polars as pl
 
 from facilflow_assets import plots
@@ -93,15 +93,15 @@ def evaluate(
     use_case: UseCase,
     scope: ModelScope,
     storage: StorageResource,
-    mlflow: MlflowResource,
+    tracking: MlflowResource,
     feast: FeastResource,
 ) -> dg.MaterializeResult:
     """Score the use case's candidate and its baseline on the holdout; log it all."""
     files = storage.files(scope)
     candidate_path = files.models_dir / CANDIDATE_FILE
     if config.candidate_run_id:
-        with mlflow.fluent():
-            candidate = Candidate.from_run(mlflow.client(), config.candidate_run_id)
+        with tracking.fluent():
+            candidate = Candidate.from_run(tracking.client(), config.candidate_run_id)
         candidate.write(candidate_path)
     candidate = Candidate.read(candidate_path)
     frame = read_training_set(files.training_set_path(candidate.feature_service))
@@ -117,7 +117,7 @@ def evaluate(
         context.log.info(f"the Production version reads {service}: its features, same rows")
         return features_on_rows(feast.feature_store(scope), service, holdout, use_case.target.keys)
 
-    with mlflow.fluent(), tempfile.TemporaryDirectory() as scratch:
+    with tracking.fluent(), tempfile.TemporaryDirectory() as scratch:
         model_files = Path(
             mlflow_artifacts.download_artifacts(artifact_uri=candidate.model_uri, dst_path=scratch)
         )
@@ -125,7 +125,7 @@ def evaluate(
         booster = load_booster(str(model_files))
         scores = dense_predictions(booster, feature_matrix(holdout, candidate.feature_names))
         baseline = production_baseline(
-            mlflow.client(), scope.registered_model_name, holdout, features_of
+            tracking.client(), scope.registered_model_name, holdout, features_of
         ) or historical_mean_baseline(train, holdout, use_case.label, use_case.baseline)
     context.log.info(
         f"scoring {holdout.height:,} holdout {use_case.target.subject}s against {baseline.name}"
@@ -154,11 +154,11 @@ def evaluate(
         model_digest=model_digest,
     )
     figures = _figures(use_case, labels, scores, baseline, booster, threshold)
-    with mlflow.fluent(), _reopened_run(candidate.run_id):
+    with tracking.fluent(), _reopened_run(candidate.run_id):
         _log_to_run(report, figures)
         log_reference(train, candidate.feature_names, scores)
     report.write(files.models_dir / REPORT_FILE)
-    url = mlflow.run_url(candidate.experiment_id, candidate.run_id)
+    url = tracking.run_url(candidate.experiment_id, candidate.run_id)
     return dg.MaterializeResult(
         metadata={
             "passed": report.passed,

@@ -109,14 +109,20 @@ def judge(
         limits = [
             ("min_auc", candidate["auc"] < config.min_auc, f"AUC {candidate['auc']:.4f}"),
             ("min_auc_lift", lift < config.min_auc_lift, f"AUC lift over the baseline {lift:+.4f}"),
-            ("max_log_loss", candidate["log_loss"] > config.max_log_loss,
-             f"log loss {candidate['log_loss']:.4f}"),
-        ]  # fmt: skip
+            (
+                "max_log_loss",
+                candidate["log_loss"] > config.max_log_loss,
+                f"log loss {candidate['log_loss']:.4f}",
+            ),
+        ]
     else:
         limits = [
-            ("min_rmse_lift", lift < config.min_rmse_lift,
-             f"RMSE reduction against the baseline {lift:+.4f}"),
-        ]  # fmt: skip
+            (
+                "min_rmse_lift",
+                lift < config.min_rmse_lift,
+                f"RMSE reduction against the baseline {lift:+.4f}",
+            ),
+        ]
         if config.max_rmse is not None:
             limits.append(
                 ("max_rmse", candidate["rmse"] > config.max_rmse, f"RMSE {candidate['rmse']:.4f}")

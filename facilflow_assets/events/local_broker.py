@@ -50,11 +50,21 @@ class LocalBroker:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("a") as log:
             self._process = subprocess.Popen(
-                [broker_binary(), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", self.storage],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    broker_binary(),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    self.storage,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 env={**os.environ, **self.env},
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not accepts_connections(self.bootstrap_servers):
             if self._process.poll() is not None or time.monotonic() > deadline:

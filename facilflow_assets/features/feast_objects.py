@@ -83,8 +83,13 @@ def feast_objects(
         )
         for version in lineup.versions
     ]
-    return [*entities.values(), *(v.batch_source for v in views.values()), *views.values(),
-            *on_demand.values(), *services]  # fmt: skip
+    return [
+        *entities.values(),
+        *(v.batch_source for v in views.values()),
+        *views.values(),
+        *on_demand.values(),
+        *services,
+    ]
 
 
 def _feature_view(
@@ -133,8 +138,9 @@ def _projection(
 def _on_demand_view(
     spec: OnDemandSpec, views: dict[str, FeatureView], tags: dict[str, str], owner: str
 ) -> OnDemandFeatureView:
-    source = ratio_udf_source([(f.name, f.numerator, f.denominator, f.on_zero)
-                               for f in spec.features])  # fmt: skip
+    source = ratio_udf_source(
+        [(f.name, f.numerator, f.denominator, f.on_zero) for f in spec.features]
+    )
     namespace: dict[str, object] = {"pd": pd}
     exec(source, namespace)  # noqa: S102 - generated above from checked names and numbers
     udf = namespace[RATIO_FUNCTION]

@@ -142,8 +142,7 @@ class ServiceLineup:
         return version.tags() | {ISSUED_TAG: str(self.issued)}
 
     def to_json(self) -> str:
-        versions = [[v.name, v.number, v.definition.model_dump(mode="json")]
-                    for v in self.versions]  # fmt: skip
+        versions = [[v.name, v.number, v.definition.model_dump(mode="json")] for v in self.versions]
         return json.dumps({"issued": self.issued, "versions": versions})
 
     @classmethod
@@ -175,8 +174,7 @@ class ServiceLineup:
             number = same[0].number
         else:
             number = max(issued, _base_and_first(use_case.feature_service)[1] - 1) + 1
-        current = ServiceVersion(version_name(use_case.feature_service, number), number,
-                                 definition)  # fmt: skip
+        current = ServiceVersion(version_name(use_case.feature_service, number), number, definition)
         kept = tuple(
             v
             for v in sorted(recorded, key=lambda v: v.number)
@@ -198,8 +196,9 @@ def merge(current: FeatureDefinition, kept: tuple[ServiceVersion, ...]) -> Featu
         for entity in old.entities:
             _same_or_new(entities, entity.name, entity, version, "entity", ("join_key",))
         for name, view in old.views.items():
-            _same_or_new(views, name, view, version, f"view '{name}'", ("entities", "ttl",
-                                                                        "join_keys"))  # fmt: skip
+            _same_or_new(
+                views, name, view, version, f"view '{name}'", ("entities", "ttl", "join_keys")
+            )
         for table in old.tables:
             if table.name not in tables:
                 # No asset would compute it any more: the kept version would read a table

@@ -156,10 +156,16 @@ def record_request(
 ) -> None:
     """The audit record of a request, as the sensors match it against the request's tags."""
     audit.record(
-        version.name, str(version.version), "request", actor, from_stage=stage_of(version),
-        to_stage=Stage.PRODUCTION, comment=comment, stamp=requested_at,
+        version.name,
+        str(version.version),
+        "request",
+        actor,
+        from_stage=stage_of(version),
+        to_stage=Stage.PRODUCTION,
+        comment=comment,
+        stamp=requested_at,
         digest=version.tags.get(DIGEST_TAG, ""),
-    )  # fmt: skip
+    )
 
 
 def record_decision(
@@ -172,9 +178,14 @@ def record_decision(
 ) -> None:
     """The audit record of a decision, bound to the digest of the files decided on."""
     audit.record(
-        version.name, str(version.version), decision_action(decision), actor, comment=comment,
-        stamp=decided_at, digest=version.tags.get(DIGEST_TAG, ""),
-    )  # fmt: skip
+        version.name,
+        str(version.version),
+        decision_action(decision),
+        actor,
+        comment=comment,
+        stamp=decided_at,
+        digest=version.tags.get(DIGEST_TAG, ""),
+    )
 
 
 def request_eligibility(version: ModelVersion, records: list[AuditRecord]) -> str:

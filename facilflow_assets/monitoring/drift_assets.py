@@ -6,6 +6,7 @@ Each writes Evidently's HTML report and a JSON summary, logs both to a monitorin
 MLflow, fails its check on drift and then publishes MODEL_DRIFT_DETECTED.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -114,21 +115,28 @@ def _evidently_report(
     snapshot.save_html(str(path))
 
 
+class DriftMeasurement(NamedTuple):
+    """One day's drift of one kind, as measured against the version's reference."""
+
+    kind: Literal["feature", "prediction"]
+    result: DriftResult
+    reference: pl.DataFrame
+    current: pl.DataFrame
+    version: str
+    thresholds: dict[str, float] | None = None  # calibrated per column, when recorded
+    extra: Mapping[str, object] = {}  # figures of this kind for the summary and metadata
+
+
 def _publish(
     context: dg.AssetExecutionContext,
-    kind: Literal["feature", "prediction"],
-    result: DriftResult,
-    reference: pl.DataFrame,
-    current: pl.DataFrame,
-    extra: dict,
-    thresholds: dict[str, float] | None,
+    measured: DriftMeasurement,
+    scope: ModelScope,
     storage: StorageResource,
     mlflow: MlflowResource,
-    scope: ModelScope,
     events: EventsResource,
-    version: str,
 ) -> dg.MaterializeResult:
     """Reports on disk and in MLflow, the drift event, the check and the metadata."""
+    kind, result, reference, current, version, thresholds, extra = measured
     day = context.partition_key
     folder = storage.files(scope).monitoring_dir / f"{kind}_drift"
     html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
@@ -150,9 +158,13 @@ def _publish(
     run = client.create_run(
         experiment.experiment_id,
         run_name=f"{kind}-drift-{day}",
-        tags={"facilflow.monitoring": f"{kind}_drift", "facilflow.partition": day,
-              "facilflow.model_version": version, "dagster_run_id": context.run.run_id},
-    )  # fmt: skip
+        tags={
+            "facilflow.monitoring": f"{kind}_drift",
+            "facilflow.partition": day,
+            "facilflow.model_version": version,
+            "dagster_run_id": context.run.run_id,
+        },
+    )
     client.log_metric(run.info.run_id, "drift_share", result.drift_share)
     for path in (html, summary_path):
         client.log_artifact(run.info.run_id, str(path), "monitoring")
@@ -268,8 +280,9 @@ def measure_feature_drift(
     where = f"the features of {context.partition_key}"
     result = column_drift(reference, day.scored, columns, config.drift_share, where, thresholds)
     context.log.info(f"feature drift: {result.drifted_columns or 'none'}")
-    return _publish(context, "feature", result, reference, day.scored.select(columns), {},
-                    thresholds, storage, mlflow, scope, events, day.version)  # fmt: skip
+    current = day.scored.select(columns)
+    measured = DriftMeasurement("feature", result, reference, current, day.version, thresholds)
+    return _publish(context, measured, scope, storage, mlflow, events)
 
 
 def measure_prediction_drift(
@@ -288,5 +301,5 @@ def measure_prediction_drift(
     shift_std = result.columns[0].score
     extra = {"mean_shift_std": shift_std, "max_mean_shift_std": config.max_mean_shift_std}
     context.log.info(f"prediction drift: {result.drifted} (mean shift {shift_std:.2f} std)")
-    return _publish(context, "prediction", result, reference, current, extra, None,
-                    storage, mlflow, scope, events, day.version)  # fmt: skip
+    measured = DriftMeasurement("prediction", result, reference, current, day.version, extra=extra)
+    return _publish(context, measured, scope, storage, mlflow, events)

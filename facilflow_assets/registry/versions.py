@@ -125,9 +125,14 @@ def stage_evaluated(
     for key, value in tags.items():
         client.set_model_version_tag(name, number, key, value)
     transition(
-        client, audit, name, number, Stage.STAGING, SYSTEM_ACTOR,
+        client,
+        audit,
+        name,
+        number,
+        Stage.STAGING,
+        SYSTEM_ACTOR,
         f"evaluation passed against {report.baseline}",
-    )  # fmt: skip
+    )
 
 
 def _wait_until_ready(client: MlflowClient, name: str, version: str) -> ModelVersion:

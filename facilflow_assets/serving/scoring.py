@@ -8,8 +8,19 @@ from facilflow_assets.serving.models import LoadedModel
 from facilflow_assets.training.dataset import feature_matrix
 from resources import RayResource
 
-NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
-           pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Boolean)  # fmt: skip
+NUMERIC = (
+    pl.Float32,
+    pl.Float64,
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+    pl.Boolean,
+)
 
 
 # A cluster whose CPUs stay taken (by a long tuning run, say) fails the step, not hangs it.
@@ -33,12 +44,18 @@ def resolve_mapping(model: LoadedModel, mapping: dict[str, str]) -> dict[str, st
 
 def check_columns(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> None:
     """Every mapped column exists in `frame` and is numeric."""
-    missing = [f"{column} (for input {name})" for name, column in mapping.items()
-               if column not in frame.columns]  # fmt: skip
+    missing = [
+        f"{column} (for input {name})"
+        for name, column in mapping.items()
+        if column not in frame.columns
+    ]
     if missing:
         raise MappingError(f"{where} lacks column(s) {', '.join(missing)}")
-    mistyped = [f"{column} is {frame.schema[column]}" for column in mapping.values()
-                if frame.schema[column] not in NUMERIC]  # fmt: skip
+    mistyped = [
+        f"{column} is {frame.schema[column]}"
+        for column in mapping.values()
+        if frame.schema[column] not in NUMERIC
+    ]
     if mistyped:
         raise MappingError(f"{where}: model inputs must be numeric: {', '.join(mistyped)}")
 

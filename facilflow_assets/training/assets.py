@@ -74,8 +74,7 @@ def build_training_assets(use_case: UseCase, scope: ModelScope) -> list[dg.Asset
         ray_cluster: RayResource,
         events: EventsResource,
     ) -> dg.MaterializeResult:
-        return train(context, config, use_case, scope, storage, mlflow, feast, ray_cluster,
-                     events)  # fmt: skip
+        return train(context, config, use_case, scope, storage, mlflow, feast, ray_cluster, events)
 
     return [trained_model]
 
@@ -86,7 +85,7 @@ def train(
     use_case: UseCase,
     scope: ModelScope,
     storage: StorageResource,
-    mlflow: MlflowResource,
+    tracking: MlflowResource,
     feast: FeastResource,
     ray_cluster: RayResource,
     events: EventsResource,
@@ -94,7 +93,7 @@ def train(
     """Search, fit and log a model of `use_case` on its current training set (that of the
     configured feature service, else of the version of its current features)."""
     files = storage.files(scope)
-    mlflow.check_reachable()  # before minutes of work, not after
+    tracking.check_reachable()  # before minutes of work, not after
     if not config.feature_service:
         service = current_service(feast.feature_store(scope), use_case)
         config = config.model_copy(update={"feature_service": service})
@@ -122,11 +121,11 @@ def train(
         **{f"facilflow.{k}": v for k, v in scope.event_fields().items()},
     }
     tuning_key = _tuning_key(version, config)
-    unfinished = _unfinished_run(mlflow, scope, tuning_key)
+    unfinished = _unfinished_run(tracking, scope, tuning_key)
     with (
         tempfile.TemporaryDirectory() as scratch,
         _captured_log(Path(scratch) / "training.log") as training_log,
-        mlflow.tracked_run(
+        tracking.tracked_run(
             scope,
             # Distinct per Dagster run: two trainings on the same data are two runs.
             f"train-{version[:8]}-{context.run.run_id[:8]}",
@@ -157,7 +156,7 @@ def train(
                 ray_cluster.storage_filesystem(),
                 max_concurrent=max(1, int(cluster.get("CPU", 1))),
             )
-            client = mlflow.client()
+            client = tracking.client()
             log_trials(client, experiment_id, run_id, tuning, tags)
             best = tuning.best
             progress(
@@ -215,7 +214,7 @@ def train(
         parent_run_id=run_id,
         ascending=objective.mode == "min",
     )
-    url = mlflow.run_url(experiment_id, run_id)
+    url = tracking.run_url(experiment_id, run_id)
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run_id,
