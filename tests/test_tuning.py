@@ -21,6 +21,7 @@ from facilflow_assets.training.tracking import TRIAL_TAG, log_trials
 from facilflow_assets.training.tuning import TuningError, tune_hyperparameters
 from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import RayResource
+from resources.ray_cluster import LOCAL_RAY_ENV
 from tests.mlflow_server import free_port
 from tests.training_data import synthetic_training_set
 
@@ -48,6 +49,9 @@ def _data(rows: int = 6000):
 @pytest.fixture(scope="module")
 def local_ray():
     # "local": a Ray of its own, not a cluster `ray start` runs on this machine meanwhile.
+    # Its authentication mode is the one every local Ray of FacilFlow's uses: Ray reads it
+    # once per process, and a later step's local Ray would not accept this driver otherwise.
+    os.environ.update(LOCAL_RAY_ENV)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

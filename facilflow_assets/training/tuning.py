@@ -163,13 +163,7 @@ def tune_hyperparameters(
                 trial_name_creator=lambda trial: trial.trial_id,
             ),
             run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                storage_filesystem=filesystem,
-                verbose=0,
-                # A trial whose actor dies (a lost worker, a node going away) starts once
-                # more from its last checkpoint; a trial its own code fails fails again.
-                failure_config=tune.FailureConfig(max_failures=1),
+                name=name, storage_path=storage, storage_filesystem=filesystem, verbose=0
             ),
         )
     trials = [_outcome(r, data.objective) for r in tuner.fit()]
