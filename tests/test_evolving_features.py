@@ -29,6 +29,15 @@ RAIN = lifecycle("airport_rain")
 SCOPE = RAIN.scope
 MODEL = SCOPE.registered_model_name
 RETIRED, ADDED = "visibility_min_3h", "wind_speed_max_6h"
+# The assets from the feature table to a registered version, in the order they run.
+THROUGH_REGISTRY = (
+    "airport_weather",
+    "feast_registry",
+    "training_set",
+    "trained_model",
+    "evaluation_report",
+    "registered_model_version",
+)
 # A small search, fitted in the step's process: the subject is the features, not the fit.
 SEARCH = {"num_trials": 1, "max_rounds": 30, "grace_rounds": 10, "num_workers": 0}
 # The check is not the subject here: any candidate that beats chance is registered.
@@ -98,12 +107,7 @@ def evolving(tmp_path_factory):
         assert warehouse.execute_in_process(instance=instance).success
         first = Lifecycle(RAIN.use_case, resources, instance)
         first.materialize(
-            "airport_weather",
-            "feast_registry",
-            "training_set",
-            "trained_model",
-            "evaluation_report",
-            "registered_model_version",
+            *THROUGH_REGISTRY,
             trained_model=SEARCH,
             evaluation_report=LENIENT,
         )
@@ -111,12 +115,7 @@ def evolving(tmp_path_factory):
         move_to_stage(resources["mlflow"].client(), MODEL, "1", Stage.PRODUCTION)
         second = Lifecycle(evolved(RAIN.use_case), resources, instance)
         result = second.materialize(
-            "airport_weather",
-            "feast_registry",
-            "training_set",
-            "trained_model",
-            "evaluation_report",
-            "registered_model_version",
+            *THROUGH_REGISTRY,
             "online_store",
             trained_model=SEARCH,
             evaluation_report=LENIENT,
