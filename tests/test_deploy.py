@@ -221,7 +221,9 @@ def test_the_mlflow_server_takes_the_user_dagster_runs_as_for_its_service_accoun
     assert (volume["configMap"]["name"], mount["mountPath"]) == ("mlflow-auth", str(path.parent))
     ini = tmp_path / path.name
     ini.write_text(auth["data"][path.name])
-    assert configparser.ConfigParser().read(ini)  # as MLflow's basic auth reads it
+    settings = configparser.ConfigParser()  # as MLflow's basic auth reads it
+    assert settings.read(ini)
+    assert settings["mlflow"].getint("auth_cache_ttl_seconds") > 0  # a password check per minute
 
     config = _named("ConfigMap", "facilflow-config")
     secret = _named("Secret", "facilflow-secrets")

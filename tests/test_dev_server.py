@@ -35,6 +35,7 @@ def test_the_settings_parse_are_private_and_keep_their_secrets(tmp_path, monkeyp
     assert auth.read(first.auth_ini) == [str(first.auth_ini)]
     assert auth["facilflow"]["service_accounts"] == "facilflow"
     assert auth["mlflow"]["default_permission"] == "EDIT"
+    assert auth["mlflow"].getint("auth_cache_ttl_seconds") == 60  # a password check per minute
     assert auth["mlflow"]["database_uri"] == f"sqlite:///{directory / 'auth.db'}"
     assert auth["mlflow"]["admin_username"] == ADMIN
     assert auth["mlflow"]["admin_password"] == first.passwords[ADMIN]

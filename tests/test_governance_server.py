@@ -59,12 +59,14 @@ OTHER_TENANT_APPROVER = "erin"
 APPROVERS_SETTING = f"demo={','.join(APPROVERS)};globex={OTHER_TENANT_APPROVER}"
 USERS = [SERVICE, "alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER]
 ADMIN_PASSWORD = "admin-password-1234"
+# As deploy/k8s/mlflow.yaml sets it up, a password checked once a minute included.
 AUTH_INI = """[mlflow]
 default_permission = {default}
 database_uri = sqlite:///{db}
 admin_username = admin
 admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = 60
 
 [facilflow]
 service_accounts = {service}
