@@ -3,8 +3,8 @@
 A local working directory gets what `make demo` leaves in the registry of one use case:
 training runs with metrics, parameters and nested trials, and versions moved through
 Staging and Production by audited transitions, one with a pending request. Each command
-then runs as a fresh process, `--repeats` times (the first run, with cold file caches,
-is not counted), and the median wall time is reported:
+then runs as a fresh process, `--repeats` times after `--warm-up` uncounted runs (cold
+file caches), and the median wall time is reported:
 
   facilflow   - `models list`, `models history`, `runs compare`, `use-cases list`, `--help`;
   mlflow      - `mlflow runs list` over the same store, and `import mlflow` alone: the
@@ -36,6 +36,7 @@ SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")
 MODEL = SCOPE.registered_model_name
 BIN = Path(sys.executable).parent
 REPEATS = 5
+WARM_UP = 1
 RUNS = 4  # training runs, each with TRIALS nested trials
 TRIALS = 8
 VERSIONS = 4
@@ -76,20 +77,22 @@ def fill_registry(home: Path) -> str:
     return experiment_id
 
 
-def wall_times(command: list[str], env: dict[str, str], repeats: int) -> list[float]:
-    """Wall times of `command` as fresh processes, after one uncounted run."""
+def wall_times(command: list[str], env: dict[str, str], repeats: int, warm_up: int) -> list[float]:
+    """Wall times of `command` as fresh processes, after `warm_up` uncounted runs."""
     times = []
-    for _ in range(repeats + 1):
+    for _ in range(warm_up + repeats):
         started = time.perf_counter()
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
         times.append(time.perf_counter() - started)
-    return times[1:]
+    return times[warm_up:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs per command")
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--warm-up", type=int, default=WARM_UP, help="uncounted runs first")
+    arguments = parser.parse_args()
+    repeats = arguments.repeats
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory) / "facilflow"
         experiment_id = fill_registry(home)
@@ -113,7 +116,7 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": store}
         figures = {}
         for name, command in commands.items():
-            times = wall_times(command, env, repeats)
+            times = wall_times(command, env, repeats, arguments.warm_up)
             print(f"{name:18} {' '.join(f'{t:.2f}' for t in times)} s")
             figures[f"{name}_s"] = round(statistics.median(times), 2)
     print(json.dumps({"repeats": repeats, **figures}))

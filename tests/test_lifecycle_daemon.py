@@ -1,7 +1,7 @@
-"""The lifecycle sensors as `make dev` runs them: a real `dagster-daemon` over workspace.yaml
-and deploy/local-dagster.yaml, on a copy of the demo's stores. A Production request approved
-in the registry moves the alias, and the endpoint then answers with the new version, with no
-one launching a run."""
+"""The lifecycle sensors as `make dev` runs them: a real `dagster-daemon` over workspace.yaml's
+demo location and deploy/local-dagster.yaml, on a copy of the demo's stores. A Production
+request approved in the registry moves the alias, and the endpoint then answers with the new
+version, with no one launching a run."""
 
 import os
 import shutil
@@ -15,7 +15,7 @@ from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.serving.deployment_assets import route_prefix
-from tests.daemon import start_daemon, wait_for
+from tests.daemon import start_daemon, wait_for, workspace_of
 from tests.mlflow_server import free_port, stop_process_group
 from tests.test_governance import APPROVERS
 from tests.test_serving import FLIGHT_DELAY, MODEL, Deployment
@@ -56,7 +56,8 @@ def test_an_approval_reaches_production_and_the_endpoint_through_the_daemon(buil
         "FACILFLOW_SERVE_PORT": str(port),
     }
     log = tmp_path / "daemon.log"
-    daemon = start_daemon(env, log)
+    workspace = workspace_of({FLIGHT_DELAY.scope.tenant}, tmp_path / "workspace.yaml")
+    daemon = start_daemon(env, log, workspace)
     try:
         wait_for(lambda: _answering_version(served) == version, ROUND_TRIP_TIMEOUT_S, log)
     finally:

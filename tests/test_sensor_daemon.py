@@ -1,5 +1,5 @@
-"""The approval sensor ticked by a real `dagster-daemon` over workspace.yaml (the shared,
-demo and acme locations): one decision, one run, even when the sensor's cursor is lost
+"""The approval sensor ticked by a real `dagster-daemon` over workspace.yaml's demo and acme
+locations: one decision, one run, even when the sensor's cursor is lost
 after the launch (as if the daemon restarted before saving it). acme runs the same use
 case under the same job and sensor names, and launches nothing for demo's approval."""
 
@@ -10,12 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.governance.stages import Stage
-from tests.daemon import start_daemon, wait_for
+from tests.daemon import start_daemon, wait_for, workspace_of
 from tests.mlflow_server import stop_process_group
 from tests.test_governance import APPROVERS, MODEL, SCOPE, Registry
 
@@ -38,15 +37,6 @@ run_coordinator:
 """
 
 
-def _one_location_workspace(path: Path) -> Path:
-    """workspace.yaml's entry for the demo location alone: the CLI names the same sensor
-    (location, repository and name) without starting the other locations' servers."""
-    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
-    [entry] = [e for e in workspace["load_from"] if e["python_module"]["location_name"] == LOCATION]
-    path.write_text(yaml.safe_dump({"load_from": [entry]}))
-    return path
-
-
 def _promotion_runs(instance: dg.DagsterInstance) -> list:
     """Every tenant's flight_delay promotion runs: the job has that name in each location."""
     return instance.get_runs(dg.RunsFilter(job_name=PROMOTION_JOB))
@@ -66,6 +56,7 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
 
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FACILFLOW_HOME": str(facilflow_home)}
     log = tmp_path / "daemon.log"
+    both = workspace_of({LOCATION, "acme"}, tmp_path / "workspace.yaml")
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
 
         def state(location: str = LOCATION):  # acme's sensor has the same name
@@ -82,7 +73,7 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
                 return []
             return instance.get_ticks(sensor.instigator_origin_id, sensor.selector_id)
 
-        daemon = start_daemon(env, log)
+        daemon = start_daemon(env, log, both)
         try:
             [run] = wait_for(lambda: _promotion_runs(instance), TICK_TIMEOUT_S, log)
         finally:
@@ -95,11 +86,12 @@ def test_a_daemon_tick_launches_one_promotion_and_a_lost_cursor_no_second(tmp_pa
         )
         assert (run.tags["facilflow/model"], run.tags["facilflow/version"]) == (MODEL, version)
         # The cursor is lost, as if the daemon had died between the launch and saving it.
-        workspace = _one_location_workspace(tmp_path / "workspace.yaml")
-        _dagster("sensor", "cursor", SENSOR, "--delete", workspace=workspace, env=env)
+        # The CLI names the same sensor (location, repository and name) in one location.
+        demo = workspace_of({LOCATION}, tmp_path / "demo-workspace.yaml")
+        _dagster("sensor", "cursor", SENSOR, "--delete", workspace=demo, env=env)
         assert state().instigator_data.cursor is None
         before = len(ticks())
-        daemon = start_daemon(env, log)
+        daemon = start_daemon(env, log, both)
         try:
             # The approval is seen again; the tick skips it for its run key. acme's sensor
             # has ticked too, over its own model.
