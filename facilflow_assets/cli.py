@@ -306,6 +306,143 @@ def serve() -> None:
 
 
 @serve.command()
+@_use_case_option
+@click.option(
+    "--challenger-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of requests the Staging version answers.",
+)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--max-replicas-per-node",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many replicas on one node (1: a node lost takes one replica).",
+)
+@click.option(
+    "--trial-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds the new replicas may take to start before the update is refused.",
+)
+@click.pass_context
+def start(
+    context: click.Context,
+    challenger_share: float,
+    replicas: int,
+    max_replicas_per_node: int | None,
+    trial_timeout: float,
+) -> None:
+    """Serve the use case's Production version (and Staging for a share of requests)
+    without a Dagster run: after a reboot, say. The versions are checked as the deployment
+    asset checks them, and the endpoint keeps what it served if they fail."""
+    from facilflow_assets.serving.rollout import DeploymentConfig, roll_out
+    from facilflow_assets.use_case import load_use_case, use_case_path
+
+    scope = context.obj["scope"]
+    config = DeploymentConfig(
+        challenger_share=challenger_share,
+        num_replicas=replicas,
+        max_replicas_per_node=max_replicas_per_node,
+        trial_timeout_s=trial_timeout,
+    )
+    keys = ("storage", "mlflow", "feast", "serving", "events")
+    with _quiet_libraries(), _resources(context, *keys) as resources, _failure_as_exit():
+        served = roll_out(
+            config,
+            load_use_case(use_case_path(scope.use_case)),
+            scope,
+            resources.storage,
+            resources.mlflow,
+            resources.feast,
+            resources.serving,
+            resources.events,
+            log=lambda line: click.echo(line, err=True),
+        )
+    challenger = served.challenger
+    with_challenger = (
+        f", version {challenger.version} for {challenger_share:.0%}" if challenger else ""
+    )
+    click.echo(f"{served.url} serves version {served.production.version}{with_challenger}")
+
+
+@serve.command()
+@_use_case_option
+@click.pass_context
+def status(context: click.Context) -> None:
+    """The endpoint's versions, split, replicas and URL; exits 1 unless it can answer."""
+    from facilflow_assets.serving.endpoint import Routing
+    from facilflow_assets.serving.rollout import app_name, route_prefix
+
+    scope = context.obj["scope"]
+    with _quiet_libraries(), _resources(context, "serving") as resources:
+        serving = resources.serving
+        url = serving.endpoint_url(route_prefix(scope))
+        details = serving.application_details(app_name(scope))
+    click.echo(f"{scope.tenant}/{scope.use_case}  {url}")
+    if details is None:
+        click.echo("not running: no endpoint on the cluster (`facilflow serve start`)")
+        context.exit(1)
+    click.echo(
+        f"  application  {_named(details['status'])}  {details.get('message') or ''}".rstrip()
+    )
+    running = 0
+    for name, deployment in details.get("deployments", {}).items():
+        routing = Routing.model_validate(deployment["deployment_config"]["user_config"])
+        click.echo(f"  production   version {routing.production.version}")
+        if routing.challenger:
+            share = f"{routing.challenger_share:.0%} of requests"
+            click.echo(f"  challenger   version {routing.challenger.version}, {share}")
+        replicas = deployment.get("replicas", [])
+        running += sum(_named(replica["state"]) == "RUNNING" for replica in replicas)
+        states = ", ".join(
+            f"{_named(replica['state'])} (pid {replica.get('pid')}, node {replica.get('node_ip')})"
+            for replica in replicas
+        )
+        click.echo(f"  {name}  {_named(deployment['status'])}; replicas: {states or 'none'}")
+    if _named(details["status"]) != "RUNNING" or not running:
+        context.exit(1)
+
+
+def _named(state) -> str:
+    """Ray Serve's state enums by their value ('RUNNING')."""
+    return str(getattr(state, "value", state))
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """The command's own lines only: no progress bars, no INFO lines, and none of the
+    libraries' deprecation notes about each other (Ray Serve's about pydantic, Dagster's
+    about its own resource context) while the command runs."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ray.serve  # noqa: F401  # configures its loggers on import
+
+        for name in ("ray", "ray.serve"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        yield
+
+
+@contextlib.contextmanager
+def _failure_as_exit() -> Iterator[None]:
+    """A refused or failed rollout as one line on stderr and exit status 1."""
+    from facilflow_assets.serving.models import ModelLoadError
+    from facilflow_assets.serving.rollout import UpdateRefused
+
+    try:
+        yield
+    except (ModelLoadError, UpdateRefused, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@serve.command()
 @click.pass_context
 def stop(context: click.Context) -> None:
     """Stop the endpoint and the local Ray head that `make demo` or a deployment started."""

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -23,12 +23,20 @@ import ray
 from dagster import ConfigurableResource
 from pydantic import Field
 from ray import serve
+from ray.serve import context as serve_context
 
 from facilflow_assets.loopback import accepts_connections, free_port
 from facilflow_assets.scope import ModelScope
 from resources.ray_cluster import LOCAL_RAY_ENV
 
 HEAD_FILE = "ray-head.json"
+# What the local head, and so every replica, takes from the environment of the process that
+# starts it: the machine's settings, FacilFlow's, and the credentials replicas read models
+# and features with. Nothing of that process's own state: Feast's metrics folder (removed
+# when the process exits, after which no replica could start), Ray's settings for its own
+# driver, Python's flags.
+HEAD_INHERITS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ"})
+HEAD_INHERITS_PREFIXES = ("FACILFLOW_", "MLFLOW_TRACKING_", "MLFLOW_S3_", "AWS_")
 LOCAL_HEAD_CPUS = 2
 HEAD_START_TIMEOUT_S = 60
 STOP_GRACE_S = 5  # after SIGTERM, before SIGKILL
@@ -44,6 +52,10 @@ LOW_LATENCY_SERVE_ENV = {
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    # A replica being replaced stays up this long for the ingress to drop it (30 s by
+    # default, for load balancers elsewhere on the network); the local HAProxy reloads
+    # within a second and retries a refused connection. Every update waited for it.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
 }
 
 
@@ -71,6 +83,10 @@ class ServingResource(ConfigurableResource):
 
     def cluster_address(self) -> str:
         """The cluster's address, starting the local head if none runs."""
+        return self.running_cluster_address() or self._start_local_head()
+
+    def running_cluster_address(self) -> str | None:
+        """The cluster's address, or None when the local head does not run."""
         if self.ray_address:
             return self.ray_address
         head = self._head_file()
@@ -78,15 +94,19 @@ class ServingResource(ConfigurableResource):
             address = json.loads(head.read_text())["address"]
             if accepts_connections(address):
                 return address
-        return self._start_local_head()
+        return None
 
     def _head_environment(self) -> dict[str, str]:
-        """The local head's settings. HAProxy's files go to a folder of this head's own, under
-        the temporary directory: its admin socket's path must stay within 97 characters."""
+        """The local head's environment: what it inherits (HEAD_INHERITS) and its settings.
+        HAProxy's files go to a folder of this head's own, under the temporary directory: its
+        admin socket's path must stay within 97 characters. Ray's session files go to the same
+        temporary directory as this process's, where `stop_local_cluster` looks for them."""
         digest = hashlib.sha256(str(Path(self.state_dir).resolve()).encode()).hexdigest()[:8]
         haproxy = Path(tempfile.gettempdir()) / f"ffh-{digest}"
         haproxy.mkdir(parents=True, exist_ok=True)
         return {
+            **inherited_environment(os.environ),
+            "TMPDIR": tempfile.gettempdir(),
             **LOCAL_RAY_ENV,
             **LOW_LATENCY_SERVE_ENV,
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
@@ -124,7 +144,7 @@ class ServingResource(ConfigurableResource):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **self._head_environment()},
+                env=self._head_environment(),
             )
         deadline = time.monotonic() + HEAD_START_TIMEOUT_S
         while not accepts_connections(address):
@@ -138,12 +158,32 @@ class ServingResource(ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[None]:
-        """A driver connection to the serving cluster, with Serve's proxy started on it.
+        """A driver connection to the serving cluster, with Serve's proxy started on it."""
+        with self._driver(self.cluster_address()):
+            serve.start(http_options={"host": self.http_host, "port": self.http_port})
+            yield
+
+    def application_details(self, application: str) -> dict | None:
+        """Ray Serve's account of `application`: its status, and per deployment its config
+        (the routing is its user_config) and replicas; None when no cluster, no Serve or no
+        such application runs. Starts nothing."""
+        address = self.running_cluster_address()
+        if address is None:
+            return None
+        with self._driver(address):
+            # The controller's own account, as Ray's dashboard shows it; Serve's public
+            # `status()` leaves out the config and the replicas.
+            client = serve_context._get_global_client(raise_if_no_controller_running=False)
+            details = client.get_serve_details() if client else {}
+        return details.get("applications", {}).get(application)
+
+    @contextlib.contextmanager
+    def _driver(self, address: str) -> Iterator[None]:
+        """A driver connection to the cluster at `address`.
 
         Ray leaves RAY_ADDRESS in the environment after connecting, which would send the
         next `ray.init` of this process (a training step's, say) to this cluster: it is
         put back as it was on leaving."""
-        address = self.cluster_address()
         if not self.ray_address:
             os.environ.update(LOCAL_RAY_ENV)
         with _restored_ray_address():
@@ -154,7 +194,6 @@ class ServingResource(ConfigurableResource):
                 namespace="facilflow-serve",
             )
             try:
-                serve.start(http_options={"host": self.http_host, "port": self.http_port})
                 yield
             finally:
                 ray.shutdown()
@@ -175,6 +214,15 @@ class ServingResource(ConfigurableResource):
                 current.unlink()
         head.unlink()
         return True
+
+
+def inherited_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environment` the local head may take (HEAD_INHERITS)."""
+    return {
+        name: value
+        for name, value in environment.items()
+        if name in HEAD_INHERITS or name.startswith(HEAD_INHERITS_PREFIXES)
+    }
 
 
 @contextlib.contextmanager

@@ -28,15 +28,16 @@ RUN_ORDER = (
     "test_lifecycle_daemon.py",  # over the shared build
     "test_production_profile.py",
     "test_sensor_daemon.py",
+    "test_endpoint_resilience.py",  # over the shared build
     "test_governance.py",
     "test_governance_server.py",
-    "test_serving.py",  # over the shared build, as each module below that is not marked
-    "test_benchmarks_on_demo.py",
-    "test_ray_cluster.py",
+    "test_serving.py",  # over the shared build
+    "test_benchmarks_on_demo.py",  # over the shared build
+    "test_ray_cluster.py",  # over the shared build
     "test_tuning.py",
-    "test_training_on_server.py",
+    "test_training_on_server.py",  # over the shared build
     "test_evolving_features.py",
-    "test_feature_pipeline.py",
+    "test_feature_pipeline.py",  # over the shared build
     "test_benchmarks.py",
     "test_definitions.py",
     "test_types.py",

@@ -48,3 +48,11 @@ def test_the_serving_benchmark_measures_both_servers_briefly(
         for concurrency in ("c1", "c8"):
             assert figures[server][concurrency]["p50_ms"] > 0, (server, concurrency)
             assert figures[server][concurrency]["rps"] > 0, (server, concurrency)
+
+
+def test_the_serving_faults_benchmark_kills_and_rolls_out_briefly(built_home, monkeypatch, capsys):
+    arguments = ["--home", str(built_home.home), "--seconds", "8"]
+    figures = run_benchmark("serving_faults", arguments, monkeypatch, capsys)
+    assert figures["requests"] > 0 and figures["p50_ms"] > 0
+    assert figures["non_2xx_during_rollout"] == 0
+    assert figures["recovery_s"] is not None and figures["recovery_s"] < 30

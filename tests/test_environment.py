@@ -10,6 +10,7 @@ from facilflow_assets.environment import Environment, get_environment
 from facilflow_assets.events.envelope import EventType
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope, ScopeError
+from resources.serving import inherited_environment
 
 RESOURCE_KEYS = {
     "storage",
@@ -167,3 +168,22 @@ def test_a_prod_setting_missing_from_the_environment_fails_naming_it(monkeypatch
     [problem] = error.value.errors
     assert "resources:governance:config:approvers" in problem.message
     assert 'environment variable "FACILFLOW_APPROVERS" which is not set' in problem.message
+
+
+def test_the_local_head_takes_settings_and_credentials_but_no_process_state():
+    kept = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "FACILFLOW_ENV": "local",
+        "MLFLOW_TRACKING_USERNAME": "facilflow",
+        "AWS_ACCESS_KEY_ID": "key",
+    }
+    process_state = {
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/feast_metrics_gone",  # removed with its process
+        "PROMETHEUS_MULTIPROCESS_DIR": "/tmp/feast_metrics_gone",
+        "RAY_ADDRESS": "127.0.0.1:6379",
+        "PYTHONWARNINGS": "error",
+        "DAGSTER_HOME": "/tmp/dagster",
+    }
+    assert inherited_environment({**kept, **process_state}) == kept

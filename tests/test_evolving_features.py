@@ -17,8 +17,8 @@ from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.features.service_versions import FeatureVersionError
 from facilflow_assets.governance.stages import Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.deployment_assets import smoke_prediction
 from facilflow_assets.serving.models import load, resolve
+from facilflow_assets.serving.rollout import smoke_prediction
 from facilflow_assets.training.dataset import TIME_COLUMN
 from facilflow_assets.use_case import UseCase
 from tests.lifecycle import lifecycle

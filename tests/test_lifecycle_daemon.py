@@ -1,12 +1,16 @@
 """The lifecycle sensors as `make dev` runs them: a real `dagster-daemon` over workspace.yaml's
-demo location and deploy/local-dagster.yaml, on a copy of the demo's stores. A Production
-request approved in the registry moves the alias, and the endpoint then answers with the new
-version, with no one launching a run."""
+demo location and deploy/local-dagster.yaml, on a copy of the demo's stores. The endpoint
+runs as after `make demo`: started by a process that has exited (`facilflow serve start`).
+A Production request approved in the registry moves the alias, and the endpoint then
+answers with the new version, deployed by a run in yet another process, with no one
+launching a run and no request failing meanwhile."""
 
+import json
 import os
 import shutil
 
 import dagster as dg
+import psutil
 import pytest
 import requests
 
@@ -14,8 +18,10 @@ from facilflow_assets.environment import PROJECT_ROOT
 from facilflow_assets.governance.audit import AuditTrail
 from facilflow_assets.governance.requests import Decision, decide, request_production
 from facilflow_assets.governance.stages import STAGE_TAG, Stage
-from facilflow_assets.serving.deployment_assets import route_prefix
+from facilflow_assets.serving.rollout import route_prefix
+from resources.serving import HEAD_FILE
 from tests.daemon import start_daemon, wait_for, workspace_of
+from tests.endpoint_probe import Probe, facilflow
 from tests.mlflow_server import free_port, stop_process_group
 from tests.test_governance import APPROVERS
 from tests.test_serving import FLIGHT_DELAY, MODEL, Deployment
@@ -33,6 +39,14 @@ def _answering_version(deployment: Deployment) -> str | None:
     except requests.ConnectionError:  # no endpoint yet
         return None
     return response.json()["model_version"] if response.ok else None
+
+
+def _the_head_took_nothing_of_the_process_that_started_it(home) -> None:
+    """Not Feast's metrics folder, which went with that process (no replica could start
+    without it), nor Ray's settings for that process's driver."""
+    head = psutil.Process(json.loads((home / "serve" / HEAD_FILE).read_text())["pgid"])
+    inherited = {"PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR", "RAY_ADDRESS"}
+    assert not inherited & set(head.environ())
 
 
 def test_an_approval_reaches_production_and_the_endpoint_through_the_daemon(built_home, tmp_path):
@@ -57,11 +71,24 @@ def test_an_approval_reaches_production_and_the_endpoint_through_the_daemon(buil
     }
     log = tmp_path / "daemon.log"
     workspace = workspace_of({FLIGHT_DELAY.scope.tenant}, tmp_path / "workspace.yaml")
-    daemon = start_daemon(env, log, workspace)
     try:
-        wait_for(lambda: _answering_version(served) == version, ROUND_TRIP_TIMEOUT_S, log)
+        started = facilflow(home, port, "serve", "start")  # starts the local head, exits
+        assert started.returncode == 0, started.stderr[-3000:]
+        assert started.stdout.strip() == f"{served.url} serves version {before}"
+        _the_head_took_nothing_of_the_process_that_started_it(home)
+        with Probe(served) as probe:
+            daemon = start_daemon(env, log, workspace)
+            try:
+                wait_for(lambda: _answering_version(served) == version, ROUND_TRIP_TIMEOUT_S, log)
+            finally:
+                stop_process_group(daemon)
+        assert probe.failures == []
+        assert set(probe.versions) == {str(before), version}
+        status = facilflow(home, port, "serve", "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "application  RUNNING" in status.stdout
+        assert f"production   version {version}" in status.stdout
     finally:
-        stop_process_group(daemon)
         served.resources["serving"].stop_local_cluster()
 
     assert str(served.client.get_model_version_by_alias(MODEL, "production").version) == version

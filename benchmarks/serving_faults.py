@@ -1,0 +1,170 @@
+"""The real-time endpoint under steady load while a replica is killed and an update rolls out.
+
+Eight client threads, each with a keep-alive session, post the sample request for
+`--seconds`. A quarter of the way in, the replica is killed (SIGKILL); half-way, an update
+is rolled out as the deployment asset rolls it out (checks, a trial of the new replicas,
+then Ray Serve's update): the Staging version as challenger for half of the requests, or,
+with no Staging version, Production again. Ray Serve replaces every replica on an update,
+so either is a full rollout. Reported: latency percentiles and throughput of the answered
+requests, the non-2xx answers (and connection errors) during the rollout and after the
+kill, how long after the kill the endpoint answered again, and how long the rollout took.
+Runs on a copy of the working directory (`make demo`'s by default, or `--home`): the
+endpoint runs on a Ray head of its own. Ends with one JSON line.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import psutil
+import requests
+from mlflow.exceptions import MlflowException
+
+from facilflow_assets.environment import LOCAL_HOME, Environment
+from facilflow_assets.loopback import free_port
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.rollout import DeploymentConfig, app_name, roll_out
+from facilflow_assets.tenants import DEFAULT_TENANT
+from facilflow_assets.use_case import load_use_case, use_case_path
+from resources import ServingResource
+
+SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the endpoint `make demo` deploys
+USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
+CONCURRENCY = 8
+SECONDS = 60.0
+KILL_SETTLES_S = 0.2  # an answer read just after the kill may have left just before it
+
+
+class Load:
+    """CONCURRENCY client threads: per request, when it ended, its status and latency."""
+
+    def __init__(self, url: str, body: dict):
+        self.url, self.body = url, body
+        self.records: list[tuple[float, int, float]] = []  # (ended, status, ms); 0: no answer
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(CONCURRENCY)]
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                status = session.post(self.url, json=self.body, timeout=30).status_code
+            except requests.RequestException:
+                status = 0
+            ended = time.perf_counter()
+            self.records.append((ended, status, (ended - started) * 1000))
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def failed_between(self, start: float, end: float) -> int:
+        return sum(
+            1 for ended, status, _ in self.records if start <= ended <= end and status != 200
+        )
+
+
+def replica_pids(application: str) -> list[int]:
+    marker = f"ServeReplica:{application}:"
+    return [
+        process.pid
+        for process in psutil.process_iter(["cmdline"])
+        if any(marker in part for part in process.info["cmdline"] or [])
+    ]
+
+
+def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]:
+    """Deploy, then load the endpoint for `seconds`: kill its replica a quarter of the way
+    in, roll out an update half-way. Returns the load, the phases' times (start, kill,
+    rollout start and end, end) and what was rolled out."""
+
+    def rollout(config: DeploymentConfig):
+        parts = (resources.storage, resources.mlflow, resources.feast, resources.serving)
+        return roll_out(config, USE_CASE, SCOPE, *parts, resources.events, log=lambda _: None)
+
+    served = rollout(DeploymentConfig())
+    try:
+        resources.mlflow.client().get_model_version_by_alias(SCOPE.registered_model_name, "staging")
+        update, rolled_out = DeploymentConfig(challenger_share=0.5), "staging_as_challenger"
+    except MlflowException:
+        update, rolled_out = DeploymentConfig(), "production_again"
+    load = Load(served.url, served.sample)
+    started = time.perf_counter()
+    load.start()
+    try:
+        time.sleep(seconds / 4)
+        [replica] = replica_pids(app_name(SCOPE))
+        killed = time.perf_counter()
+        os.kill(replica, signal.SIGKILL)
+        time.sleep(max(0.0, started + seconds / 2 - time.perf_counter()))
+        rollout_started = time.perf_counter()
+        rollout(update)
+        rollout_ended = time.perf_counter()
+        time.sleep(max(0.0, started + seconds - time.perf_counter()))
+    finally:
+        load.stop()
+    phases = (started, killed, rollout_started, rollout_ended, time.perf_counter())
+    return load, phases, rolled_out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="of steady load")
+    arguments = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="serve-faults-"))
+    home = shutil.copytree(arguments.home.resolve(), work / "facilflow")
+    configured = build_resources(Environment.LOCAL, home=home)
+    serving = ServingResource(
+        http_port=free_port(), state_dir=str(work / "serve"), request_log_dir=str(work / "req")
+    )
+    keys = ("storage", "mlflow", "feast", "events")
+    try:
+        with dg.build_resources({**{k: configured[k] for k in keys}, "serving": serving}) as built:
+            load, phases, rolled_out = under_load(built, arguments.seconds)
+    finally:
+        serving.stop_local_cluster()
+        shutil.rmtree(work, ignore_errors=True)
+    started, killed, rollout_started, rollout_ended, ended = phases
+    answered = [(at, ms) for at, status, ms in load.records if status == 200]
+    after_kill = [at for at, _ in answered if at > killed + KILL_SETTLES_S]
+    p50, p95, p99 = np.percentile([ms for _, ms in answered], [50, 95, 99])
+    print(
+        json.dumps(
+            {
+                "cores": os.cpu_count(),
+                "concurrency": CONCURRENCY,
+                "seconds": round(ended - started, 1),
+                "requests": len(load.records),
+                "rps": round(len(answered) / (ended - started), 1),
+                "p50_ms": round(float(p50), 2),
+                "p95_ms": round(float(p95), 2),
+                "p99_ms": round(float(p99), 2),
+                "rolled_out": rolled_out,
+                "rollout_s": round(rollout_ended - rollout_started, 1),
+                "non_2xx_during_rollout": load.failed_between(rollout_started, rollout_ended),
+                "recovery_s": round(min(after_kill) - killed, 2) if after_kill else None,
+                "failed_after_kill": load.failed_between(killed, rollout_started),
+                "non_2xx_total": sum(1 for _, status, _ in load.records if status != 200),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
