@@ -24,7 +24,6 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import psutil
 import requests
 from mlflow.exceptions import MlflowException
 
@@ -79,15 +78,6 @@ class Load:
         )
 
 
-def replica_pids(application: str) -> list[int]:
-    marker = f"ServeReplica:{application}:"
-    return [
-        process.pid
-        for process in psutil.process_iter(["cmdline"])
-        if any(marker in part for part in process.info["cmdline"] or [])
-    ]
-
-
 def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]:
     """Deploy, then load the endpoint for `seconds`: kill its replica a quarter of the way
     in, roll out an update half-way. Returns the load, the phases' times (start, kill,
@@ -108,7 +98,7 @@ def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]
     load.start()
     try:
         time.sleep(seconds / 4)
-        [replica] = replica_pids(app_name(SCOPE))
+        [replica] = resources.serving.running_replica_pids(app_name(SCOPE))
         killed = time.perf_counter()
         os.kill(replica, signal.SIGKILL)
         time.sleep(max(0.0, started + seconds / 2 - time.perf_counter()))

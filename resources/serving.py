@@ -177,6 +177,16 @@ class ServingResource(ConfigurableResource):
             details = client.get_serve_details() if client else {}
         return details.get("applications", {}).get(application)
 
+    def running_replica_pids(self, application: str) -> list[int]:
+        """The process ids of `application`'s running replicas, as Ray Serve knows them."""
+        details = self.application_details(application) or {}
+        return [
+            replica["pid"]
+            for deployment in details.get("deployments", {}).values()
+            for replica in deployment.get("replicas", [])
+            if getattr(replica["state"], "value", replica["state"]) == "RUNNING"
+        ]
+
     @contextlib.contextmanager
     def _driver(self, address: str) -> Iterator[None]:
         """A driver connection to the cluster at `address`.

@@ -15,8 +15,11 @@ CLI = str(Path(sys.executable).parent / "facilflow")
 
 
 class Probe:
-    """A client loop (`post` of the sample, over and over) in a thread of this process:
-    every answer's version and time, every failure and its time."""
+    """A client loop (`post` of the sample every INTERVAL_S, or as soon as the last answer
+    came if slower) in a thread of this process: every answer's version and time, every
+    failure and its time. Steady, not a load: the processes it watches need the CPUs."""
+
+    INTERVAL_S = 0.05
 
     def __init__(self, deployment):
         self.deployment = deployment
@@ -28,7 +31,7 @@ class Probe:
 
     def _loop(self) -> None:
         session = requests.Session()
-        while not self._stop.is_set():
+        while not self._stop.wait(self.INTERVAL_S):
             try:
                 response = self.deployment.post(self.deployment.sample, session=session)
             except requests.RequestException as error:

@@ -51,7 +51,7 @@ def test_the_serving_benchmark_measures_both_servers_briefly(
 
 
 def test_the_serving_faults_benchmark_kills_and_rolls_out_briefly(built_home, monkeypatch, capsys):
-    arguments = ["--home", str(built_home.home), "--seconds", "8"]
+    arguments = ["--home", str(built_home.home), "--seconds", "4"]
     figures = run_benchmark("serving_faults", arguments, monkeypatch, capsys)
     assert figures["requests"] > 0 and figures["p50_ms"] > 0
     assert figures["non_2xx_during_rollout"] == 0

@@ -2,7 +2,6 @@
 online store of the demo's data, and batch scoring of a day partition."""
 
 import shutil
-import threading
 import time
 import uuid
 from collections import Counter
@@ -30,6 +29,7 @@ from facilflow_assets.serving.request_log import read_requests
 from facilflow_assets.serving.routing import route
 from facilflow_assets.training.dataset import feature_matrix
 from resources import ServingResource, StorageResource
+from tests.endpoint_probe import Probe
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port
 from tests.redis_feast import redis_feast
@@ -205,32 +205,13 @@ def test_a_promotion_redeploys_with_no_failed_request_and_a_broken_model_changes
     deployment,
 ):
     new = deployment.add_staging_version()
-    seen, failures, stop = Counter(), [], threading.Event()
-
-    def client_loop():
-        session = requests.Session()
-        while not stop.is_set():
-            try:
-                response = deployment.post(deployment.sample, session=session)
-                if response.status_code == 200:
-                    seen[response.json()["model_version"]] += 1
-                else:
-                    failures.append(response.status_code)
-            except requests.RequestException as error:
-                failures.append(repr(error))
-
-    loop = threading.Thread(target=client_loop)
-    loop.start()
-    try:
+    with Probe(deployment) as probe:
         time.sleep(1)
         deployment.move(new, Stage.PRODUCTION)
         deployment.deploy()
         time.sleep(1)
-    finally:
-        stop.set()
-        loop.join(timeout=60)
-    assert failures == []
-    assert seen["1"] > 0 and seen[new] > 0
+    assert probe.failures == []
+    assert probe.versions["1"] > 0 and probe.versions[new] > 0
     assert deployment.post(deployment.sample).json()["model_version"] == new
 
     broken = deployment.client.create_model_version(
