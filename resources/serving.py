@@ -54,8 +54,9 @@ LOW_LATENCY_SERVE_ENV = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     # A replica being replaced stays up this long for the ingress to drop it (30 s by
     # default, for load balancers elsewhere on the network); the local HAProxy reloads
-    # within a second and retries a refused connection. Every update waited for it.
-    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+    # within seconds and retries a refused connection. Every update waits for it. At 5 s,
+    # one request in a redeploy on a busy machine failed.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "10",
 }
 
 
