@@ -376,6 +376,7 @@ def status(context: click.Context) -> None:
     """The endpoint's versions, split, replicas and URL; exits 1 unless it can answer."""
     from facilflow_assets.serving.endpoint import Routing
     from facilflow_assets.serving.rollout import app_name, route_prefix
+    from resources.serving import state_name
 
     scope = context.obj["scope"]
     with _quiet_libraries(), _resources(context, "serving") as resources:
@@ -387,7 +388,7 @@ def status(context: click.Context) -> None:
         click.echo("not running: no endpoint on the cluster (`facilflow serve start`)")
         context.exit(1)
     click.echo(
-        f"  application  {_named(details['status'])}  {details.get('message') or ''}".rstrip()
+        f"  application  {state_name(details['status'])}  {details.get('message') or ''}".rstrip()
     )
     running = 0
     for name, deployment in details.get("deployments", {}).items():
@@ -397,19 +398,14 @@ def status(context: click.Context) -> None:
             share = f"{routing.challenger_share:.0%} of requests"
             click.echo(f"  challenger   version {routing.challenger.version}, {share}")
         replicas = deployment.get("replicas", [])
-        running += sum(_named(replica["state"]) == "RUNNING" for replica in replicas)
+        running += sum(state_name(replica["state"]) == "RUNNING" for replica in replicas)
         states = ", ".join(
-            f"{_named(replica['state'])} (pid {replica.get('pid')}, node {replica.get('node_ip')})"
-            for replica in replicas
+            f"{state_name(r['state'])} (pid {r.get('pid')}, node {r.get('node_ip')})"
+            for r in replicas
         )
-        click.echo(f"  {name}  {_named(deployment['status'])}; replicas: {states or 'none'}")
-    if _named(details["status"]) != "RUNNING" or not running:
+        click.echo(f"  {name}  {state_name(deployment['status'])}; replicas: {states or 'none'}")
+    if state_name(details["status"]) != "RUNNING" or not running:
         context.exit(1)
-
-
-def _named(state) -> str:
-    """Ray Serve's state enums by their value ('RUNNING')."""
-    return str(getattr(state, "value", state))
 
 
 @contextlib.contextmanager
@@ -433,12 +429,9 @@ def _quiet_libraries() -> Iterator[None]:
 @contextlib.contextmanager
 def _failure_as_exit() -> Iterator[None]:
     """A refused or failed rollout as one line on stderr and exit status 1."""
-    from facilflow_assets.serving.models import ModelLoadError
-    from facilflow_assets.serving.rollout import UpdateRefused
-
     try:
         yield
-    except (ModelLoadError, UpdateRefused, RuntimeError) as error:
+    except RuntimeError as error:  # ModelLoadError and UpdateRefused among them
         raise click.ClickException(str(error)) from None
 
 

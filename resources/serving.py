@@ -185,7 +185,7 @@ class ServingResource(ConfigurableResource):
             replica["pid"]
             for deployment in details.get("deployments", {}).values()
             for replica in deployment.get("replicas", [])
-            if getattr(replica["state"], "value", replica["state"]) == "RUNNING"
+            if state_name(replica["state"]) == "RUNNING"
         ]
 
     @contextlib.contextmanager
@@ -225,6 +225,12 @@ class ServingResource(ConfigurableResource):
                 current.unlink()
         head.unlink()
         return True
+
+
+def state_name(state) -> str:
+    """A Ray Serve status or replica state by its value ('RUNNING'): Serve's account of an
+    application holds its enums."""
+    return str(getattr(state, "value", state))
 
 
 def inherited_environment(environment: Mapping[str, str]) -> dict[str, str]:
