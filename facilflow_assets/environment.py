@@ -13,6 +13,8 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
+from facilflow_assets.approvers import every_name
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The local working directory; FACILFLOW_HOME moves it (dbt's profile reads the same).
 LOCAL_HOME = Path(os.environ.get("FACILFLOW_HOME") or PROJECT_ROOT / ".facilflow").resolve()
@@ -47,21 +49,26 @@ def acting_user() -> str:
     )
 
 
-def server_governance_settings() -> tuple[frozenset[str], str]:
-    """The governance server app's service accounts (`service_accounts` in the `[facilflow]`
-    section of MLFLOW_AUTH_CONFIG_PATH) and approvers setting (FACILFLOW_APPROVERS)."""
+def server_governance_settings() -> dict[str, str]:
+    """The governance server app's settings, as given: from the `[facilflow]` section of
+    MLFLOW_AUTH_CONFIG_PATH its service accounts, each tenant's users and the model readers,
+    and the approvers (FACILFLOW_APPROVERS)."""
     path = os.environ.get("MLFLOW_AUTH_CONFIG_PATH", "")
     config = configparser.ConfigParser(inline_comment_prefixes=("#",))
     if not path or not config.read(path):
         raise ValueError(f"MLFLOW_AUTH_CONFIG_PATH={path!r}: the governance app needs its file")
     accounts = config.get("facilflow", "service_accounts", fallback="")
-    names = frozenset(name.strip() for name in accounts.split(",") if name.strip())
-    if not names:
+    if not every_name(accounts):
         raise ValueError(
             f"{path}: set service_accounts in its [facilflow] section, the MLflow users the "
             "promotion, evaluation and registry jobs run as"
         )
-    return names, os.environ.get("FACILFLOW_APPROVERS", "")
+    return {
+        "service_accounts": accounts,
+        "approvers": os.environ.get("FACILFLOW_APPROVERS", ""),
+        "tenant_users": config.get("facilflow", "tenant_users", fallback=""),
+        "model_readers": config.get("facilflow", "model_readers", fallback=""),
+    }
 
 
 def local_bootstrap_servers() -> str:

@@ -9,12 +9,17 @@ import mlflow
 import requests
 from dagster import ConfigurableResource, InitResourceContext
 from mlflow.entities import Experiment, Run, RunStatus
+from mlflow.environment_variables import (
+    MLFLOW_TRACKING_INSECURE_TLS,
+    MLFLOW_TRACKING_SERVER_CERT_PATH,
+)
 from mlflow.tracking import MlflowClient
 from pydantic import Field, PrivateAttr
 
 from facilflow_assets.scope import TENANT_TAG, USE_CASE_TAG, ModelScope
 
 REACHABILITY_TIMEOUT_S = 5.0
+PROXIED_ARTIFACTS = "mlflow-artifacts:"
 SQLITE_PREFIX = "sqlite:///"
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow gives a Dagster run's MLflow runs
 
@@ -33,13 +38,14 @@ class MlflowResource(ConfigurableResource):
     """Where runs and models of every use case are tracked, each in its scope's experiment.
 
     Locally a sqlite store and an artifact folder under `.facilflow/mlflow/`; in production
-    an `mlflow server` (MLFLOW_TRACKING_URI) with artifacts in an S3-compatible bucket
-    (FACILFLOW_ARTIFACT_ROOT, endpoint in MLFLOW_S3_ENDPOINT_URL).
+    an `mlflow server` (MLFLOW_TRACKING_URI) that keeps the artifacts itself
+    (FACILFLOW_ARTIFACT_ROOT `mlflow-artifacts:/`), so its permissions apply to them.
     """
 
     tracking_uri: str = Field(description="sqlite:///... locally, http(s)://... for a server.")
     artifact_root: str = Field(
-        description="Folder (file URI) or s3:// prefix under which experiments keep artifacts."
+        description="Folder (file URI) or s3:// prefix under which experiments keep artifacts, "
+        "or `mlflow-artifacts:/` for the server's own store."
     )
     ui_url: str | None = Field(
         default=None,
@@ -74,13 +80,19 @@ class MlflowResource(ConfigurableResource):
             return
         health = self.tracking_uri.rstrip("/") + "/health"
         try:
-            requests.get(health, timeout=REACHABILITY_TIMEOUT_S).raise_for_status()
+            requests.get(
+                health, timeout=REACHABILITY_TIMEOUT_S, verify=_server_certificates()
+            ).raise_for_status()
         except requests.RequestException as exc:
             raise TrackingUnavailableError(
                 f"the MLflow tracking server at {self.tracking_uri} does not answer ({exc})"
             ) from None
 
-    def experiment_artifact_location(self, scope: ModelScope) -> str:
+    def experiment_artifact_location(self, scope: ModelScope) -> str | None:
+        """`<root>/<tenant>/<use_case>`; none for the server's own store, which keeps each
+        experiment's artifacts under its id, where MLflow checks permissions per experiment."""
+        if self.artifact_root.startswith(PROXIED_ARTIFACTS):
+            return None
         return f"{self.artifact_root.rstrip('/')}/{scope.tenant}/{scope.use_case}"
 
     def ensure_experiment(self, scope: ModelScope) -> Experiment:
@@ -191,3 +203,12 @@ class MlflowResource(ConfigurableResource):
     def model_version_url(self, name: str, version: str) -> str | None:
         base = self._ui_base
         return f"{base}/#/models/{quote(name)}/versions/{version}" if base else None
+
+
+def _server_certificates() -> str | bool:
+    """How to verify an https server, as MLflow's client does: the CA bundle at
+    MLFLOW_TRACKING_SERVER_CERT_PATH, no check with MLFLOW_TRACKING_INSECURE_TLS, else the
+    system's."""
+    if MLFLOW_TRACKING_INSECURE_TLS.get():
+        return False
+    return MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True

@@ -14,6 +14,7 @@ import psycopg2
 import requests
 
 from facilflow_assets.loopback import free_port
+from tests.tls import TlsFiles
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 STARTUP_TIMEOUT_S = 120
@@ -41,10 +42,13 @@ def mlflow_server(
     app_name: str | None = None,
     env: dict[str, str] | None = None,
     backend: str | None = None,
+    static_prefix: str = "",
+    tls: TlsFiles | None = None,
 ) -> Iterator[str]:
     """An `mlflow server` process on a free loopback port (running the app `app_name`,
     with `env` added to its environment) over the PostgreSQL database `backend`, or one of
-    its own; yields its URL."""
+    its own, its routes under `static_prefix`, speaking TLS with `tls`' certificate;
+    yields its URL (prefix included)."""
     with contextlib.ExitStack() as stack:
         backend = backend or stack.enter_context(postgres_database())
         port = free_port()
@@ -68,19 +72,32 @@ def mlflow_server(
                 str(artifacts),
                 "--serve-artifacts",
                 *(["--app-name", app_name] if app_name else []),
+                *(["--static-prefix", static_prefix] if static_prefix else []),
+                "--uvicorn-opts",
+                _uvicorn_options(tls),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{static_prefix}"
         try:
-            _wait_until_healthy(url, process, artifacts.parent / "mlflow-server.log")
+            log_path = artifacts.parent / "mlflow-server.log"
+            _wait_until_healthy(url, process, log_path, tls.ca if tls else None)
             yield url
         finally:
             stop_process_group(process)
             log.close()
+
+
+def _uvicorn_options(tls: TlsFiles | None) -> str:
+    # Stopping waits for clients' idle keep-alive connections only briefly (over TLS it
+    # would otherwise wait for them to time out).
+    options = "--timeout-graceful-shutdown 2"
+    if tls:
+        options += f" --ssl-keyfile {tls.key} --ssl-certfile {tls.certificate}"
+    return options
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
@@ -93,13 +110,15 @@ def stop_process_group(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+def _wait_until_healthy(
+    url: str, process: subprocess.Popen, log: Path, ca: Path | None = None
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"mlflow server exited early:\n{log.read_text()[-3000:]}")
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/health", timeout=2).ok:
+            if requests.get(f"{url}/health", timeout=2, verify=str(ca) if ca else True).ok:
                 return
         time.sleep(0.5)
     raise TimeoutError(

@@ -42,10 +42,12 @@ def test_the_settings_parse_are_private_and_keep_their_secrets(tmp_path, monkeyp
     # As the governance app reads it, with the server's environment.
     for name, value in first.server_env().items():
         monkeypatch.setenv(name, value)
-    assert server_governance_settings() == (
-        frozenset({"facilflow"}),
-        "demo=carol,dave;acme=erin",
-    )
+    assert server_governance_settings() == {
+        "service_accounts": "facilflow",
+        "approvers": "demo=carol,dave;acme=erin",
+        "tenant_users": "",
+        "model_readers": "",
+    }
 
     assert set(first.passwords) == {"alice", "carol", "dave", "erin", "facilflow", ADMIN}
     assert len(set(first.passwords.values())) == len(first.passwords)

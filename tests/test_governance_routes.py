@@ -50,6 +50,7 @@ def _inventory(tmp_path, *flags: str) -> dict:
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "inventory",
         "_MLFLOW_SERVER_FILE_STORE": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": (tmp_path / "artifacts").as_uri(),
         "_MLFLOW_SGI_NAME": "uvicorn",  # as `mlflow server` runs it: FastAPI around Flask
         "PYTHONWARNINGS": "ignore",
     }

@@ -1,12 +1,13 @@
-"""The approval protocol on a real `mlflow server` with the governance app and real users.
+"""The approval protocol and tenant isolation on a real `mlflow server` with the governance
+app and real users.
 
 Each attack is tried as a user of the shared server would try it, through the REST routes
 (both API prefixes); after it the sensors and the promotion job run as the daemon runs
 them, with the service account's credentials. Every attack must end with Production,
 Staging and the audit trail unchanged and the refusal explained. The whole module runs
-twice: with the tests' permissions (every user EDIT by default) and with production's
-(default READ, EDIT granted to the requester, approvers and the attacker where they need it,
-as deploy/k8s/mlflow.yaml sets it up).
+twice: with the tests' permissions (every user EDIT by default, as `make dev` has it) and
+as deploy/k8s/mlflow.yaml runs the server: nothing readable by default, every grant made by
+the app from each tenant's users, over TLS that clients verify, under a `--static-prefix`.
 """
 
 import json
@@ -36,11 +37,13 @@ from facilflow_assets.governance.requests import (
 )
 from facilflow_assets.governance.stages import STAGE_TAG, Stage
 from facilflow_assets.governance.transitions import SYSTEM_ACTOR, GovernanceError, transition
-from facilflow_assets.serving.models import ModelTampered, confirmed, load, resolve
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.models import ModelTampered, confirmed, download, load, resolve
 from jobs.promotion import PromotionRefused, promotion_op_name
 from resources import EventsResource, GovernanceResource, MlflowResource
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import mlflow_server, postgres_database
+from tests.tls import loopback_certificate
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +57,24 @@ MODEL, EXPERIMENT, AUDIT = (
 assert (MODEL, AUDIT) == ("demo.flight_delay", "/demo/flight_delay/audit")
 APPROVERS = ["carol", "dave"]
 SERVICE = "facilflow"
-OTHER_TENANT_APPROVER = "erin"
-# The server's setting, per tenant; the code location's governance resource reads the same.
-APPROVERS_SETTING = f"demo={','.join(APPROVERS)};globex={OTHER_TENANT_APPROVER}"
-USERS = [SERVICE, "alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER]
+OTHER_TENANT = "globex"
+OTHER_TENANT_APPROVER, OTHER_TENANT_USER, OTHER_TENANT_SERVICE = "erin", "frank", "facilflow-globex"
+MODEL_READER = "facilflow-serving"  # what the endpoint's replicas load models as
+# The server's settings, per tenant; the code location's governance resource reads the same.
+APPROVERS_SETTING = f"demo={','.join(APPROVERS)};{OTHER_TENANT}={OTHER_TENANT_APPROVER}"
+SERVICE_ACCOUNTS = f"demo={SERVICE};{OTHER_TENANT}={OTHER_TENANT_SERVICE}"
+TENANT_USERS = f"demo=alice,mallory;{OTHER_TENANT}={OTHER_TENANT_USER}"
+USERS = [
+    SERVICE,
+    "alice",
+    "carol",
+    "dave",
+    "mallory",
+    OTHER_TENANT_APPROVER,
+    OTHER_TENANT_USER,
+    OTHER_TENANT_SERVICE,
+    MODEL_READER,
+]
 ADMIN_PASSWORD = "admin-password-1234"
 # As deploy/k8s/mlflow.yaml sets it up, a password checked once a minute included.
 AUTH_INI = """[mlflow]
@@ -69,26 +86,34 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 auth_cache_ttl_seconds = 60
 
 [facilflow]
-service_accounts = {service}
+service_accounts = {service_accounts}
+tenant_users = {tenant_users}
+model_readers = {model_readers}
 """
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 # The governance rule's refusal, or MLflow's own permission check where it refuses first.
 REFUSED = "service account|Permission denied"
+STATIC_PREFIX = "/mlflow"
+TLS_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # how MLflow's client verifies the server
 
 
 def password(user: str) -> str:
     return ADMIN_PASSWORD if user == "admin" else f"{user}-password-1234"
 
 
-@pytest.fixture(
-    scope="module", params=["EDIT", "READ"], ids=["tests-permissions", "prod-permissions"]
-)
+@pytest.fixture(scope="module", params=["tests-permissions", "prod-permissions"])
 def server(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"governed-{request.param.lower()}")
+    isolated = request.param == "prod-permissions"
+    root = tmp_path_factory.mktemp(request.param)
     ini = root / "auth.ini"
     ini.write_text(
         AUTH_INI.format(
-            default=request.param, db=root / "auth.db", password=ADMIN_PASSWORD, service=SERVICE
+            default="NO_PERMISSIONS" if isolated else "EDIT",
+            db=root / "auth.db",
+            password=ADMIN_PASSWORD,
+            service_accounts=SERVICE_ACCOUNTS,
+            tenant_users=TENANT_USERS,
+            model_readers=MODEL_READER,
         )
     )
     env = {
@@ -96,28 +121,42 @@ def server(request, tmp_path_factory):
         "FACILFLOW_APPROVERS": APPROVERS_SETTING,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "facilflow-test-secret",
     }
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    with (
-        postgres_database() as backend,
-        mlflow_server(
-            root / "artifacts", app_name="facilflow-governance", env=env, backend=backend
-        ) as url,
-    ):
-        world = World(url, root / "artifacts", root, backend)
-        try:
-            world.provision(grant_edit=request.param == "READ")
+    tls = loopback_certificate(root / "tls") if isolated else None
+    # The identity the World switches to, and the CA it trusts, must not outlive the module.
+    saved = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", TLS_VARIABLE)
+    }
+    if tls:
+        os.environ[TLS_VARIABLE] = str(tls.ca)
+    try:
+        with (
+            postgres_database() as backend,
+            mlflow_server(
+                root / "artifacts",
+                app_name="facilflow-governance",
+                env=env,
+                backend=backend,
+                static_prefix=STATIC_PREFIX if isolated else "",
+                tls=tls,
+            ) as url,
+        ):
+            world = World(url, root / "artifacts", root, backend, isolated)
+            world.provision()
             yield world
-        finally:  # the identity the World switched to must not outlive the module
-            for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
 
 
 class World:
     """The server, its users, and a model with a version in Production and one in Staging,
     both put there by the real protocol."""
 
-    def __init__(self, url: str, artifacts: Path, root: Path, backend: str):
+    def __init__(self, url: str, artifacts: Path, root: Path, backend: str, isolated: bool):
         self.url, self.artifacts, self.root, self.backend = url, artifacts, root, backend
+        self.isolated = isolated  # nothing readable by default, TLS, a static prefix
+        self.server_root = url.removesuffix(STATIC_PREFIX) if isolated else url
 
     def client(self, user: str) -> MlflowClient:
         """A client acting as `user`: MLflow reads the credentials from the environment at
@@ -126,25 +165,30 @@ class World:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password(user)
         return MlflowClient(self.url, self.url)
 
-    def post(self, user: str, path: str, body: dict, method: str = "POST") -> requests.Response:
+    def http(self, method: str, url: str, user: str, **arguments) -> requests.Response:
+        """A request as `user`, verifying the server's certificate as the clients do."""
         return requests.request(
-            method, f"{self.url}{path}", json=body, auth=(user, password(user)), timeout=30
+            method,
+            url,
+            auth=(user, password(user)),
+            timeout=30,
+            verify=os.environ.get(TLS_VARIABLE) or True,
+            **arguments,
         )
 
-    def provision(self, grant_edit: bool) -> None:
-        admin = self.client("admin")
+    def post(self, user: str, path: str, body: dict, method: str = "POST") -> requests.Response:
+        return self.http(method, f"{self.url}{path}", user, json=body)
+
+    def provision(self) -> None:
+        """The users, made by the admin after the server started; each one's permissions
+        come from the settings alone, granted by the app."""
+        self.client("admin")
         auth = get_app_client("basic-auth", tracking_uri=self.url)
         for user in USERS:
             auth.create_user(user, password(user))
         service = self.client(SERVICE)
         self.experiment_id = service.create_experiment(EXPERIMENT)
         service.create_registered_model(MODEL)
-        if grant_edit:  # production: READ by default, EDIT where each one's job needs it
-            self.client("admin")
-            for user in ("alice", "carol", "dave", "mallory", OTHER_TENANT_APPROVER):
-                auth.grant_user_permission(user, "experiment", self.experiment_id, "EDIT")
-                auth.grant_user_permission(user, "registered_model", MODEL, "EDIT")
-        del admin
         self.production = self.staged_version()
         self.promote(self.production)
         self.staging = self.staged_version()
@@ -316,10 +360,18 @@ def test_2_a_requester_cannot_approve_their_own_request_nor_another_tenant_decid
     alice = world.client("alice")
     request_production(alice, world.audit(alice), MODEL, world.staging, "alice", "please")
     try:
+        # Another tenant's approver, where nothing is readable by default, is refused by
+        # MLflow itself: the model is not theirs to write.
+        outsider = OTHER_TENANT_APPROVER
         for user, words in (
             ("alice", "alice is not a designated approver"),
             ("mallory", "mallory is not a designated approver"),
-            (OTHER_TENANT_APPROVER, f"{OTHER_TENANT_APPROVER} is not a designated approver"),
+            (
+                outsider,
+                "Permission denied"
+                if world.isolated
+                else f"{outsider} is not a designated approver",
+            ),
         ):
             client = world.client(user)
             with pytest.raises(MlflowException, match=words):
@@ -363,21 +415,17 @@ def test_3_an_approved_models_files_cannot_be_replaced_and_a_replacement_is_refu
     run_id = version.run_id
     experiment = service.get_run(run_id).info.experiment_id
     path = f"{experiment}/{run_id}/artifacts/model/MLmodel"
+    # Under a static prefix MLflow serves the artifact routes twice: Flask's under the
+    # prefix, and FastAPI's own uploads at the server's root. Both are governed.
+    bases = {world.url, world.server_root}
     for user in ("mallory", "alice", "carol"):
-        for prefix in ("/api/2.0", "/ajax-api/2.0"):
-            response = requests.put(
-                f"{world.url}{prefix}/mlflow-artifacts/artifacts/{path}",
-                data=b"flavors: {}\n",
-                auth=(user, password(user)),
-                timeout=30,
-            )
-            _refused(response, "registered version's files")
-            response = requests.delete(
-                f"{world.url}{prefix}/mlflow-artifacts/artifacts/{experiment}/{run_id}",
-                auth=(user, password(user)),
-                timeout=30,
-            )
-            _refused(response, "registered version's files")
+        for base in bases:
+            for prefix in ("/api/2.0", "/ajax-api/2.0"):
+                artifacts = f"{base}{prefix}/mlflow-artifacts/artifacts"
+                response = world.http("PUT", f"{artifacts}/{path}", user, data=b"flavors: {}\n")
+                _refused(response, "registered version's files")
+                response = world.http("DELETE", f"{artifacts}/{experiment}/{run_id}", user)
+                _refused(response, "registered version's files")
     ref = confirmed(service, MODEL, "Production")
     assert ref.digest == version_digest(service, MODEL, world.production)
 
@@ -400,9 +448,9 @@ def test_4_a_refused_or_archived_request_is_not_revived_nor_an_evaluation_rewrit
         client = world.client(user)
         with pytest.raises(MlflowException, match="service account"):
             client.set_model_version_tag(MODEL, world.staging, STAGE_TAG, "Production")
-        with pytest.raises(MlflowException, match="service account"):
+        with pytest.raises(MlflowException, match=REFUSED):
             client.set_tag(run_id, "facilflow.evaluation", "passed")
-        with pytest.raises(MlflowException, match="service account"):
+        with pytest.raises(MlflowException, match=REFUSED):
             client.delete_tag(run_id, "facilflow.evaluation")
     assert world.state() == before
     # A newer staged version archives this one, which never held Production: it cannot be
@@ -581,3 +629,83 @@ def test_8_a_tenants_promotion_job_refuses_an_order_for_another_tenants_model(se
     assert error.cause.cls_name == PromotionRefused.__name__
     assert f"promotes acme.flight_delay versions, not {MODEL}'s" in error.cause.message
     assert world.state() == before
+
+
+def _unreadable(read) -> None:
+    """`read` is refused by MLflow's permission check (some searches answer with nothing)."""
+    try:
+        found = read()
+    except MlflowException as error:
+        assert error.error_code == "PERMISSION_DENIED", error
+    else:
+        assert not found, found
+
+
+def test_9_a_tenants_experiments_runs_models_and_artifacts_are_read_by_its_users_only(server):
+    world = server
+    if not world.isolated:
+        pytest.skip("with the tests' permissions every user reads everything, as in `make dev`")
+    # The other tenant's use case, made as its jobs make it: its service account, the
+    # server's artifact store (so under the experiment's id), a run with files, a model.
+    globex = ModelScope(OTHER_TENANT, SCOPE.use_case)
+    theirs = world.client(OTHER_TENANT_SERVICE)
+    tracking = MlflowResource(tracking_uri=world.url, artifact_root="mlflow-artifacts:/")
+    experiment = tracking.ensure_experiment(globex)
+    assert experiment.artifact_location == f"mlflow-artifacts:/{experiment.experiment_id}"
+    their_run = theirs.create_run(experiment.experiment_id)
+    theirs.log_text(their_run.info.run_id, "globex's secret\n", "notes.txt")
+    theirs.create_registered_model(globex.registered_model_name)
+
+    service = world.client(SERVICE)
+    ours = service.get_model_version(MODEL, world.production)
+    files = f"{world.experiment_id}/{ours.run_id}/artifacts/model/MLmodel"
+    for outsider in (OTHER_TENANT_USER, OTHER_TENANT_APPROVER, OTHER_TENANT_SERVICE):
+        client = world.client(outsider)
+        _unreadable(lambda c=client: c.get_experiment(world.experiment_id))
+        _unreadable(lambda c=client: c.get_experiment_by_name(EXPERIMENT))
+        _unreadable(lambda c=client: c.get_experiment_by_name(AUDIT))
+        _unreadable(lambda c=client: c.get_run(ours.run_id))
+        _unreadable(lambda c=client: c.search_runs([world.experiment_id]))
+        _unreadable(lambda c=client: c.list_artifacts(ours.run_id))
+        _unreadable(lambda c=client: c.get_registered_model(MODEL))
+        _unreadable(lambda c=client: c.get_model_version(MODEL, world.production))
+        _unreadable(lambda c=client: c.get_model_version_download_uri(MODEL, world.production))
+        _unreadable(lambda c=client: c.search_model_versions(f"name = '{MODEL}'"))
+        _unreadable(lambda c=client: AuditTrail(c, AUDIT).history(MODEL))
+        listed = [e.name for e in client.search_experiments()]
+        assert not [name for name in listed if name.startswith("/demo/")], listed
+        assert not [m.name for m in client.search_registered_models() if m.name == MODEL]
+        for base in {world.url, world.server_root}:  # Flask's route and FastAPI's own
+            for prefix in ("/api/2.0", "/ajax-api/2.0"):
+                response = world.http(
+                    "GET", f"{base}{prefix}/mlflow-artifacts/artifacts/{files}", outsider
+                )
+                assert response.status_code == 403, (base, prefix, response.text)
+        with pytest.raises(MlflowException, match="tenant demo's; .* not one of its members"):
+            client.create_experiment("/demo/exploration")
+
+    # The tenant's own users read all of it, and nothing of the other tenant's.
+    alice = world.client("alice")
+    assert alice.get_run(ours.run_id).info.experiment_id == world.experiment_id
+    assert [a.path for a in alice.list_artifacts(ours.run_id)] == ["model"]
+    assert alice.get_registered_model(MODEL).name == MODEL
+    trail = AuditTrail(alice, AUDIT).history(MODEL)
+    assert ("request", "alice") in [(r.action, r.actor) for r in trail]
+    response = world.http("GET", f"{world.url}/api/2.0/mlflow-artifacts/artifacts/{files}", "alice")
+    assert response.status_code == 200 and response.content.startswith(b"run_id:")
+    listed = {e.name for e in alice.search_experiments()}
+    assert {EXPERIMENT, AUDIT} <= listed and globex.experiment_name not in listed
+    _unreadable(lambda: alice.get_run(their_run.info.run_id))
+    _unreadable(lambda: alice.get_registered_model(globex.registered_model_name))
+    # ...and may read but not write what a service account keeps.
+    with pytest.raises(MlflowException, match="Permission denied|PERMISSION_DENIED"):
+        alice.set_tag(ours.run_id, "note", "mine now")
+
+    # The endpoint's account loads any tenant's approved model, and writes nothing.
+    reader = world.client(MODEL_READER)
+    served = download(reader, confirmed(reader, MODEL, "Production"), world.root / "served")
+    assert (served / "model.txt").read_text() == "tree\n"
+    with pytest.raises(MlflowException, match="Permission denied|PERMISSION_DENIED"):
+        reader.set_registered_model_tag(MODEL, "note", "mine now")
+    frank = world.client(OTHER_TENANT_USER)
+    assert [a.path for a in frank.list_artifacts(their_run.info.run_id)] == ["notes.txt"]

@@ -11,6 +11,9 @@ The designated approvers come from FACILFLOW_APPROVERS (one list, or one per ten
 setting Dagster's governance resource reads too. Routes served by Flask are governed in a
 before-request hook that runs after authentication; routes FastAPI serves itself (artifact
 uploads, jobs, the gateway) in a middleware that authenticates the caller first.
+
+With `tenant_users` (and `model_readers`) in the same section, the app also keeps each
+tenant's objects readable by its own users only (`tenant_access`).
 """
 
 import json
@@ -21,6 +24,7 @@ from flask import Flask, Response, g, request
 from mlflow.server import app as mlflow_app
 from mlflow.server.auth import _authenticate_fastapi_request
 from mlflow.server.auth import create_app as create_basic_auth_app
+from mlflow.server.auth import store as auth_store
 from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR, BACKEND_STORE_URI_ENV_VAR
 from mlflow.server.handlers import (
     _add_static_prefix,
@@ -38,26 +42,33 @@ from facilflow_assets.governance.server_rules import (
     ALLOWED,
     RULES,
     Call,
-    GovernanceSettings,
     Refusal,
     ServerState,
     rule_for,
 )
+from facilflow_assets.governance.tenant_access import GovernanceSettings, TenantAccess
 
 READS = {"GET", "HEAD", "OPTIONS"}
 _state: ServerState | None = None
 
 
 def create_app(app: Flask = mlflow_app):
-    settings = GovernanceSettings(*server_governance_settings())
+    settings = GovernanceSettings(**server_governance_settings())
+    access = TenantAccess(auth_store, settings)
     # Before basic auth's hook: any client may learn that this server records decisions
-    # (MLflow's auth would refuse an unknown route to everyone but admins).
+    # (MLflow's auth would refuse an unknown route to everyone but admins), and a user gets
+    # their tenants' roles before MLflow authorises their first request.
     app.before_request(_answer_governance_probe)
+    app.before_request(lambda: _give_roles(access))
     served = create_basic_auth_app(app)  # the Flask app, or FastAPI around it under uvicorn
     # Registered after basic auth's own hook, so only authenticated requests reach it.
     app.before_request(lambda: _govern_flask_route(settings))
+    app.after_request(lambda response: _grant_created(access, response))
     if isinstance(served, FastAPI):  # not the Flask app itself
         served.middleware("http")(_native_route_guard(served, settings))
+    state = _server(settings)
+    state.access = access
+    access.sync(state.tracking, state.registry)
     return served
 
 
@@ -65,6 +76,36 @@ def _answer_governance_probe() -> Response | None:
     if request.method == "GET" and request.path == _add_static_prefix(GOVERNANCE_ROUTE):
         return Response(json.dumps({"enforced": True}), mimetype="application/json")
     return None
+
+
+def _give_roles(access: TenantAccess) -> None:
+    """Whoever the request claims to be gets the roles the settings give that user: granting
+    them before the password is checked gives nothing the user does not already own."""
+    if request.authorization and request.authorization.username:
+        access.member_seen(request.authorization.username)
+
+
+# Routes that create or rename an experiment or a registered model, with how each names it.
+CREATED = {
+    "_create_experiment": lambda body, response: (response["experiment_id"], body["name"]),
+    "_update_experiment": lambda body, _: (body["experiment_id"], body.get("new_name", "")),
+    "_create_registered_model": lambda body, _: body["name"],
+    "_rename_registered_model": lambda body, _: body.get("new_name", ""),
+}
+
+
+def _grant_created(access: TenantAccess, response: Response) -> Response:
+    """The permissions of a tenant's experiment or model, as soon as it exists."""
+    named = CREATED.get(request.endpoint or "")
+    if named is None or response.status_code != 200:
+        return response
+    body = request.get_json(silent=True) or {}
+    created = named(body, response.get_json(silent=True) or {})
+    if isinstance(created, tuple):
+        access.experiment_created(*created)
+    else:
+        access.model_created(created)
+    return response
 
 
 def _server(settings: GovernanceSettings) -> ServerState:
@@ -138,7 +179,7 @@ def _native_route(app, scope) -> tuple[str, dict] | None:
 
 
 def _refusal(rule, user: str, params: dict, settings: GovernanceSettings) -> str:
-    call = Call(user, user in settings.service_accounts, params, _server(settings))
+    call = Call(user, settings.is_service_account(user), params, _server(settings))
     try:
         rule(call)
     except Refusal as refusal:

@@ -20,7 +20,6 @@ The `production` alias moves only to a version whose approval the audit trail co
 """
 
 import posixpath
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,12 +54,16 @@ from facilflow_assets.governance.requests import (
     request_eligibility,
 )
 from facilflow_assets.governance.stages import Stage
+from facilflow_assets.governance.tenant_access import (
+    TenantAccess,
+    tenant_of_experiment,
+    tenant_of_model,
+)
 
 RESERVED_PREFIX = "facilflow."
 RESERVED_ALIASES = {s.alias for s in Stage if s.alias}
 REQUEST_TAGS = {REQUEST_BY, REQUEST_STAGE, REQUEST_AT, REQUEST_COMMENT, REQUEST_STATUS}
 DECISION_TAGS = {DECISION, DECISION_BY, DECISION_AT, DECISION_COMMENT}
-TENANT_MODEL_PATTERN = r"^[a-z][a-z0-9_]{0,62}\.[a-z][a-z0-9_]{0,62}$"
 
 
 class Refusal(Exception):
@@ -92,6 +95,7 @@ class ServerState:
         self.audit_client = audit_client  # an MlflowClient on the server's own store
         self.artifact_destination = artifact_destination
         self.settings = settings  # GovernanceSettings
+        self.access: TenantAccess | None = None  # grants the audit experiments it creates
 
     def version(self, name: str, version: str) -> ModelVersion:
         try:
@@ -115,9 +119,12 @@ class ServerState:
         name = audit_experiment_of(model)
         if self.tracking.get_experiment_by_name(name) is None:
             try:
-                self.tracking.create_experiment(name)
+                experiment_id = self.tracking.create_experiment(name)
             except MlflowException:  # created by another worker meanwhile
                 pass
+            else:
+                if self.access is not None:
+                    self.access.experiment_created(experiment_id, name)
         return AuditTrail(self.audit_client, name)
 
     def set_version_tag(self, version: ModelVersion, key: str, value: str) -> None:
@@ -155,12 +162,6 @@ class ServerState:
         return uri.rstrip("/")
 
 
-@dataclass(frozen=True)
-class GovernanceSettings:
-    service_accounts: frozenset[str]
-    approvers: str  # one list, or one per tenant (see approvers_of)
-
-
 # --- the registry ------------------------------------------------------------------------
 
 
@@ -177,26 +178,22 @@ def _reserved_tags(call: Call, tags, what: str) -> None:
         call.service_only(f"{what} tags {', '.join(reserved)}")
 
 
-def _tenant_model(name: str) -> bool:
-    return bool(re.match(TENANT_MODEL_PATTERN, name or ""))
-
-
 def create_registered_model(call: Call) -> None:
     name = call.params.get("name", "")
-    if _tenant_model(name):
+    if tenant_of_model(name):
         call.service_only(f"the tenant model name '{name}'")
     _reserved_tags(call, call.params.get("tags"), f"registered model {name}")
 
 
 def rename_registered_model(call: Call) -> None:
     for name in (call.params.get("name", ""), call.params.get("new_name", "")):
-        if _tenant_model(name):
+        if tenant_of_model(name):
             call.service_only(f"renaming to or from the tenant model name '{name}'")
 
 
 def delete_registered_model(call: Call) -> None:
     name = call.params.get("name", "")
-    if _tenant_model(name):
+    if tenant_of_model(name):
         call.service_only(f"deleting the tenant model '{name}'")
 
 
@@ -211,7 +208,7 @@ def create_model_version(call: Call) -> None:
 
 def delete_model_version(call: Call) -> None:
     name = call.params.get("name", "")
-    if _tenant_model(name):
+    if tenant_of_model(name):
         call.service_only(f"deleting a version of the tenant model '{name}'")
 
 
@@ -332,17 +329,29 @@ def create_experiment(call: Call) -> None:
     name = call.params.get("name", "")
     if is_audit_experiment(name):
         call.service_only(f"the audit experiment {name}")
+    _tenant_members_only(call, name)
     _reserved_tags(call, call.params.get("tags"), f"experiment {name}")
 
 
 def experiment_write(call: Call) -> None:
-    """Rename, delete, restore or tag an experiment: never an audit experiment."""
+    """Rename, delete, restore or tag an experiment: never an audit experiment, and into a
+    tenant's names only by its members."""
     name = call.server.experiment_name(call.params.get("experiment_id", ""))
     for touched in (name, call.params.get("new_name", "")):
         if is_audit_experiment(touched):
             call.service_only(f"the audit experiment {touched}")
+    _tenant_members_only(call, call.params.get("new_name", ""))
     if _reserved(call.params.get("key", "")):
         call.service_only(f"the experiment tag {call.params['key']}")
+
+
+def _tenant_members_only(call: Call, experiment: str) -> None:
+    """An experiment named for a tenant the settings name (`/<tenant>/...`) is its members'
+    (its users, approvers and service accounts): its users are granted to read it."""
+    settings = call.server.settings
+    tenant = tenant_of_experiment(experiment)
+    if tenant in settings.tenants() and call.user not in settings.members_of(tenant):
+        raise Refusal(f"{experiment} is tenant {tenant}'s; {call.user} is not one of its members")
 
 
 def create_run(call: Call) -> None:
