@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
-from evidently.legacy.calculations.stattests.registry import get_stattest
-from evidently.legacy.core import ColumnType
 
 NO_VALUES = "no values"
 
@@ -70,6 +68,10 @@ def column_drift(
 ) -> DriftResult:
     """Drift of each of `columns`; `where` names the current data in errors. `thresholds`
     replace the tests' default thresholds of the columns they name."""
+    # Evidently takes seconds to import; every process that loads the definitions would pay.
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
     if current.height == 0:
         raise DriftInputError(f"{where} has no rows to compare")
     for frame, name in ((reference, "the reference"), (current, where)):

@@ -13,8 +13,6 @@ from typing import Literal, NamedTuple
 
 import dagster as dg
 import polars as pl
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 from mlflow.tracking import MlflowClient
 from pydantic import Field
 
@@ -103,6 +101,10 @@ def _evidently_report(
 ) -> None:
     """Evidently's data drift preset, as HTML, on samples of both frames, judging with the
     asset's own thresholds."""
+    # Imported here: Evidently takes seconds to import, which loading the definitions skips.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     sample = [
         f.cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
         for f in (reference, current)
