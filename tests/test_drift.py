@@ -1,5 +1,6 @@
 """Drift verdicts: Evidently's own, on real-shaped frames; and the inputs that must not pass
-silently (an empty partition, a missing column, a column with no values)."""
+silently (an empty partition, a missing column, a column with no values) nor crash (a
+column empty or constant on either side, as an unreported weather feature is)."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,14 @@ from facilflow_assets.drift.reference import (
     THRESHOLDS_FILE,
     read_thresholds,
 )
-from facilflow_assets.drift.statistics import NO_VALUES, DriftInputError, column_drift, mean_shift
+from facilflow_assets.drift.statistics import (
+    NO_REFERENCE_VALUES,
+    NO_VALUES,
+    DriftInputError,
+    column_drift,
+    mean_shift,
+)
+from facilflow_assets.monitoring.drift_assets import write_drift_report
 
 
 def frames(rows: int, shift: float, seed: int) -> pl.DataFrame:
@@ -72,6 +80,51 @@ def test_a_column_with_no_values_is_drift_not_a_silent_pass():
     wind = next(c for c in result.columns if c.column == "wind")
     assert (wind.test, wind.drifted, wind.current_values) == (NO_VALUES, True, 0)
     assert result.drifted_columns == ["wind"]
+
+
+def test_empty_and_constant_columns_on_either_side_are_stated_and_reported_never_a_crash(
+    tmp_path,
+):
+    reference = frames(2_000, 0.0, 1).with_columns(
+        pl.lit(None, pl.Float64).alias("gust_never_reported"), pl.lit(1.0).alias("runway")
+    )
+    current = frames(400, 0.0, 2).with_columns(
+        pl.lit(None, pl.Float64).alias("wind"),  # unreported today
+        pl.lit(3.0).alias("gust_never_reported"),
+        pl.lit(1.0).alias("runway"),  # constant, as in the reference
+    )
+    result = column_drift(reference, current, reference.columns, 0.5, "2013-01-15")
+    by_column = {c.column: c for c in result.columns}
+    assert (by_column["wind"].test, by_column["wind"].drifted) == (NO_VALUES, True)
+    never = by_column["gust_never_reported"]
+    assert (never.test, never.drifted, never.current_values) == (NO_REFERENCE_VALUES, False, 400)
+    assert (by_column["runway"].score, by_column["runway"].drifted) == (0.0, False)
+    assert result.unjudged_columns == ["gust_never_reported"]
+    assert result.drift_share == 1 / 5  # wind, of the five columns with reference values
+    assert result.compared_columns == ["temperature", "weekday", "precipitation", "runway"]
+    # Evidently's report, which refuses an empty column, covers the compared ones.
+    write_drift_report(reference, current, tmp_path / "day.html", result)
+    html = (tmp_path / "day.html").read_text()
+    assert "runway" in html and "precipitation" in html
+    # With nothing comparable, a page that says so.
+    empty = current.with_columns(pl.lit(None, pl.Float64).alias(c) for c in current.columns)
+    nothing = column_drift(reference, empty, reference.columns, 0.5, "2013-01-16")
+    assert nothing.compared_columns == [] and nothing.drifted
+    write_drift_report(reference, empty, tmp_path / "none.html", nothing)
+    assert "No column to compare" in (tmp_path / "none.html").read_text()
+    # The prediction's own measure says so too, rather than stopping the asset.
+    shift = mean_shift(reference, current, "gust_never_reported", 0.5)
+    assert (shift.columns[0].test, shift.drifted, shift.drift_share) == (
+        NO_REFERENCE_VALUES,
+        False,
+        0.0,
+    )
+
+
+def test_a_column_with_no_values_in_the_training_days_keeps_its_default_threshold():
+    rows = seasons(30, "2013-06-01", 3).with_columns(pl.lit(None, pl.Float64).alias("gust"))
+    thresholds = day_thresholds(rows, ["temperature", "wind", "gust"], "event_timestamp")
+    assert set(thresholds) == {"temperature", "wind"}  # gust: no test could score it
 
 
 def seasons(days: int, start: str, seed: int) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from, as winter days are from a model trained on spring and summer.
 import numpy as np
 import polars as pl
 
-from facilflow_assets.drift.statistics import NO_VALUES, column_drift
+from facilflow_assets.drift.statistics import NOT_COMPARED, column_drift
 
 CALIBRATION_DAYS = 24  # days of the training period scored, evenly spread
 CALIBRATION_REFERENCE_ROWS = 10_000
@@ -32,7 +32,7 @@ def day_thresholds(rows: pl.DataFrame, columns: list[str], time_column: str) -> 
     defaults: dict[str, float] = {}
     for day, day_rows in with_day.filter(pl.col("_day").is_in(picked.implode())).group_by("_day"):
         for drift in column_drift(reference, day_rows, columns, 1.0, f"training day {day}").columns:
-            if drift.test == NO_VALUES:  # a day without values has no score and no test
+            if drift.test in NOT_COMPARED:  # no values on a side: no score, no test
                 continue
             defaults[drift.column] = drift.threshold
             if np.isfinite(drift.score):

@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+# A column with no values today: the feature stopped arriving, which is drift.
 NO_VALUES = "no values"
+# A column with no values in the reference (what the model learned from): not judged.
+NO_REFERENCE_VALUES = "no reference values"
+NOT_COMPARED = (NO_VALUES, NO_REFERENCE_VALUES)
 
 
 class DriftInputError(ValueError):
@@ -42,8 +46,19 @@ class DriftResult:
         return [c.column for c in self.columns if c.drifted]
 
     @property
+    def unjudged_columns(self) -> list[str]:
+        """Columns the reference has no values in: nothing to compare today's against."""
+        return [c.column for c in self.columns if c.test == NO_REFERENCE_VALUES]
+
+    @property
+    def compared_columns(self) -> list[str]:
+        """Columns with values on both sides, which a test compared."""
+        return [c.column for c in self.columns if c.test not in NOT_COMPARED]
+
+    @property
     def drift_share(self) -> float:
-        return len(self.drifted_columns) / len(self.columns)
+        judged = len(self.columns) - len(self.unjudged_columns)
+        return len(self.drifted_columns) / judged if judged else 0.0
 
     @property
     def drifted(self) -> bool:
@@ -80,12 +95,9 @@ def column_drift(
             raise DriftInputError(f"{name} lacks column(s) {', '.join(missing)}")
     results = []
     for column in columns:
-        reference_values = _values(reference, column)
-        if reference_values.size == 0:
-            raise DriftInputError(f"the reference has no values in column {column}")
-        current_values = _values(current, column)
-        if current_values.size == 0:  # a feature that stopped arriving: drift, stated as such
-            results.append(ColumnDrift(column, NO_VALUES, float("nan"), 0.0, True, 0))
+        reference_values, current_values = _values(reference, column), _values(current, column)
+        if reference_values.size == 0 or current_values.size == 0:
+            results.append(_not_compared(column, reference_values, current_values))
             continue
         ref, cur = pd.Series(reference_values), pd.Series(current_values)
         test = get_stattest(ref, cur, ColumnType.Numerical, None)
@@ -103,6 +115,14 @@ def column_drift(
     return DriftResult(results, drift_share_threshold, current.height, reference.height)
 
 
+def _not_compared(column: str, reference: np.ndarray, current: np.ndarray) -> ColumnDrift:
+    """A column without values on one side: no test runs, the reason is its test's name."""
+    if reference.size == 0:
+        nan = float("nan")
+        return ColumnDrift(column, NO_REFERENCE_VALUES, nan, nan, False, int(current.size))
+    return ColumnDrift(column, NO_VALUES, float("nan"), float("nan"), True, 0)
+
+
 MEAN_SHIFT = "mean shift (reference std)"
 
 
@@ -114,10 +134,8 @@ def mean_shift(
     if current.height == 0:
         raise DriftInputError(f"the current {column} has no rows to compare")
     reference_values, current_values = _values(reference, column), _values(current, column)
-    if reference_values.size == 0:
-        raise DriftInputError(f"the reference has no values in column {column}")
-    if current_values.size == 0:
-        drift = ColumnDrift(column, NO_VALUES, float("nan"), max_shift_std, True, 0)
+    if reference_values.size == 0 or current_values.size == 0:
+        drift = _not_compared(column, reference_values, current_values)
     else:
         shift = abs(current_values.mean() - reference_values.mean())
         shift_std = float(shift / max(reference_values.std(), 1e-9))

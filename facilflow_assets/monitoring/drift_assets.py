@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import Field
 
 from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
-from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.atomic_files import write_json_atomic, write_text_atomic
 from facilflow_assets.drift.reference import (
     FEATURES_FILE,
     PREDICTION,
@@ -92,26 +92,39 @@ def _scored_day_with_source(
     return ScoredDay(scored, version, client, source_run)
 
 
-def _evidently_report(
+_NOTHING_COMPARED = (
+    "<html><body><h1>No column to compare</h1><p>Every column ({columns}) lacks values on "
+    "one side; the day's summary names the side.</p></body></html>"
+)
+
+
+def write_drift_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,
     path: Path,
-    drift_share: float,
+    result: DriftResult,
     thresholds: dict[str, float] | None = None,
 ) -> None:
     """Evidently's data drift preset, as HTML, on samples of both frames, judging with the
-    asset's own thresholds."""
+    asset's own thresholds. Only the columns with values on both sides: Evidently refuses an
+    empty column, and the verdict already states why the others were not compared."""
     # Imported here: Evidently takes seconds to import, which loading the definitions skips.
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    columns = result.compared_columns
+    if not columns:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(_NOTHING_COMPARED.format(columns=", ".join(reference.columns)), path)
+        return
     sample = [
-        f.cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
+        f.select(columns).cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
         for f in (reference, current)
     ]
-    definition = DataDefinition(numerical_columns=reference.columns)
+    definition = DataDefinition(numerical_columns=columns)
     datasets = [Dataset.from_pandas(f.to_pandas(), data_definition=definition) for f in sample]
-    preset = DataDriftPreset(drift_share=drift_share, per_column_threshold=thresholds)
+    kept = {c: t for c, t in (thresholds or {}).items() if c in columns} or None
+    preset = DataDriftPreset(drift_share=result.drift_share_threshold, per_column_threshold=kept)
     snapshot = Report([preset]).run(current_data=datasets[1], reference_data=datasets[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
@@ -142,13 +155,14 @@ def _publish(
     day = context.partition_key
     folder = storage.files(scope).monitoring_dir / f"{kind}_drift"
     html, summary_path = folder / f"{day}.html", folder / f"{day}.json"
-    _evidently_report(reference, current, html, result.drift_share_threshold, thresholds)
+    write_drift_report(reference, current, html, result, thresholds)
     summary = {
         "partition": day,
         "model_version": version,
         "drifted": result.drifted,
         "drift_share": result.drift_share,
         "drifted_columns": result.drifted_columns,
+        "unjudged_columns": result.unjudged_columns,
         "current_rows": result.current_rows,
         "reference_rows": result.reference_rows,
         "columns": [asdict(c) for c in result.columns],
@@ -188,12 +202,15 @@ def _publish(
         )
         events.record([event])
     verdict = f"{len(result.drifted_columns)} of {len(result.columns)} column(s) drifted"
+    if result.unjudged_columns:
+        verdict += f"; not judged, no values in the reference: {', '.join(result.unjudged_columns)}"
     url = mlflow.run_url(experiment.experiment_id, run.info.run_id)
     return dg.MaterializeResult(
         metadata={
             "drifted": result.drifted,
             "drift_share": result.drift_share,
             "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "unjudged_columns": dg.MetadataValue.json(result.unjudged_columns),
             "scores": dg.MetadataValue.md(markdown_table(result.table())),
             "model_version": version,
             "current_rows": result.current_rows,
