@@ -66,6 +66,10 @@ class UseCaseKeys:
         return self.scope.key(MONITORING_GROUP, "prediction_drift")
 
     @property
+    def realized_quality(self) -> dg.AssetKey:
+        return self.scope.key(MONITORING_GROUP, "realized_quality")
+
+    @property
     def serving_health(self) -> dg.AssetKey:
         return self.scope.key(MONITORING_GROUP, "serving_health")
 

@@ -27,6 +27,7 @@ from facilflow_assets.features.feast_objects import feast_objects
 from facilflow_assets.features.table_assets import build_feature_table_assets
 from facilflow_assets.monitoring.drift_assets import build_monitoring_assets
 from facilflow_assets.monitoring.health_assets import build_serving_health_assets
+from facilflow_assets.monitoring.quality_assets import build_quality_assets
 from facilflow_assets.raw.assets import raw_assets
 from facilflow_assets.registry.assets import build_registry_assets
 from facilflow_assets.resource_map import build_resources
@@ -72,6 +73,7 @@ def use_case_definitions(use_case: UseCase, scope: ModelScope) -> dg.Definitions
             *build_deployment_assets(use_case, scope),
             *build_batch_assets(use_case, scope),
             *build_monitoring_assets(use_case, scope),
+            *build_quality_assets(use_case, scope),
             *build_serving_health_assets(scope),
         ],
         asset_checks=[*evaluation_checks, *registry_checks],

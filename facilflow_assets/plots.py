@@ -145,6 +145,28 @@ def latency_by_minute(minutes: dict[str, tuple[list, list]], sla_ms: float) -> F
     return figure
 
 
+def metric_over_days(
+    days: dict[str, tuple[list, list]], holdout: dict[str, float], metric: str
+) -> Figure:
+    """A metric per day of each version, `days[version] = (dates, values)`, against each
+    version's holdout figure (a dotted line)."""
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    for version, (dates, values) in days.items():
+        line = axes.plot(dates, values, marker=".", label=f"version {version}")[0]
+        if version in holdout:
+            axes.axhline(
+                holdout[version],
+                linestyle=":",
+                color=line.get_color(),
+                label=f"version {version} holdout {holdout[version]:.3f}",
+            )
+    axes.set(xlabel="day", ylabel=metric, title=f"Realized {metric} per day")
+    axes.legend(loc="lower left", fontsize="small")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    return figure
+
+
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()

@@ -5,31 +5,54 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     f1_score,
     log_loss,
     mean_absolute_error,
+    precision_score,
     r2_score,
+    recall_score,
     roc_auc_score,
     root_mean_squared_error,
 )
 
 TOP_SHARE = 0.1  # lift is measured in the riskiest tenth of rows
+CALIBRATION_BINS = 10
 
 
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, threshold: float
 ) -> dict[str, float]:
-    """AUC, accuracy and F1 at `threshold`, log loss, and the lift in the top tenth: the
-    positive rate among the rows scored riskiest over the overall positive rate."""
+    """AUC; accuracy, F1, precision and recall at `threshold`; log loss, Brier score and
+    calibration error; and the lift in the top tenth: the positive rate among the rows
+    scored riskiest over the overall positive rate. AUC needs both classes (else NaN)."""
     predicted = (probabilities >= threshold).astype(int)
     top = np.argsort(-probabilities, kind="stable")[: max(1, int(len(labels) * TOP_SHARE))]
+    both_classes = len(np.unique(labels)) == 2
     return {
-        "auc": float(roc_auc_score(labels, probabilities)),
+        "auc": float(roc_auc_score(labels, probabilities)) if both_classes else float("nan"),
         "accuracy": float(accuracy_score(labels, predicted)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),  # pyright: ignore[reportArgumentType]  # sklearn: unannotated, inferred from "warn"
-        "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7))),
-        "top_decile_lift": float(labels[top].mean() / labels.mean()),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),  # pyright: ignore[reportArgumentType]
+        "recall": float(recall_score(labels, predicted, zero_division=0)),  # pyright: ignore[reportArgumentType]
+        "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "brier": float(brier_score_loss(labels, probabilities, pos_label=1)),
+        "calibration_error": calibration_error(labels, probabilities),
+        "top_decile_lift": float(labels[top].mean() / labels.mean())
+        if labels.mean() > 0
+        else float("nan"),
     }
+
+
+def calibration_error(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Expected calibration error: over ten equal-width bins of the probability, the gap
+    between the mean probability and the positive rate, weighted by the bin's rows."""
+    bins = np.minimum((probabilities * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    error = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        error += abs(probabilities[inside].mean() - labels[inside].mean()) * inside.mean()
+    return float(error)
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

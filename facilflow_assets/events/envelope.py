@@ -31,6 +31,7 @@ class EventType(StrEnum):
     MODEL_PROMOTED = "MODEL_PROMOTED"
     MODEL_DEPLOYED = "MODEL_DEPLOYED"
     MODEL_DRIFT_DETECTED = "MODEL_DRIFT_DETECTED"
+    MODEL_QUALITY_DEGRADED = "MODEL_QUALITY_DEGRADED"
     SERVING_SLA_BREACHED = "SERVING_SLA_BREACHED"
     MODEL_GOVERNANCE_VIOLATION = "MODEL_GOVERNANCE_VIOLATION"
 
@@ -110,6 +111,16 @@ class DriftDetected(_Payload):
     report: str = Field(description="Where the Evidently report is.")
 
 
+class QualityDegraded(_Payload):
+    partition: str = Field(description="The day whose outcomes were judged.")
+    metric: str
+    value: float = Field(description="The metric on the day's scored rows with an outcome.")
+    holdout_value: float = Field(description="The same metric on the version's holdout.")
+    max_degradation: float = Field(ge=0, description="The relative margin allowed.")
+    labelled_rows: int = Field(ge=1)
+    evaluation_run: str = Field(description="The MLflow run that evaluated the version.")
+
+
 class SlaBreached(_Payload):
     window_start: str
     window_end: str
@@ -136,6 +147,7 @@ PAYLOADS: dict[EventType, type[_Payload]] = {
     EventType.MODEL_PROMOTED: Promoted,
     EventType.MODEL_DEPLOYED: Deployed,
     EventType.MODEL_DRIFT_DETECTED: DriftDetected,
+    EventType.MODEL_QUALITY_DEGRADED: QualityDegraded,
     EventType.SERVING_SLA_BREACHED: SlaBreached,
     EventType.MODEL_GOVERNANCE_VIOLATION: GovernanceViolation,
 }

@@ -26,13 +26,13 @@ from facilflow_assets.drift.reference import (
     read_thresholds,
 )
 from facilflow_assets.drift.statistics import (
-    DriftInputError,
     DriftResult,
     column_drift,
     mean_shift,
 )
 from facilflow_assets.events.envelope import DriftDetected, EventType
 from facilflow_assets.metadata import markdown_table
+from facilflow_assets.monitoring.scored_days import scored_day
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.batch_assets import days_of
 from facilflow_assets.use_case import UseCase
@@ -60,19 +60,6 @@ class PredictionDriftConfig(dg.Config):
     )
 
 
-def _scored_day(storage: StorageResource, scope: ModelScope, day: str) -> pl.DataFrame:
-    path = storage.files(scope).predictions_path(day)
-    if not path.exists():
-        raise DriftInputError(
-            f"no batch predictions for {day} at {path}; materialize "
-            f"{UseCaseKeys(scope).batch_predictions.to_user_string()} for that day first"
-        )
-    frame = pl.read_parquet(path)
-    if frame.height == 0:
-        raise DriftInputError(f"the batch predictions of {day} have no rows to compare")
-    return frame
-
-
 class ScoredDay(NamedTuple):
     scored: pl.DataFrame  # the day's flights with their model inputs and scores
     version: str  # the version that scored them
@@ -83,7 +70,7 @@ class ScoredDay(NamedTuple):
 def _scored_day_with_source(
     storage: StorageResource, mlflow: MlflowResource, scope: ModelScope, day: str
 ) -> ScoredDay:
-    scored = _scored_day(storage, scope, day)
+    scored = scored_day(storage, scope, day)
     version = scored["model_version"][0]
     client = mlflow.client()
     source_run = client.get_model_version(scope.registered_model_name, version).run_id

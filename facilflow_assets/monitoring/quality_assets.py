@@ -1,0 +1,315 @@
+"""monitoring/realized_quality: each day's scored rows against their outcomes, once known,
+per version, beside the version's holdout figures; a blocking check when a version did
+worse than its holdout by more than the allowed margin, and MODEL_QUALITY_DEGRADED."""
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from mlflow.tracking import MlflowClient
+from pydantic import Field
+
+from facilflow_assets import plots
+from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
+from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.evaluation.metrics import SCORING
+from facilflow_assets.events.envelope import EventType, QualityDegraded
+from facilflow_assets.features.target_rows import labelled_rows
+from facilflow_assets.metadata import markdown_table
+from facilflow_assets.monitoring.quality import (
+    Judgement,
+    VersionDay,
+    judge,
+    outcomes_due,
+    per_version,
+    with_outcomes,
+)
+from facilflow_assets.monitoring.scored_days import scored_day
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.serving.batch_assets import days_of
+from facilflow_assets.use_case import UseCase
+from resources import EventsResource, MlflowResource, StorageResource
+
+QUALITY_CHECK = "quality_holds"
+HOLDOUT_PREFIX = "holdout_"
+
+
+class RealizedQualityConfig(dg.Config):
+    max_degradation: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="How much worse than on its holdout a version's primary metric (AUC, or "
+        "RMSE for a regression) may be on a day, relative to it (0.05: 5%).",
+    )
+    min_labelled_rows: int = Field(
+        default=200, ge=1, description="Outcomes a version needs on a day to be judged."
+    )
+    outcome_delay_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="How long after a row's time (and its label's look-ahead) its outcome "
+        "reaches the warehouse; a day is judged once every outcome is due.",
+    )
+    decision_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Probability from which a row counts as positive."
+    )
+    as_of: str | None = Field(
+        default=None, description="Judge as of this time (ISO 8601, UTC if naive); now if unset."
+    )
+
+    def judged_at(self) -> datetime:
+        if self.as_of is None:
+            return datetime.now(UTC)
+        moment = datetime.fromisoformat(self.as_of)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_quality_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
+    keys = UseCaseKeys(scope)
+
+    @dg.asset(
+        key=keys.realized_quality,
+        group_name=MONITORING_GROUP,
+        partitions_def=days_of(use_case),
+        kinds={"mlflow"},
+        deps=[keys.batch_predictions],
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUALITY_CHECK,
+                asset=keys.realized_quality,
+                blocking=True,
+                description="No version did worse on the day's outcomes than on its holdout "
+                "by more than the allowed margin.",
+            )
+        ],
+        description="The day's scored rows against their outcomes once known, per version: "
+        "rows scored, coverage and the task's metrics, beside the version's holdout.",
+    )
+    def realized_quality(
+        context: dg.AssetExecutionContext,
+        config: RealizedQualityConfig,
+        storage: StorageResource,
+        mlflow: MlflowResource,
+        events: EventsResource,
+    ) -> dg.MaterializeResult:
+        return measure_realized_quality(context, config, use_case, scope, storage, mlflow, events)
+
+    return [realized_quality]
+
+
+def measure_realized_quality(
+    context: dg.AssetExecutionContext,
+    config: RealizedQualityConfig,
+    use_case: UseCase,
+    scope: ModelScope,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    events: EventsResource,
+) -> dg.MaterializeResult:
+    day, as_of = context.partition_key, config.judged_at()
+    delay = timedelta(hours=config.outcome_delay_hours)
+    rows = with_outcomes(
+        scored_day(storage, scope, day), labelled_rows(storage, use_case), use_case, delay
+    )
+    complete = outcomes_due(rows, as_of)
+    versions = per_version(rows, use_case, as_of, config.decision_threshold)
+    client = mlflow.client()
+    experiment = mlflow.ensure_experiment(scope)
+    found = []
+    for version in versions:
+        source_run = _source_run(client, scope, version.version)
+        holdout = _holdout_metrics(client, source_run)
+        judgement = (
+            judge(
+                version,
+                holdout,
+                use_case.task,
+                config.max_degradation,
+                config.min_labelled_rows,
+            )
+            if complete
+            else None
+        )
+        found.append((version, holdout, judgement, source_run))
+    if not complete:
+        context.log.info(f"{day}: outcomes not all due as of {as_of.isoformat()}; not judged")
+    folder = storage.files(scope).monitoring_dir / "realized_quality"
+    summary_path = write_json_atomic(_summary(day, as_of, complete, found), folder / f"{day}.json")
+    degraded = [(v, j, run) for v, _, j, run in found if j is not None and j.degraded]
+    _record_degradations(context, config, scope, events, degraded)
+    # From "worse" to "why": each version's evaluation, and the day's drift report.
+    links: dict[str, dg.MetadataValue] = {
+        f"evaluation_v{v.version}": dg.MetadataValue.url(url)
+        for v, _, _, run in found
+        if (url := mlflow.run_url(experiment.experiment_id, run))
+    }
+    drift_report = storage.files(scope).monitoring_dir / "feature_drift" / f"{day}.html"
+    if drift_report.exists():
+        links["drift_report"] = dg.MetadataValue.path(str(drift_report))
+    run_link = _log_to_mlflow(client, experiment.experiment_id, context, day, found, mlflow)
+    primary = SCORING[use_case.task].primary
+    return dg.MaterializeResult(
+        metadata={
+            "judged": complete,
+            "as_of": as_of.isoformat(),
+            "rows_scored": sum(v.scored for v in versions),
+            "rows_labelled": sum(v.labelled for v in versions),
+            "versions": dg.MetadataValue.md(markdown_table(_table(found))),
+            f"{primary}_over_days": dg.MetadataValue.md(_plot(folder, primary)),
+            "summary": dg.MetadataValue.path(str(summary_path)),
+            **({"mlflow_run": dg.MetadataValue.url(run_link)} if run_link else {}),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=QUALITY_CHECK,
+                passed=not degraded,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=_verdict(day, complete, found),
+                metadata={"judged": complete, **links},
+            )
+        ],
+    )
+
+
+def _source_run(client: MlflowClient, scope: ModelScope, version: str) -> str:
+    run_id = client.get_model_version(scope.registered_model_name, version).run_id
+    if not run_id:
+        raise ValueError(f"{scope.registered_model_name} version {version} has no training run")
+    return run_id
+
+
+def _holdout_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
+    """The version's holdout figures, as its evaluation logged them on its training run."""
+    metrics = client.get_run(run_id).data.metrics
+    return {
+        name.removeprefix(HOLDOUT_PREFIX): value
+        for name, value in metrics.items()
+        if name.startswith(HOLDOUT_PREFIX) and not name.endswith("_lift")
+    }
+
+
+Found = tuple[VersionDay, dict[str, float], Judgement | None, str]
+
+
+def _summary(day: str, as_of: datetime, complete: bool, found: list[Found]) -> dict:
+    return {
+        "partition": day,
+        "as_of": as_of.isoformat(),
+        "judged": complete,
+        "versions": [
+            {
+                **asdict(version),
+                "coverage": version.coverage,
+                "holdout": {k: v for k, v in holdout.items() if k in version.metrics},
+                "judgement": asdict(judgement) if judgement else None,
+                "evaluation_run": run,
+            }
+            for version, holdout, judgement, run in found
+        ],
+    }
+
+
+def _record_degradations(
+    context: dg.AssetExecutionContext,
+    config: RealizedQualityConfig,
+    scope: ModelScope,
+    events: EventsResource,
+    degraded: list[tuple[VersionDay, Judgement, str]],
+) -> None:
+    """One MODEL_QUALITY_DEGRADED per version and day, however often the day is judged."""
+    day = context.partition_key
+    recorded = [
+        scope.event(
+            EventType.MODEL_QUALITY_DEGRADED,
+            QualityDegraded(
+                partition=day,
+                metric=judgement.metric,
+                value=judgement.value,
+                holdout_value=judgement.holdout,
+                max_degradation=config.max_degradation,
+                labelled_rows=version.labelled,
+                evaluation_run=run,
+            ),
+            version=version.version,
+            dagster_run_id=context.run.run_id,
+            once_per=f"quality:{day}",
+        )
+        for version, judgement, run in degraded
+    ]
+    if recorded:
+        events.record(recorded)
+
+
+def _log_to_mlflow(
+    client: MlflowClient,
+    experiment_id: str,
+    context: dg.AssetExecutionContext,
+    day: str,
+    found: list[Found],
+    mlflow: MlflowResource,
+) -> str | None:
+    """A run per day with each version's figures (`<metric>_v<version>`), for the MLflow UI."""
+    run = client.create_run(
+        experiment_id,
+        run_name=f"realized-quality-{day}",
+        tags={
+            "facilflow.monitoring": "realized_quality",
+            "facilflow.partition": day,
+            "dagster_run_id": context.run.run_id,
+        },
+    )
+    for version, _, _, _ in found:
+        figures = {**version.metrics, "coverage": version.coverage, "labelled": version.labelled}
+        for name, value in figures.items():
+            if value == value:  # NaN is not logged
+                client.log_metric(run.info.run_id, f"{name}_v{version.version}", float(value))
+    client.set_terminated(run.info.run_id)
+    return mlflow.run_url(experiment_id, run.info.run_id)
+
+
+def _table(found: list[Found]) -> pl.DataFrame:
+    nan = float("nan")
+    rows = []
+    for version, holdout, judgement, _ in found:
+        rows.append(
+            {
+                "version": version.version,
+                "scored": version.scored,
+                "labelled": version.labelled,
+                "coverage": round(version.coverage, 4),
+                **{
+                    f"{name} (day / holdout)": f"{value:.4f} / {holdout.get(name, nan):.4f}"
+                    for name, value in version.metrics.items()
+                },
+                "verdict": judgement.reason if judgement else "not judged yet",
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def _verdict(day: str, complete: bool, found: list[Found]) -> str:
+    if not complete:
+        return f"{day}: not judged, its outcomes are not all due yet"
+    return "; ".join(f"version {v.version}: {j.reason}" for v, _, j, _ in found if j is not None)
+
+
+def _plot(folder: Path, metric: str) -> str:
+    """The primary metric of every day judged or not, per version, against its holdout."""
+    days: dict[str, tuple[list, list]] = {}
+    holdout: dict[str, float] = {}
+    for path in sorted(folder.glob("*.json")):
+        summary = json.loads(path.read_text())
+        for version in summary["versions"]:
+            value = version["metrics"].get(metric)
+            if value is None:
+                continue
+            dates, values = days.setdefault(version["version"], ([], []))
+            dates.append(datetime.fromisoformat(summary["partition"]))
+            values.append(value)
+            if metric in version["holdout"]:
+                holdout[version["version"]] = version["holdout"][metric]
+    return plots.markdown_image(plots.png(plots.metric_over_days(days, holdout, metric)), metric)
