@@ -41,6 +41,7 @@ USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 CONCURRENCY = 8
 SECONDS = 60.0
 KILL_SETTLES_S = 0.2  # an answer read just after the kill may have left just before it
+RECOVERY_TIMEOUT_S = 120.0
 
 
 class Load:
@@ -72,6 +73,18 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=60)
 
+    def answered_since(self, moment: float, timeout: float) -> None:
+        """Wait until a request sent after `moment` is answered 200 (at most `timeout`)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if any(
+                status == 200 and ended - ms / 1000 >= moment
+                for ended, status, ms in list(self.records)
+            ):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the endpoint answered nothing for {timeout:.0f} s after the kill")
+
     def failed_between(self, start: float, end: float) -> int:
         return sum(
             1 for ended, status, _ in self.records if start <= ended <= end and status != 200
@@ -80,8 +93,9 @@ class Load:
 
 def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]:
     """Deploy, then load the endpoint for `seconds`: kill its replica a quarter of the way
-    in, roll out an update half-way. Returns the load, the phases' times (start, kill,
-    rollout start and end, end) and what was rolled out."""
+    in, roll out an update half-way, or once the endpoint answers again if that is later
+    (so a short run does not count the kill's failures as the rollout's). Returns the load,
+    the phases' times (start, kill, rollout start and end, end) and what was rolled out."""
 
     def rollout(config: DeploymentConfig):
         parts = (resources.storage, resources.mlflow, resources.feast, resources.serving)
@@ -101,6 +115,7 @@ def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]
         [replica] = resources.serving.running_replica_pids(app_name(SCOPE))
         killed = time.perf_counter()
         os.kill(replica, signal.SIGKILL)
+        load.answered_since(killed + KILL_SETTLES_S, RECOVERY_TIMEOUT_S)
         time.sleep(max(0.0, started + seconds / 2 - time.perf_counter()))
         rollout_started = time.perf_counter()
         rollout(update)
