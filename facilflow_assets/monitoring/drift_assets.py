@@ -32,7 +32,7 @@ from facilflow_assets.drift.statistics import (
 )
 from facilflow_assets.events.envelope import DriftDetected, EventType
 from facilflow_assets.metadata import markdown_table
-from facilflow_assets.monitoring.scored_days import scored_day
+from facilflow_assets.monitoring.scored_days import scored_day, training_run
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.batch_assets import days_of
 from facilflow_assets.use_case import UseCase
@@ -73,10 +73,7 @@ def _scored_day_with_source(
     scored = scored_day(storage, scope, day)
     version = scored["model_version"][0]
     client = mlflow.client()
-    source_run = client.get_model_version(scope.registered_model_name, version).run_id
-    if source_run is None:
-        raise ValueError(f"{scope.registered_model_name} version {version} has no training run")
-    return ScoredDay(scored, version, client, source_run)
+    return ScoredDay(scored, version, client, training_run(client, scope, version))
 
 
 _NOTHING_COMPARED = (

@@ -27,7 +27,7 @@ from facilflow_assets.monitoring.quality import (
     per_version,
     with_outcomes,
 )
-from facilflow_assets.monitoring.scored_days import scored_day
+from facilflow_assets.monitoring.scored_days import scored_day, training_run
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.batch_assets import days_of
 from facilflow_assets.use_case import UseCase
@@ -121,7 +121,7 @@ def measure_realized_quality(
     experiment = mlflow.ensure_experiment(scope)
     found = []
     for version in versions:
-        source_run = _source_run(client, scope, version.version)
+        source_run = training_run(client, scope, version.version)
         holdout = _holdout_metrics(client, source_run)
         judgement = (
             judge(
@@ -173,13 +173,6 @@ def measure_realized_quality(
             )
         ],
     )
-
-
-def _source_run(client: MlflowClient, scope: ModelScope, version: str) -> str:
-    run_id = client.get_model_version(scope.registered_model_name, version).run_id
-    if not run_id:
-        raise ValueError(f"{scope.registered_model_name} version {version} has no training run")
-    return run_id
 
 
 def _holdout_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:

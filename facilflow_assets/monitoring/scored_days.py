@@ -1,6 +1,8 @@
-"""A day's batch predictions, as every monitoring asset reads them."""
+"""A day's batch predictions, and the training run of a version that scored them, as every
+monitoring asset reads them."""
 
 import polars as pl
+from mlflow.tracking import MlflowClient
 
 from facilflow_assets.asset_keys import UseCaseKeys
 from facilflow_assets.scope import ModelScope
@@ -23,3 +25,11 @@ def scored_day(storage: StorageResource, scope: ModelScope, day: str) -> pl.Data
     if frame.height == 0:
         raise ScoredDayMissing(f"the batch predictions of {day} have no rows to compare")
     return frame
+
+
+def training_run(client: MlflowClient, scope: ModelScope, version: str) -> str:
+    """The MLflow run that trained (and evaluated) the scope's registered `version`."""
+    run_id = client.get_model_version(scope.registered_model_name, version).run_id
+    if not run_id:
+        raise ValueError(f"{scope.registered_model_name} version {version} has no training run")
+    return run_id
