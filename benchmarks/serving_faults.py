@@ -4,10 +4,11 @@ Eight client threads, each with a keep-alive session, post the sample request fo
 `--seconds`. A quarter of the way in, the replica is killed (SIGKILL); half-way, an update
 is rolled out as the deployment asset rolls it out (checks, a trial of the new replicas,
 then Ray Serve's update): the Staging version as challenger for half of the requests, or,
-with no Staging version, Production again. Ray Serve replaces every replica on an update,
+with no Staging version, Production again. Ray Serve restarts the replica on an update,
 so either is a full rollout. Reported: latency percentiles and throughput of the answered
-requests, the non-2xx answers (and connection errors) during the rollout and after the
-kill, how long after the kill the endpoint answered again, and how long the rollout took.
+requests; the non-2xx answers (and connection errors, as status 0) to the requests sent
+during the rollout, and to those in flight at the kill or sent after it until the
+rollout; how long after the kill the endpoint answered again; how long the rollout took.
 Runs on a copy of the working directory (`make demo`'s by default, or `--home`): the
 endpoint runs on a Ray head of its own. Ends with one JSON line.
 """
@@ -20,6 +21,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -77,24 +79,43 @@ class Load:
         """Wait until a request sent after `moment` is answered 200 (at most `timeout`)."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
-            if any(
-                status == 200 and ended - ms / 1000 >= moment
-                for ended, status, ms in list(self.records)
-            ):
+            if any(status == 200 and sent >= moment for sent, _, status in self._timeline()):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"the endpoint answered nothing for {timeout:.0f} s after the kill")
 
-    def failed_between(self, start: float, end: float) -> int:
-        return sum(
-            1 for ended, status, _ in self.records if start <= ended <= end and status != 200
+    def failed(self, sent_from: float, sent_until: float, ended_after: float = 0.0):
+        """The non-2xx answers to requests sent between `sent_from` and `sent_until` (and
+        ended after `ended_after`), by status (0: no answer)."""
+        failed = Counter(
+            str(status)
+            for sent, ended, status in self._timeline()
+            if sent_from <= sent < sent_until and ended > ended_after and not 200 <= status < 300
         )
+        return dict(sorted(failed.items()))
+
+    def _timeline(self) -> list[tuple[float, float, int]]:
+        """(sent, ended, status) of every request so far."""
+        return [(ended - ms / 1000, ended, status) for ended, status, ms in list(self.records)]
+
+
+def replacement_running(serving: ServingResource, killed: int, timeout: float) -> float:
+    """When Ray Serve reports a replica other than the `killed` one running. Until then the
+    proxy may still route requests to the dead one, where they wait until their timeout."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        running = serving.running_replica_pids(app_name(SCOPE))
+        if running and killed not in running:
+            return time.perf_counter()
+        time.sleep(0.2)
+    raise TimeoutError(f"Ray Serve replaced no killed replica within {timeout:.0f} s")
 
 
 def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]:
     """Deploy, then load the endpoint for `seconds`: kill its replica a quarter of the way
-    in, roll out an update half-way, or once the endpoint answers again if that is later
-    (so a short run does not count the kill's failures as the rollout's). Returns the load,
+    in, roll out an update half-way, or once the killed replica is replaced and the
+    endpoint answers again if that is later (so a short run does not count the kill's
+    failures as the rollout's). Returns the load,
     the phases' times (start, kill, rollout start and end, end) and what was rolled out."""
 
     def rollout(config: DeploymentConfig):
@@ -115,7 +136,8 @@ def under_load(resources, seconds: float) -> tuple[Load, tuple[float, ...], str]
         [replica] = resources.serving.running_replica_pids(app_name(SCOPE))
         killed = time.perf_counter()
         os.kill(replica, signal.SIGKILL)
-        load.answered_since(killed + KILL_SETTLES_S, RECOVERY_TIMEOUT_S)
+        replaced = replacement_running(resources.serving, replica, RECOVERY_TIMEOUT_S)
+        load.answered_since(replaced, RECOVERY_TIMEOUT_S)
         time.sleep(max(0.0, started + seconds / 2 - time.perf_counter()))
         rollout_started = time.perf_counter()
         rollout(update)
@@ -147,8 +169,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     started, killed, rollout_started, rollout_ended, ended = phases
     answered = [(at, ms) for at, status, ms in load.records if status == 200]
-    after_kill = [at for at, _ in answered if at > killed + KILL_SETTLES_S]
+    answered_after_kill = [at for at, _ in answered if at > killed + KILL_SETTLES_S]
     p50, p95, p99 = np.percentile([ms for _, ms in answered], [50, 95, 99])
+    # A request counts where it was sent: one sent just after the kill that hangs until its
+    # timeout is the kill's failure, even if it ends during the rollout.
+    during_rollout = load.failed(rollout_started, rollout_ended)
+    after_kill = load.failed(started, rollout_started, ended_after=killed)
     print(
         json.dumps(
             {
@@ -162,9 +188,13 @@ def main() -> None:
                 "p99_ms": round(float(p99), 2),
                 "rolled_out": rolled_out,
                 "rollout_s": round(rollout_ended - rollout_started, 1),
-                "non_2xx_during_rollout": load.failed_between(rollout_started, rollout_ended),
-                "recovery_s": round(min(after_kill) - killed, 2) if after_kill else None,
-                "failed_after_kill": load.failed_between(killed, rollout_started),
+                "non_2xx_during_rollout": sum(during_rollout.values()),
+                "non_2xx_during_rollout_by_status": during_rollout,
+                "recovery_s": round(min(answered_after_kill) - killed, 2)
+                if answered_after_kill
+                else None,
+                "failed_after_kill": sum(after_kill.values()),
+                "failed_after_kill_by_status": after_kill,
                 "non_2xx_total": sum(1 for _, status, _ in load.records if status != 200),
             }
         )

@@ -4,8 +4,7 @@ A request names the row to predict (a flight, say) by the use case's keys. The r
 reads the feature service's features from the Feast online store, predicts with the
 version its route picks (production, or the challenger for its share), answers, and
 queues a record for the request log. The models and the split are the deployment's
-`user_config`: changing them reconfigures the running replica in place, and a model is
-swapped in only once it loaded.
+`user_config`, which `reconfigure` applies: a model is swapped in only once it loaded.
 """
 
 import logging

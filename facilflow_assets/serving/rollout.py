@@ -177,8 +177,18 @@ def _application(spec: EndpointSpec, routing: Routing, rollout: DeploymentConfig
     return PredictionEndpoint.options(
         num_replicas=rollout.num_replicas,
         user_config=routing.model_dump(mode="json"),
+        max_surge_percent=_surge_percent(rollout),
         **placement,
     ).bind(spec)
+
+
+def _surge_percent(rollout: DeploymentConfig) -> int:
+    """Ray Serve restarts the replicas on every update (a deployment run from code gets a
+    new version each time). Allowed a surge, it starts each successor before stopping the
+    replica it replaces, so a lone replica never leaves the endpoint with none. Not with
+    one replica per node: the successor could find no node to go to, and the update would
+    wait for one; there, replicas restart one at a time."""
+    return 0 if rollout.max_replicas_per_node else 100
 
 
 def preflight(application: Application, name: str, timeout_s: float) -> None:
