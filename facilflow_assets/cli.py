@@ -130,8 +130,11 @@ def _print_demo_summary(outcome: "DemoOutcome", summary_path: Path) -> None:
     section("Serving", facts_table(_rounded(serving)))
     for request in outcome.serving["requests"]:
         click.echo(json.dumps(_rounded(request)))
-    drift = [{"day": day, **_rounded(facts)} for day, facts in outcome.monitoring["drift"].items()]
-    section("Monitoring", markdown_table(pl.DataFrame(drift)))
+    days = [{"day": day, **_rounded(facts)} for day, facts in outcome.monitoring["days"].items()]
+    section(
+        "Monitoring (drift, and realized against holdout quality)",
+        markdown_table(pl.DataFrame(days)),
+    )
     click.echo("\n" + facts_table(_rounded(outcome.monitoring["serving_health"])))
     section("Lifecycle events", facts_table(outcome.events))
     endpoint, cli = serving["endpoint"], ".venv/bin/facilflow"

@@ -2,6 +2,7 @@
 
 import base64
 import io
+from typing import Any
 
 import lightgbm as lgb
 import matplotlib
@@ -132,36 +133,60 @@ def score_histogram(
     return figure
 
 
-def latency_by_minute(minutes: dict[str, tuple[list, list]], sla_ms: float) -> Figure:
-    """p95 latency per minute of each version: `minutes[version] = (times, p95s)`."""
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    for version, (times, p95s) in minutes.items():
-        axes.plot(times, p95s, marker=".", label=f"version {version}")
-    axes.axhline(sla_ms, linestyle=":", color="red", label=f"SLA {sla_ms:g} ms")
-    axes.set(xlabel="minute (UTC)", ylabel="p95 latency (ms)", title="Latency per minute")
-    axes.legend(loc="upper left")
+def throughput_and_latency_by_minute(
+    minutes: dict[str, tuple[list, list, list]], sla_ms: float, min_rps: float | None
+) -> Figure:
+    """Requests per second (above) and p95 latency (below) per minute of each version,
+    `minutes[version] = (times, rps, p95s)`, against the floor and the SLA."""
+    figure, (throughput, latency) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    for version, (times, rps, p95s) in minutes.items():
+        line = throughput.plot(times, rps, marker=".", label=f"version {version}")[0]
+        latency.plot(times, p95s, marker=".", color=line.get_color())
+    if min_rps is not None:
+        throughput.axhline(min_rps, linestyle=":", color="red", label=f"floor {min_rps:g}/s")
+    latency.axhline(sla_ms, linestyle=":", color="red", label=f"SLA {sla_ms:g} ms")
+    throughput.set(ylabel="requests per second", title="Throughput and latency per minute")
+    latency.set(xlabel="minute (UTC)", ylabel="p95 latency (ms)")
+    throughput.legend(loc="upper left", fontsize="small")
+    latency.legend(loc="upper left", fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure
 
 
 def metric_over_days(
-    days: dict[str, tuple[list, list]], holdout: dict[str, float], metric: str
+    days: dict[str, tuple[list, list]],
+    holdout: dict[str, float],
+    metric: str,
+    estimated: dict[str, tuple[list, list]] | None = None,
 ) -> Figure:
     """A metric per day of each version, `days[version] = (dates, values)`, against each
-    version's holdout figure (a dotted line)."""
+    version's holdout figure (a dotted line), and where given its estimate (dashed)."""
     figure, axes = plt.subplots(figsize=(7, 3.5))
+    colors: dict[str, Any] = {}  # matplotlib's color of each version's line
     for version, (dates, values) in days.items():
         line = axes.plot(dates, values, marker=".", label=f"version {version}")[0]
-        if version in holdout:
+        colors[version] = line.get_color()
+    for version, (dates, values) in (estimated or {}).items():
+        line = axes.plot(
+            dates,
+            values,
+            linestyle="--",
+            color=colors.get(version),
+            label=f"version {version} estimated",
+        )[0]
+        colors.setdefault(version, line.get_color())
+    for version, value in holdout.items():
+        if version in colors:
             axes.axhline(
-                holdout[version],
+                value,
                 linestyle=":",
-                color=line.get_color(),
-                label=f"version {version} holdout {holdout[version]:.3f}",
+                color=colors[version],
+                label=f"version {version} holdout {value:.3f}",
             )
-    axes.set(xlabel="day", ylabel=metric, title=f"Realized {metric} per day")
-    axes.legend(loc="lower left", fontsize="small")
+    axes.set(xlabel="day", ylabel=metric, title=f"{metric} per day: realized and estimated")
+    if colors:
+        axes.legend(loc="lower left", fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure

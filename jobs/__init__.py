@@ -103,11 +103,15 @@ def build_use_case_jobs(scope: ModelScope) -> UseCaseJobs:
         monitoring=dg.define_asset_job(
             scope.definition_name("monitoring_job"),
             selection=dg.AssetSelection.assets(
-                keys.batch_predictions, keys.feature_drift, keys.prediction_drift
+                keys.batch_predictions,
+                keys.feature_drift,
+                keys.prediction_drift,
+                keys.realized_quality,
             ),
             **_sized("1", "4Gi", tags=tags),
             description="Score a day's rows with the Production version, then measure that "
-            "day's feature and prediction drift against the version's reference.",
+            "day's feature and prediction drift against the version's reference, and its "
+            "realized quality once the outcomes are due (estimated until then).",
         ),
         serving_health=dg.define_asset_job(
             scope.definition_name("serving_health_job"),

@@ -1,20 +1,25 @@
-"""When drift starts a retraining of the model: the policy drift_retraining_sensor applies."""
+"""When drift or degraded quality starts a retraining of the model: the policy
+drift_retraining_sensor applies."""
 
 from dagster import ConfigurableResource
 from pydantic import Field, model_validator
 
-DRIFT_KINDS = ("feature", "prediction")
+# Feature or prediction drift; quality: the realized quality worse than the holdout's.
+KINDS = ("feature", "prediction", "quality")
 
 
 class RetrainingPolicyResource(ConfigurableResource):
-    """Retrain once the Production version has drifted on `drifted_days` of its latest
+    """Retrain once the Production version has been flagged on `drifted_days` of its latest
     `within_days` monitored days, by any of the kinds in `on`."""
 
     on: str = Field(
-        default="feature,prediction",
-        description="Comma-separated drift kinds that count (feature, prediction); empty: never.",
+        default="feature,prediction,quality",
+        description="Comma-separated kinds that count (feature, prediction drift; quality: "
+        "realized quality worse than the holdout's); empty: never.",
     )
-    drifted_days: int = Field(default=2, ge=1, description="Drifted days that start a retraining.")
+    drifted_days: int = Field(
+        default=2, ge=1, description="Flagged days (of any one kind) that start a retraining."
+    )
     within_days: int = Field(default=7, ge=1, description="Latest monitored days looked at.")
 
     @model_validator(mode="after")
@@ -28,12 +33,12 @@ class RetrainingPolicyResource(ConfigurableResource):
 
     @property
     def kinds(self) -> list[str]:
-        """The drift kinds that count; checked here, where an EnvVar has its value."""
+        """The kinds that count; checked here, where an EnvVar has its value."""
         kinds = [kind.strip() for kind in self.on.split(",") if kind.strip()]
-        unknown = [kind for kind in kinds if kind not in DRIFT_KINDS]
+        unknown = [kind for kind in kinds if kind not in KINDS]
         if unknown:
             raise ValueError(
-                f"retraining policy 'on': unknown drift kind(s) {', '.join(unknown)}; "
-                f"use {', '.join(DRIFT_KINDS)}"
+                f"retraining policy 'on': unknown kind(s) {', '.join(unknown)}; "
+                f"use {', '.join(KINDS)}"
             )
         return kinds

@@ -56,3 +56,22 @@ def test_the_serving_faults_benchmark_kills_and_rolls_out_briefly(built_home, mo
     assert figures["requests"] > 0 and figures["p50_ms"] > 0
     assert figures["non_2xx_during_rollout"] == 0
     assert figures["recovery_s"] is not None and figures["recovery_s"] < 30
+
+
+def test_a_year_of_daily_quality_matches_by_hand_and_the_estimate_tracks_it(
+    built_home, monkeypatch, capsys
+):
+    """Every flight of 2013 scored by the Production version. The estimate, made from
+    calibrated scores without one outcome, follows the realized AUC across the year's
+    days, most closely on the days the version never trained on."""
+    arguments = ["--home", str(built_home.home), "--repeats", "1"]
+    figures = run_benchmark("quality_year", arguments, monkeypatch, capsys)
+    assert (figures["days"], figures["rows_scored"]) == (365, 336_776)
+    assert figures["max_abs_difference"] < 1e-9
+    assert figures["facilflow_s"] > 0 and figures["pandas_sklearn_s"] > 0
+    unseen, every_day = (
+        figures["estimate_vs_realized_auc_unseen_days"],
+        figures["estimate_vs_realized_auc"],
+    )
+    assert unseen["days"] > 100 and unseen["correlation"] > 0.5 and unseen["mae"] < 0.05
+    assert every_day["correlation"] > 0.5 and every_day["mae"] < 0.08

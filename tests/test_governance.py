@@ -537,7 +537,8 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     _report_drift(instance, "feature", "2013-12-03", first, drifted=True)
     request = tick(policy)
     assert request.run_key == f"retrain:{MODEL}:v{first}"
-    assert request.tags["facilflow/drifted_days"] == "2013-12-01,2013-12-03"
+    assert request.tags["facilflow/flagged_days"] == "2013-12-01,2013-12-03"
+    assert request.tags["facilflow/trigger"] == "feature_drift"
     # Drift after the training window: the same window, over the refreshed training set.
     trained_model_op = lifecycle().op("trained_model")
     assert trained_model_op == "demo__flight_delay__training__trained_model"
@@ -555,7 +556,40 @@ def test_drift_retraining_sensor_applies_the_policy_once_per_production_version(
     widened = tick(RetrainingPolicyResource(on="feature", drifted_days=2, within_days=7))
     assert widened.run_config["ops"][trained_model_op]["config"] == {"train_start": "2013-01-01"}
     assert "no kind of drift" in tick(RetrainingPolicyResource(on="")).skip_message
-    with pytest.raises(ValueError, match="unknown drift kind\\(s\\) labels"):
+    with pytest.raises(ValueError, match="unknown kind\\(s\\) labels"):
         tick(RetrainingPolicyResource(on="feature,labels"))
     with pytest.raises(ValueError, match="drifted_days \\(4\\) exceeds within_days \\(3\\)"):
         RetrainingPolicyResource(drifted_days=4, within_days=3)
+
+
+def _report_quality(instance, day: str, scored: list[str], degraded: list[str], judged=True):
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=lifecycle().keys.realized_quality,
+            partition=day,
+            metadata={"judged": judged, "scored_versions": scored, "degraded_versions": degraded},
+        )
+    )
+
+
+def test_realized_quality_worse_than_the_holdout_retrains_when_the_policy_counts_it(registry):
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(on: str):
+        policy = RetrainingPolicyResource(on=on, drifted_days=2, within_days=7)
+        resources = {**registry.resources, "retraining": policy}
+        return tick_sensor(resources, "drift_retraining_sensor", instance=instance)
+
+    version = registry.add_version()
+    transition(registry.client, registry.audit, MODEL, version, Stage.PRODUCTION, "ops", "v1")
+    _report_quality(instance, "2013-12-01", [version], [version])
+    _report_quality(instance, "2013-12-02", [version, "99"], ["99"])  # another version's
+    _report_quality(instance, "2013-12-03", [version], [version], judged=False)  # not due
+    _report_quality(instance, "2013-12-04", ["99"], ["99"])  # not scored by this version
+    assert "quality: 1 of 2 day(s)" in tick("quality").skip_message
+    _report_quality(instance, "2013-12-03", [version], [version])  # judged once due
+    request = tick("quality")
+    assert request.run_key == f"retrain:{MODEL}:v{version}"
+    assert request.tags["facilflow/trigger"] == "quality_degraded"
+    assert request.tags["facilflow/flagged_days"] == "2013-12-01,2013-12-03"
+    assert "feature: 0 of 0 day(s)" in tick("feature").skip_message  # quality not counted

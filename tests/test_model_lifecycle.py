@@ -201,14 +201,27 @@ def test_a_lifecycle_run_without_a_broker_keeps_its_events_and_each_arrives_once
 
 
 def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home, tracking):
-    drift = built_home.monitoring["drift"]
-    summer, winter = drift["2013-06-15"], drift["2013-01-15"]
+    days = built_home.monitoring["days"]
+    summer, winter = days["2013-06-15"], days["2013-01-15"]
     assert not summer["feature_drift"] and summer["drift_share"] < 0.1
     assert winter["feature_drift"] and winter["drift_share"] >= 0.1
     assert "weather_hourly__temperature_f" in winter["drifted_features"]
     assert not summer["prediction_drift"]
-    assert summer["checks"] == {"no_feature_drift": True, "no_prediction_drift": True}
-    assert winter["checks"] == {"no_feature_drift": False, "no_prediction_drift": True}
+    # The summer day's flights were as predictable as the holdout's; the winter day is
+    # judged too, whatever its outcomes say.
+    assert summer["checks"] == {
+        "no_feature_drift": True,
+        "no_prediction_drift": True,
+        "quality_holds": True,
+    }
+    assert {k: v for k, v in winter["checks"].items() if k != "quality_holds"} == {
+        "no_feature_drift": False,
+        "no_prediction_drift": True,
+    }
+    for day in (summer, winter):  # realized, holdout and estimated AUC of version 1
+        for name in ("auc_v1", "holdout_auc_v1", "estimated_auc_v1"):
+            assert 0.5 < day["quality"][name] < 1, name
+    assert winter["degraded_versions"] == ([] if winter["checks"]["quality_holds"] else ["1"])
     assert Path(winter["report"]).read_text().lstrip().startswith("<")
     runs = tracking.client().search_runs(
         [tracking.ensure_experiment(lifecycle().scope).experiment_id],
@@ -217,6 +230,7 @@ def test_the_demo_shows_a_clean_summer_day_and_a_drifted_winter_day(built_home, 
     assert {r.info.run_name for r in runs} == {
         "feature-drift-2013-01-15",
         "prediction-drift-2013-01-15",
+        "realized-quality-2013-01-15",
     }
     health = built_home.monitoring["serving_health"]
     assert health["requests"] >= 200 and health["breached_versions"] == []

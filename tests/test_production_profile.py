@@ -75,7 +75,7 @@ def production(tmp_path_factory):
             "FACILFLOW_HOME": str(home),
             "FACILFLOW_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
             "FACILFLOW_APPROVERS": f"{tenant}=carol,dave",
-            "FACILFLOW_RETRAIN_ON_DRIFT": "feature,prediction",
+            "FACILFLOW_RETRAIN_ON_DRIFT": "feature,prediction,quality",
             "FACILFLOW_REDIS_URL": "127.0.0.1:6379",
             "FACILFLOW_OUTBOX_URL": services["outbox"],
             "KAFKA_BOOTSTRAP_SERVERS": services["kafka"],
@@ -186,7 +186,7 @@ def test_the_lifecycle_reaches_production_serves_and_monitors_on_the_production_
     assert isinstance(serving["requests"][0]["rains_next_hour"], bool)  # the label's name
     assert serving["challenger_version"] == "2"
     assert serving["batch_rows"] == 72  # three airports, 24 hours
-    drift = summary["monitoring"]["drift"]
+    drift = summary["monitoring"]["days"]
     assert not drift["2013-06-15"]["feature_drift"] and drift["2013-01-15"]["feature_drift"]
     assert summary["monitoring"]["serving_health"]["requests"] >= serving["burst"]
 

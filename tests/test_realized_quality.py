@@ -1,13 +1,15 @@
 """monitoring/realized_quality on the demo's real flights: the day's scored flights against
-their departures once known, per version, beside the version's holdout; a day whose
-outcomes are not due is not judged; scores that no longer rank fail the blocking check and
-emit one MODEL_QUALITY_DEGRADED per version and day."""
+their departures once known, per version, beside the version's holdout and the estimate
+from calibrated scores; a day whose outcomes are not due is not judged; a model trained
+on shuffled labels fails the blocking check and emits one MODEL_QUALITY_DEGRADED per
+version and day."""
 
 import json
 import shutil
 
 import dagster as dg
 import duckdb
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
@@ -91,6 +93,8 @@ def test_a_scored_day_is_judged_with_the_figures_an_independent_recomputation_gi
         assert version["metrics"][metric] == pytest.approx(value, abs=1e-9), metric
     # Beside the version's holdout figures, and judged on AUC against them.
     assert 0.5 < version["holdout"]["auc"] < 1
+    # And the estimate from every scored flight's calibrated score, outcome or not.
+    assert 0.5 < version["estimated"]["auc"] < 1 and 0.5 < version["estimated"]["accuracy"] < 1
     assert version["judgement"]["metric"] == "auc" and not version["judgement"]["degraded"]
     materialized = result.asset_materializations_for_node(FLIGHT_DELAY.op("realized_quality"))
     metadata = materialized[0].metadata
@@ -106,17 +110,34 @@ def test_a_day_whose_outcomes_are_not_due_is_shown_not_judged(home):
     assert check.passed and "not judged" in check.description
     [version] = _summary(home)["versions"]
     assert version["judgement"] is None
+    assert 0.5 < version["estimated"]["auc"] < 1  # the estimate needs no outcome
     assert version["labelled"] < version["scored"]  # only what was known by noon
     assert _degradations(home) == []
 
 
-def test_scores_that_no_longer_rank_fail_the_check_with_one_event_per_version_and_day(home):
-    """The day's scores shuffled among its flights: what a model that learned nothing would
-    have scored."""
+def _trained_on_shuffled_labels(home, inputs: list[str]) -> lgb.Booster:
+    """A model of the version's inputs trained on its training months with the labels
+    shuffled: it learned nothing about delays."""
+    splits = FLIGHT_DELAY.use_case.splits
+    training = pl.read_parquet(home / "tenants/demo/flight_delay/training/flight_delay_v1.parquet")
+    months = training.filter(
+        pl.col("event_timestamp").dt.date().is_between(splits.train_start, splits.validation_start)
+    )
+    labels = months["is_delayed"].shuffle(seed=7).to_numpy()
+    dataset = lgb.Dataset(months.select(inputs).to_numpy(), labels)
+    return lgb.train({"objective": "binary", "verbose": -1, "seed": 7}, dataset, 30)
+
+
+def test_a_model_trained_on_shuffled_labels_fails_the_check_once_per_version_and_day(home):
+    """The day's flights scored, on the inputs the version scored them with, by a model
+    whose training labels were shuffled."""
     path = home / "tenants/demo/flight_delay/predictions" / f"{DAY}.parquet"
     original = pl.read_parquet(path)
-    shuffled = original.with_columns(pl.col("delay_probability").shuffle(seed=7))
-    shuffled.write_parquet(path)
+    not_inputs = {*FLIGHT_DELAY.use_case.target.keys, FLIGHT_DELAY.use_case.target.time}
+    not_inputs |= {"delay_probability", "model", "model_version"}
+    inputs = [c for c in original.columns if c not in not_inputs]
+    scores = _trained_on_shuffled_labels(home, inputs).predict(original.select(inputs).to_numpy())
+    original.with_columns(pl.Series("delay_probability", scores)).write_parquet(path)
     try:
         for _ in range(2):  # judged twice: still one event
             result = _judge(home)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from facilflow_assets.environment import Environment
@@ -14,7 +15,9 @@ from facilflow_assets.monitoring.health_assets import WITHIN_SLA_CHECK
 from facilflow_assets.monitoring.serving_health import (
     ERRORS,
     LATENCY,
+    THROUGHPUT,
     HealthThresholds,
+    per_minute,
     requests_between,
     version_health,
 )
@@ -83,7 +86,7 @@ def test_each_version_is_judged_on_its_own_requests(logged):
     resources, now = logged
     root = resources["serving"].request_log_path(SCOPE)
     window = requests_between(root, now - timedelta(hours=1), now + timedelta(seconds=1))
-    health = {h.model_version: h for h in version_health(window, THRESHOLDS)}
+    health = {h.model_version: h for h in version_health(window, THRESHOLDS, 3600)}
     assert list(health) == ["1", "2", "3", "4"]
     healthy, failing, slow, barely_used = (health[v] for v in "1234")
     assert (healthy.requests, healthy.errors) == (100, 0)
@@ -91,6 +94,58 @@ def test_each_version_is_judged_on_its_own_requests(logged):
     assert failing.error_rate == pytest.approx(0.02) and failing.breaches == (ERRORS,)
     assert slow.p95_ms == pytest.approx(80.0) and slow.breaches == (LATENCY,)
     assert not barely_used.judged and barely_used.breaches == ()
+    assert healthy.rps == pytest.approx(100 / 3600)
+
+
+def test_a_throughput_floor_applies_only_when_configured_and_to_every_version(logged):
+    resources, now = logged
+    root = resources["serving"].request_log_path(SCOPE)
+    window = requests_between(root, now - timedelta(hours=1), now + timedelta(seconds=1))
+    floor = HealthThresholds(p95_sla_ms=1000.0, max_error_rate=1.0, min_requests=20, min_rps=0.02)
+    health = {h.model_version: h for h in version_health(window, floor, 3600)}
+    # 72 requests an hour: versions 1 and 2 served 100, 3 served 40, 4 five (too few to
+    # judge its latency, not too few to be under the floor).
+    assert {v: h.breaches for v, h in health.items()} == {
+        "1": (),
+        "2": (),
+        "3": (THROUGHPUT,),
+        "4": (THROUGHPUT,),
+    }
+    minutes = per_minute(window)
+    version_1 = minutes.filter(pl.col("model_version") == "1")
+    assert round(version_1["rps"].sum() * 60) == 100  # every request in some minute
+    assert (version_1["p95_ms"] >= version_1["p50_ms"]).all()
+
+
+def test_the_floor_fails_the_check_and_alerts_when_traffic_drops(logged):
+    resources, _ = logged
+    config = {"min_rps": 0.02, "p95_sla_ms": 1000.0, "max_error_rate": 1.0}
+    result = dg.materialize(
+        [_serving_health()],
+        resources=resources,
+        run_config={"ops": {_serving_health().op.name: {"config": config}}},
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.description == "version 3: throughput; version 4: throughput"
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["min_rps"].value == 0.02 and "rps" in metadata["per_minute"].value
+    alerts = [json.loads(e.body) for e in resources["events"].outbox().waiting(100)]
+    assert {a["version"]: a["payload"]["rps"] for a in alerts} == pytest.approx(
+        {"3": 40 / 3600, "4": 5 / 3600}
+    )
+    assert {a["payload"]["min_rps"] for a in alerts} == {0.02}
+
+
+def test_with_a_floor_a_window_without_any_request_fails_the_check(tmp_path):
+    resources = build_resources(Environment.LOCAL, home=tmp_path / "home")
+    result = dg.materialize(
+        [_serving_health()],
+        resources=resources,
+        run_config={"ops": {_serving_health().op.name: {"config": {"min_rps": 1.0}}}},
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "below the throughput floor of 1 per second" in check.description
 
 
 def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
@@ -103,7 +158,10 @@ def test_the_asset_fails_its_check_and_alerts_once_per_breached_version(logged):
     assert metadata["requests"].value == 100 + 100 + 40 + 5 + 37
     assert metadata["invalid_requests"].value == 37
     assert "too few requests" in metadata["versions"].value
-    assert metadata["latency"].value.startswith("![p95 latency per minute](data:image/png")
+    assert metadata["throughput_and_latency"].value.startswith(
+        "![throughput and p95 latency per minute](data:image/png"
+    )
+    assert "min_rps" not in metadata  # no floor unless configured
     waiting = resources["events"].outbox().waiting(100)
     assert [e.event_type for e in waiting] == ["SERVING_SLA_BREACHED"] * 2
     alerts = {event["version"]: event for event in (json.loads(e.body) for e in waiting)}

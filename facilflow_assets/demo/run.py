@@ -16,9 +16,10 @@ from facilflow_assets.asset_keys import FEATURES_GROUP, UseCaseKeys, op_name
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.definitions import shared_definitions, tenant_definitions
 from facilflow_assets.demo.governance import Governance, promote_with_approval
-from facilflow_assets.demo.monitoring import Monitoring, monitor
+from facilflow_assets.demo.monitoring import Monitoring, monitor, monitoring_line
 from facilflow_assets.demo.plan import DemoPlan, load_plan
 from facilflow_assets.demo.serving import Serving, serve_and_score
+from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.events.reader import EventReader
 from facilflow_assets.metadata import markdown_table, metadata_value
 from facilflow_assets.scope import ModelScope
@@ -149,8 +150,8 @@ def run_demo(
         f"{use_case.target.subject}s scored on {serving['batch_day']}",
     )
     monitoring = monitor(lifecycle, scope, plan)
-    drifted = [day for day, facts in monitoring["drift"].items() if facts["feature_drift"]]
-    stopwatch.lap("monitoring", f"feature drift on {', '.join(drifted) or 'no day checked'}")
+    metric = SCORING[use_case.task].primary
+    stopwatch.lap("monitoring", monitoring_line(monitoring, version, metric))
     outcome = DemoOutcome(
         assets=summarize(results, lifecycle.defs),
         model=model,

@@ -17,6 +17,7 @@ from facilflow_assets.evaluation.baseline import (
     load_booster,
     production_baseline,
 )
+from facilflow_assets.evaluation.calibration import CALIBRATION_ARTIFACT, fit_calibration
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
 from facilflow_assets.features.feast_assets import features_on_rows
@@ -156,6 +157,8 @@ def evaluate(
     figures = _figures(use_case, labels, scores, baseline, booster, threshold)
     with tracking.fluent(), _reopened_run(candidate.run_id):
         _log_to_run(report, figures)
+        if use_case.task == "binary":  # for estimating a day's quality before its outcomes
+            mlflow.log_dict(fit_calibration(labels, scores).to_dict(), CALIBRATION_ARTIFACT)
         log_reference(train, candidate.feature_names, scores)
     report.write(files.models_dir / REPORT_FILE)
     url = tracking.run_url(candidate.experiment_id, candidate.run_id)

@@ -129,7 +129,11 @@ class SlaBreached(_Payload):
     max_error_rate: float = Field(ge=0, le=1)
     p95_ms: float = Field(ge=0)
     p95_sla_ms: float = Field(gt=0)
-    breaches: list[str] = Field(description="What was breached: latency, errors or both.")
+    rps: float | None = Field(default=None, ge=0, description="Requests per second served.")
+    min_rps: float | None = Field(default=None, description="The throughput floor, if any.")
+    breaches: list[str] = Field(
+        description="What was breached: latency, errors, throughput, or several."
+    )
 
 
 class GovernanceViolation(_Payload):

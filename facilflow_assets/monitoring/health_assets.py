@@ -13,11 +13,11 @@ from facilflow_assets.monitoring.serving_health import (
     HealthThresholds,
     VersionHealth,
     health_table,
+    per_minute,
     requests_between,
-    served,
     version_health,
 )
-from facilflow_assets.plots import latency_by_minute, markdown_image, png
+from facilflow_assets.plots import markdown_image, png, throughput_and_latency_by_minute
 from facilflow_assets.scope import ModelScope
 from resources import EventsResource, ServingResource
 
@@ -33,25 +33,30 @@ class ServingHealthConfig(dg.Config):
         default=0.01, ge=0, le=1, description="Share of predictions that may fail (answer 500)."
     )
     min_requests: int = Field(
-        default=20, ge=1, description="Requests a version needs in the window to be judged."
+        default=20,
+        ge=1,
+        description="Requests a version needs in the window to be judged on latency and errors.",
+    )
+    min_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Throughput floor: a version serving fewer requests per second over the "
+        "window breaches, and a window without any request fails the check. None: no floor.",
     )
 
     def thresholds(self) -> HealthThresholds:
-        return HealthThresholds(self.p95_sla_ms, self.max_error_rate, self.min_requests)
+        return HealthThresholds(
+            self.p95_sla_ms, self.max_error_rate, self.min_requests, self.min_rps
+        )
 
 
-def _latency_plot(requests: pl.DataFrame, sla_ms: float) -> str:
-    per_minute = (
-        served(requests)
-        .group_by("model_version", pl.col("time").dt.truncate("1m"))
-        .agg(pl.col("latency_ms").quantile(0.95))
-        .sort("time")
-    )
-    minutes = {
-        version: (rows["time"].to_list(), rows["latency_ms"].to_list())
-        for (version,), rows in per_minute.group_by("model_version", maintain_order=True)
+def _throughput_and_latency_plot(minutes: pl.DataFrame, config: ServingHealthConfig) -> str:
+    series = {
+        version: (rows["minute"].to_list(), rows["rps"].to_list(), rows["p95_ms"].to_list())
+        for (version,), rows in minutes.group_by("model_version", maintain_order=True)
     }
-    return markdown_image(png(latency_by_minute(minutes, sla_ms)), "p95 latency per minute")
+    figure = throughput_and_latency_by_minute(series, config.p95_sla_ms, config.min_rps)
+    return markdown_image(png(figure), "throughput and p95 latency per minute")
 
 
 def _breach_event(
@@ -65,6 +70,8 @@ def _breach_event(
         window_start=window[0].isoformat(),
         window_end=window[1].isoformat(),
         requests=version.requests,
+        rps=version.rps,
+        min_rps=config.min_rps,
         error_rate=version.error_rate,
         max_error_rate=config.max_error_rate,
         p95_ms=version.p95_ms,
@@ -90,8 +97,9 @@ def build_serving_health_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         kinds={"polars"},
         deps=[keys.prediction_endpoint],
         check_specs=[dg.AssetCheckSpec(WITHIN_SLA_CHECK, asset=keys.serving_health)],
-        description="p95 latency and error rate of each served version over the last window "
-        "of the request log, against the SLA and the error-rate threshold.",
+        description="Throughput, p50/p95/p99 latency and error rate of each served version "
+        "over the last window of the request log, per minute and over the window, against "
+        "the SLA, the error-rate threshold and, when configured, the throughput floor.",
     )
     def serving_health(
         context: dg.AssetExecutionContext,
@@ -114,13 +122,20 @@ def judge_serving_health(
     end = datetime.now(UTC)
     window = (end - timedelta(minutes=config.window_minutes), end)
     requests = requests_between(serving.request_log_path(scope), *window)
-    health = version_health(requests, config.thresholds())
+    health = version_health(requests, config.thresholds(), config.window_minutes * 60)
     breached = [h for h in health if h.breaches]
     events.record([_breach_event(scope, h, config, window, context.run.run_id) for h in breached])
     judged = [h for h in health if h.judged]
     if breached:
         verdict = "; ".join(f"version {h.model_version}: {', '.join(h.breaches)}" for h in breached)
         check = dg.AssetCheckResult(check_name=WITHIN_SLA_CHECK, passed=False, description=verdict)
+    elif not health and config.min_rps is not None:
+        check = dg.AssetCheckResult(
+            check_name=WITHIN_SLA_CHECK,
+            passed=False,
+            description=f"no request served in the last {config.window_minutes} minutes: "
+            f"below the throughput floor of {config.min_rps:g} per second",
+        )
     elif not judged:
         check = dg.AssetCheckResult(
             check_name=WITHIN_SLA_CHECK,
@@ -143,9 +158,22 @@ def judge_serving_health(
         "invalid_requests": requests.filter(pl.col("outcome") == "invalid").height,
         "p95_sla_ms": config.p95_sla_ms,
         "max_error_rate": config.max_error_rate,
+        **({"min_rps": config.min_rps} if config.min_rps is not None else {}),
         "breached_versions": dg.MetadataValue.json([h.model_version for h in breached]),
     }
     if health:
+        minutes = per_minute(requests)
         metadata["versions"] = dg.MetadataValue.md(markdown_table(health_table(health)))
-        metadata["latency"] = dg.MetadataValue.md(_latency_plot(requests, config.p95_sla_ms))
+        metadata["per_minute"] = dg.MetadataValue.md(markdown_table(_rounded(minutes)))
+        metadata["throughput_and_latency"] = dg.MetadataValue.md(
+            _throughput_and_latency_plot(minutes, config)
+        )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _rounded(minutes: pl.DataFrame) -> pl.DataFrame:
+    return minutes.with_columns(
+        pl.col("minute").dt.strftime("%Y-%m-%d %H:%M"),
+        pl.col("rps").round(3),
+        pl.col("p50_ms", "p95_ms", "p99_ms").round(2),
+    )

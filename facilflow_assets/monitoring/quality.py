@@ -14,14 +14,17 @@ the day's figure (two standard errors) is past the allowed margin, so a day's no
 not page anyone.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
 
+from facilflow_assets.evaluation.calibration import Calibration
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.feature_spec import parse_duration
+from facilflow_assets.monitoring.estimated_quality import expected_metrics
 from facilflow_assets.use_case import UseCase
 
 KNOWN_AT = "_outcome_known_at"
@@ -38,6 +41,8 @@ class VersionDay:
     labelled: int
     metrics: dict[str, float]  # on the labelled rows; empty when there are none
     standard_error: float = float("nan")  # of the task's primary metric on the day
+    # From every scored row's calibrated score, outcomes or not; empty without a calibration
+    estimated: dict[str, float] = field(default_factory=dict)
 
     @property
     def coverage(self) -> float:
@@ -74,11 +79,17 @@ def outcomes_due(rows: pl.DataFrame, as_of: datetime) -> bool:
 
 
 def per_version(
-    rows: pl.DataFrame, use_case: UseCase, as_of: datetime, threshold: float
+    rows: pl.DataFrame,
+    use_case: UseCase,
+    as_of: datetime,
+    threshold: float,
+    calibrations: Mapping[str, Calibration] | None = None,
 ) -> list[VersionDay]:
-    """Each version's rows scored and labelled, and its metrics on the labelled ones (those
-    whose outcome is known by `as_of`)."""
+    """Each version's rows scored and labelled, its metrics on the labelled ones (those
+    whose outcome is known by `as_of`) and, for a version with a calibration, its metrics
+    estimated from all its scores."""
     label, score = use_case.label, use_case.score
+    calibrations = calibrations or {}
     found = []
     for (version,), group in rows.sort(VERSION).group_by(VERSION, maintain_order=True):
         known = group.filter(pl.col(label).is_not_null() & (pl.col(KNOWN_AT) <= as_of))
@@ -88,7 +99,13 @@ def per_version(
             scores = known[score].cast(pl.Float64).to_numpy()
             metrics = SCORING[use_case.task].metrics(labels, scores, threshold)
             error = standard_error(use_case.task, labels, scores, metrics)
-        found.append(VersionDay(str(version), group.height, known.height, metrics, error))
+        estimated = {}
+        if (calibration := calibrations.get(str(version))) is not None:
+            all_scores = group[score].cast(pl.Float64).to_numpy()
+            estimated = expected_metrics(all_scores, calibration, threshold)
+        found.append(
+            VersionDay(str(version), group.height, known.height, metrics, error, estimated)
+        )
     return found
 
 

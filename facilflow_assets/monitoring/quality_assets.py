@@ -3,7 +3,8 @@ per version, beside the version's holdout figures; a blocking check when a versi
 worse than its holdout by more than the allowed margin, and MODEL_QUALITY_DEGRADED."""
 
 import json
-from dataclasses import asdict
+import tempfile
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from pydantic import Field
 from facilflow_assets import plots
 from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_json_atomic
+from facilflow_assets.evaluation.calibration import CALIBRATION_ARTIFACT, Calibration
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.events.envelope import EventType, QualityDegraded
 from facilflow_assets.features.target_rows import labelled_rows
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.monitoring.quality import (
+    VERSION,
     Judgement,
     VersionDay,
     judge,
@@ -116,13 +119,17 @@ def measure_realized_quality(
         scored_day(storage, scope, day), labelled_rows(storage, use_case), use_case, delay
     )
     complete = outcomes_due(rows, as_of)
-    versions = per_version(rows, use_case, as_of, config.decision_threshold)
     client = mlflow.client()
     experiment = mlflow.ensure_experiment(scope)
+    runs = {
+        version: training_run(client, scope, version)
+        for version in rows[VERSION].cast(pl.String).unique().sort()
+    }
+    calibrations = {v: c for v, run in runs.items() if (c := _calibration(client, run))}
     found = []
-    for version in versions:
-        source_run = training_run(client, scope, version.version)
-        holdout = _holdout_metrics(client, source_run)
+    for version in per_version(rows, use_case, as_of, config.decision_threshold, calibrations):
+        run = runs[version.version]
+        holdout = _holdout_metrics(client, run)
         judgement = (
             judge(
                 version,
@@ -134,18 +141,18 @@ def measure_realized_quality(
             if complete
             else None
         )
-        found.append((version, holdout, judgement, source_run))
+        found.append(Findings(version, holdout, judgement, run))
     if not complete:
         context.log.info(f"{day}: outcomes not all due as of {as_of.isoformat()}; not judged")
     folder = storage.files(scope).monitoring_dir / "realized_quality"
     summary_path = write_json_atomic(_summary(day, as_of, complete, found), folder / f"{day}.json")
-    degraded = [(v, j, run) for v, _, j, run in found if j is not None and j.degraded]
+    degraded = [f for f in found if f.judgement is not None and f.judgement.degraded]
     _record_degradations(context, config, scope, events, degraded)
     # From "worse" to "why": each version's evaluation, and the day's drift report.
     links: dict[str, dg.MetadataValue] = {
-        f"evaluation_v{v.version}": dg.MetadataValue.url(url)
-        for v, _, _, run in found
-        if (url := mlflow.run_url(experiment.experiment_id, run))
+        f"evaluation_v{f.day.version}": dg.MetadataValue.url(url)
+        for f in found
+        if (url := mlflow.run_url(experiment.experiment_id, f.evaluation_run))
     }
     drift_report = storage.files(scope).monitoring_dir / "feature_drift" / f"{day}.html"
     if drift_report.exists():
@@ -156,9 +163,12 @@ def measure_realized_quality(
         metadata={
             "judged": complete,
             "as_of": as_of.isoformat(),
-            "rows_scored": sum(v.scored for v in versions),
-            "rows_labelled": sum(v.labelled for v in versions),
+            "rows_scored": sum(f.day.scored for f in found),
+            "rows_labelled": sum(f.day.labelled for f in found),
             "versions": dg.MetadataValue.md(markdown_table(_table(found))),
+            "scored_versions": [f.day.version for f in found],
+            "degraded_versions": [f.day.version for f in degraded],
+            **_primary_figures(found, primary),
             f"{primary}_over_days": dg.MetadataValue.md(_plot(folder, primary)),
             "summary": dg.MetadataValue.path(str(summary_path)),
             **({"mlflow_run": dg.MetadataValue.url(run_link)} if run_link else {}),
@@ -185,23 +195,41 @@ def _holdout_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
     }
 
 
-Found = tuple[VersionDay, dict[str, float], Judgement | None, str]
+@dataclass(frozen=True)
+class Findings:
+    """A version's day, beside its holdout, judged once the day's outcomes are all due."""
+
+    day: VersionDay
+    holdout: dict[str, float]
+    judgement: Judgement | None
+    evaluation_run: str
 
 
-def _summary(day: str, as_of: datetime, complete: bool, found: list[Found]) -> dict:
+def _calibration(client: MlflowClient, run_id: str) -> Calibration | None:
+    """The version's holdout calibration; None for a regression, or a version evaluated
+    before calibrations were recorded."""
+    folder = str(Path(CALIBRATION_ARTIFACT).parent)
+    if CALIBRATION_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        path = client.download_artifacts(run_id, CALIBRATION_ARTIFACT, scratch)
+        return Calibration.from_dict(json.loads(Path(path).read_text()))
+
+
+def _summary(day: str, as_of: datetime, complete: bool, found: list[Findings]) -> dict:
     return {
         "partition": day,
         "as_of": as_of.isoformat(),
         "judged": complete,
         "versions": [
             {
-                **asdict(version),
-                "coverage": version.coverage,
-                "holdout": {k: v for k, v in holdout.items() if k in version.metrics},
-                "judgement": asdict(judgement) if judgement else None,
-                "evaluation_run": run,
+                **asdict(f.day),
+                "coverage": f.day.coverage,
+                "holdout": {k: v for k, v in f.holdout.items() if k in f.day.metrics},
+                "judgement": asdict(f.judgement) if f.judgement else None,
+                "evaluation_run": f.evaluation_run,
             }
-            for version, holdout, judgement, run in found
+            for f in found
         ],
     }
 
@@ -211,7 +239,7 @@ def _record_degradations(
     config: RealizedQualityConfig,
     scope: ModelScope,
     events: EventsResource,
-    degraded: list[tuple[VersionDay, Judgement, str]],
+    degraded: list[Findings],
 ) -> None:
     """One MODEL_QUALITY_DEGRADED per version and day, however often the day is judged."""
     day = context.partition_key
@@ -224,14 +252,15 @@ def _record_degradations(
                 value=judgement.value,
                 holdout_value=judgement.holdout,
                 max_degradation=config.max_degradation,
-                labelled_rows=version.labelled,
-                evaluation_run=run,
+                labelled_rows=f.day.labelled,
+                evaluation_run=f.evaluation_run,
             ),
-            version=version.version,
+            version=f.day.version,
             dagster_run_id=context.run.run_id,
             once_per=f"quality:{day}",
         )
-        for version, judgement, run in degraded
+        for f in degraded
+        if (judgement := f.judgement) is not None
     ]
     if recorded:
         events.record(recorded)
@@ -242,7 +271,7 @@ def _log_to_mlflow(
     experiment_id: str,
     context: dg.AssetExecutionContext,
     day: str,
-    found: list[Found],
+    found: list[Findings],
     mlflow: MlflowResource,
 ) -> str | None:
     """A run per day with each version's figures (`<metric>_v<version>`), for the MLflow UI."""
@@ -255,8 +284,15 @@ def _log_to_mlflow(
             "dagster_run_id": context.run.run_id,
         },
     )
-    for version, _, _, _ in found:
-        figures = {**version.metrics, "coverage": version.coverage, "labelled": version.labelled}
+    for f in found:
+        version = f.day
+        figures = {
+            **version.metrics,
+            **{f"estimated_{name}": value for name, value in version.estimated.items()},
+            "coverage": version.coverage,
+            "labelled": version.labelled,
+            "scored": version.scored,
+        }
         for name, value in figures.items():
             if value == value:  # NaN is not logged
                 client.log_metric(run.info.run_id, f"{name}_v{version.version}", float(value))
@@ -264,10 +300,11 @@ def _log_to_mlflow(
     return mlflow.run_url(experiment_id, run.info.run_id)
 
 
-def _table(found: list[Found]) -> pl.DataFrame:
+def _table(found: list[Findings]) -> pl.DataFrame:
     nan = float("nan")
     rows = []
-    for version, holdout, judgement, _ in found:
+    for f in found:
+        version = f.day
         rows.append(
             {
                 "version": version.version,
@@ -275,34 +312,60 @@ def _table(found: list[Found]) -> pl.DataFrame:
                 "labelled": version.labelled,
                 "coverage": round(version.coverage, 4),
                 **{
-                    f"{name} (day / holdout)": f"{value:.4f} / {holdout.get(name, nan):.4f}"
+                    f"{name} (day / holdout)": f"{value:.4f} / {f.holdout.get(name, nan):.4f}"
                     for name, value in version.metrics.items()
                 },
-                "verdict": judgement.reason if judgement else "not judged yet",
+                **{
+                    f"estimated {name}": round(value, 4)
+                    for name, value in version.estimated.items()
+                },
+                "verdict": f.judgement.reason if f.judgement else "not judged yet",
             }
         )
     return pl.DataFrame(rows)
 
 
-def _verdict(day: str, complete: bool, found: list[Found]) -> str:
+def _primary_figures(found: list[Findings], metric: str) -> dict[str, float]:
+    """Per version, the day's primary metric, its holdout's and its estimate, where known:
+    `auc_v3`, `holdout_auc_v3`, `estimated_auc_v3`."""
+    figures = {}
+    for f in found:
+        version = f.day.version
+        for name, source in (
+            (metric, f.day.metrics),
+            (f"holdout_{metric}", f.holdout),
+            (f"estimated_{metric}", f.day.estimated),
+        ):
+            value = source.get(metric, float("nan"))
+            if value == value:  # NaN is not recorded
+                figures[f"{name}_v{version}"] = float(value)
+    return figures
+
+
+def _verdict(day: str, complete: bool, found: list[Findings]) -> str:
     if not complete:
         return f"{day}: not judged, its outcomes are not all due yet"
-    return "; ".join(f"version {v.version}: {j.reason}" for v, _, j, _ in found if j is not None)
+    return "; ".join(f"version {f.day.version}: {f.judgement.reason}" for f in found if f.judgement)
 
 
 def _plot(folder: Path, metric: str) -> str:
-    """The primary metric of every day judged or not, per version, against its holdout."""
-    days: dict[str, tuple[list, list]] = {}
+    """The primary metric of every day, realized where outcomes are known and estimated
+    from the scores, per version, against its holdout."""
+    realized: dict[str, tuple[list, list]] = {}
+    estimated: dict[str, tuple[list, list]] = {}
     holdout: dict[str, float] = {}
     for path in sorted(folder.glob("*.json")):
         summary = json.loads(path.read_text())
+        day = datetime.fromisoformat(summary["partition"])
         for version in summary["versions"]:
-            value = version["metrics"].get(metric)
-            if value is None:
-                continue
-            dates, values = days.setdefault(version["version"], ([], []))
-            dates.append(datetime.fromisoformat(summary["partition"]))
-            values.append(value)
+            name = version["version"]
+            sources = ((realized, version["metrics"]), (estimated, version.get("estimated", {})))
+            for series, figures in sources:
+                if (value := figures.get(metric)) is not None:
+                    dates, values = series.setdefault(name, ([], []))
+                    dates.append(day)
+                    values.append(value)
             if metric in version["holdout"]:
-                holdout[version["version"]] = version["holdout"][metric]
-    return plots.markdown_image(plots.png(plots.metric_over_days(days, holdout, metric)), metric)
+                holdout[name] = version["holdout"][metric]
+    figure = plots.metric_over_days(realized, holdout, metric, estimated)
+    return plots.markdown_image(plots.png(figure), metric)

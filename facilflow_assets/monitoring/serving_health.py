@@ -1,10 +1,13 @@
-"""Serving health: latency and failures per model version over a recent window of requests.
+"""Serving health: throughput, latency and failures per model version over a recent window
+of requests.
 
 Read from the endpoint's request log. A version breaches when its p95 latency exceeds the
 SLA or its share of failed predictions (answers 500) exceeds the error-rate threshold.
 Invalid requests (answers 4xx) are refused before any version is chosen: they are the
 caller's mistake, counted for the endpoint as a whole. A version with fewer requests than
-`min_requests` in the window is reported but not judged.
+`min_requests` in the window is reported but not judged on those. With a throughput floor
+configured, a version also breaches when it served fewer requests per second over the
+window than the floor, however few it served: a drop in traffic is what the floor is for.
 """
 
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from facilflow_assets.serving.request_log import read_requests
 
 LATENCY = "latency"
 ERRORS = "errors"
+THROUGHPUT = "throughput"
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class HealthThresholds:
     p95_sla_ms: float
     max_error_rate: float
     min_requests: int
+    min_rps: float | None = None  # the throughput floor; none unless configured
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class VersionHealth:
     role: str  # the role of its latest request: production or challenger
     requests: int  # predictions attempted: answered 200 or 500
     errors: int
+    rps: float  # requests per second over the window
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -56,8 +62,11 @@ def served(requests: pl.DataFrame) -> pl.DataFrame:
     return requests.filter(pl.col("model_version").is_not_null() & (pl.col("outcome") != "invalid"))
 
 
-def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list[VersionHealth]:
-    """One verdict per model version seen in `requests`, in version order."""
+def version_health(
+    requests: pl.DataFrame, thresholds: HealthThresholds, window_seconds: float
+) -> list[VersionHealth]:
+    """One verdict per model version seen in `requests` (those of a window of
+    `window_seconds`), in version order."""
     attributed = served(requests)
     health = []
     by_version = sorted(attributed.group_by("model_version"), key=lambda group: int(group[0][0]))
@@ -71,12 +80,16 @@ def version_health(requests: pl.DataFrame, thresholds: HealthThresholds) -> list
             breaches.append(LATENCY)
         if judged and errors / rows.height > thresholds.max_error_rate:
             breaches.append(ERRORS)
+        rps = rows.height / window_seconds
+        if thresholds.min_rps is not None and rps < thresholds.min_rps:
+            breaches.append(THROUGHPUT)
         health.append(
             VersionHealth(
                 model_version=version,
                 role=rows.sort("time")["role"][-1],
                 requests=rows.height,
                 errors=errors,
+                rps=rps,
                 p50_ms=quantiles[0],
                 p95_ms=quantiles[1],
                 p99_ms=quantiles[2],
@@ -94,6 +107,7 @@ def health_table(health: list[VersionHealth]) -> pl.DataFrame:
                 "version": h.model_version,
                 "role": h.role,
                 "requests": h.requests,
+                "rps": round(h.rps, 3),
                 "errors": h.errors,
                 "error_rate": round(h.error_rate, 4),
                 "p50_ms": round(h.p50_ms, 2),
@@ -103,4 +117,22 @@ def health_table(health: list[VersionHealth]) -> pl.DataFrame:
             }
             for h in health
         ]
+    )
+
+
+def per_minute(requests: pl.DataFrame) -> pl.DataFrame:
+    """Per version and minute of the requests it served: requests per second and latency
+    percentiles. A minute without requests has no row; those at the window's edges are
+    partial."""
+    latency = pl.col("latency_ms")
+    return (
+        served(requests)
+        .group_by("model_version", pl.col("time").dt.truncate("1m").alias("minute"))
+        .agg(
+            (pl.len() / 60).alias("rps"),
+            latency.quantile(0.5).alias("p50_ms"),
+            latency.quantile(0.95).alias("p95_ms"),
+            latency.quantile(0.99).alias("p99_ms"),
+        )
+        .sort("model_version", "minute")
     )
