@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # for annotations only: each command imports what it uses whe
     from facilflow_assets.demo.run import DemoOutcome
     from facilflow_assets.governance.audit import AuditTrail
     from facilflow_assets.scope import ModelScope
+    from facilflow_assets.use_case import UseCase
     from resources import EventsResource
 
 
@@ -234,9 +235,17 @@ def list_use_cases() -> None:
 
 @use_cases.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def check_use_case(path: Path) -> None:
+@click.option(
+    "--data",
+    is_flag=True,
+    help="Also check it against the warehouse: models, columns and their types, keys, the "
+    "label's classes, labelled rows in each split.",
+)
+@click.pass_context
+def check_use_case(context: click.Context, path: Path, data: bool) -> None:
     """Check a use case file as the code location would load it, and build its Feast
-    objects; print what it declares, or the first mistake with where it is."""
+    objects; print what it declares, or the first mistake with where it is. With --data,
+    every mistake against the warehouse's data, one per line."""
     from facilflow_assets.feature_spec import FeatureSpecError
     from facilflow_assets.features.feast_objects import feast_objects
     from facilflow_assets.use_case import load_use_case
@@ -262,6 +271,23 @@ def check_use_case(path: Path) -> None:
     }
     for name, value in facts.items():
         click.echo(f"{name}: {value}")
+    if data:
+        _check_against_data(context, path, use_case)
+
+
+def _check_against_data(context: click.Context, path: Path, use_case: "UseCase") -> None:
+    from facilflow_assets.features.data_check import check_data
+
+    with _resources(context, "storage") as resources:
+        found = check_data(use_case, resources.storage)
+    for split, facts in found.facts.items():
+        click.echo(f"{split}: " + ", ".join(f"{name} {value:,}" for name, value in facts.items()))
+    if found.problems:
+        lines = [f"{path}: {p.field}: {p.problem}" for p in found.problems]
+        raise click.ClickException(
+            f"{len(lines)} mistake(s) against the warehouse's data:\n" + "\n".join(lines)
+        )
+    click.echo(f"{path}: the warehouse's data fits the file")
 
 
 @main.command(

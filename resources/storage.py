@@ -43,6 +43,16 @@ class StorageResource(ConfigurableResource):
         """The files of one tenant's use case, in a folder of their own."""
         return UseCaseFiles(self.root / "tenants" / scope.tenant / scope.use_case)
 
+    def warehouse_models(self) -> list[str]:
+        """Every model the warehouse holds, by asset key (`staging/stg_weather`)."""
+        if not self.warehouse_path.exists():
+            return []
+        with duckdb.connect(str(self.warehouse_path), read_only=True) as connection:
+            tables = connection.sql(
+                "select table_schema, table_name from information_schema.tables order by all"
+            ).fetchall()
+        return [f"{schema}/{table}" for schema, table in tables]
+
     def read_warehouse(self, model: str) -> pl.DataFrame:
         """A dbt model by its asset key (`staging/stg_weather`), read from the warehouse."""
         schema, table = model.split("/")

@@ -44,19 +44,22 @@ def check_source(spec: FeatureTableSpec, schema: pl.Schema) -> None:
             raise FeatureDataError(
                 f"table '{spec.name}': source '{spec.source.model}' has no column '{column}'"
             )
-        actual = schema[column]
-        compatible = {
-            "string": actual == pl.String,
-            "int": actual.is_integer(),
-            "float": actual.is_numeric(),
-            "bool": actual == pl.Boolean or actual.is_integer(),
-            "timestamp": isinstance(actual, pl.Datetime),
-        }[declared]
-        if not compatible:
+        if not compatible(declared, schema[column]):
             raise FeatureDataError(
-                f"table '{spec.name}': column '{column}' of '{spec.source.model}' is {actual}, "
-                f"but the spec declares {declared}"
+                f"table '{spec.name}': column '{column}' of '{spec.source.model}' is "
+                f"{schema[column]}, but the spec declares {declared}"
             )
+
+
+def compatible(declared: ColumnType, actual: pl.DataType) -> bool:
+    """Whether a warehouse column of type `actual` can be read as `declared`."""
+    return {
+        "string": actual == pl.String,
+        "int": actual.is_integer(),
+        "float": actual.is_numeric(),
+        "bool": actual == pl.Boolean or actual.is_integer(),
+        "timestamp": isinstance(actual, pl.Datetime),
+    }[declared]
 
 
 def compute_features(spec: FeatureTableSpec, source: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,101 @@
+"""`facilflow use-cases check FILE --data` against the demo's warehouse: the shipped use
+case fits its data and its class balance is shown; each wrong variant of it, a mistake a
+new user makes, is refused with the file and the field named, one mistake per line."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from facilflow_assets.cli import main
+from facilflow_assets.use_case import use_case_path
+
+pytestmark = pytest.mark.slow
+
+SHIPPED = yaml.safe_load(use_case_path("flight_delay").read_text())
+
+
+def _check(home: Path, path: Path):
+    return CliRunner().invoke(
+        main, ["--home", str(home), "use-cases", "check", str(path), "--data"]
+    )
+
+
+def _variant(tmp_path: Path, change) -> Path:
+    spec = copy.deepcopy(SHIPPED)
+    change(spec)
+    path = tmp_path / "flight_delay.yaml"  # a file is named after its use case
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _table(spec: dict, name: str) -> dict:
+    return next(t for t in spec["tables"] if t["name"] == name)
+
+
+def test_the_shipped_use_case_fits_the_warehouse_and_shows_its_class_balance(built_home):
+    out = _check(built_home.home, use_case_path("flight_delay"))
+    assert out.exit_code == 0, out.output
+    assert "the warehouse's data fits the file" in out.output
+    assert "train: rows 195,613, positive_share 0.2384" in out.output
+    assert "holdout: rows " in out.output
+
+
+def _no_label(spec):
+    spec["target"]["label"]["column"] = "is_late"
+
+
+def _delay_minutes_as_a_binary_label(spec):
+    spec["target"]["label"]["column"] = "departure_delay_minutes"
+
+
+def _a_year_without_data(spec):
+    spec["calendar"].update(start="2015-01-01", end="2016-01-01")
+    spec["splits"] = {
+        "train_start": "2015-03-01",
+        "validation_start": "2015-10-01",
+        "holdout_start": "2015-11-01",
+    }
+
+
+def _mistyped_and_missing_columns(spec):
+    weather = _table(spec, "weather_hourly")
+    weather["source"]["columns"]["visibility_mi"] = "int"
+    _table(spec, "plane_profile")["source"]["model"] = "staging/stg_plane"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_no_label, ["target.label.column: 'marts/flight_schedule' has no column 'is_late'"]),
+        (_delay_minutes_as_a_binary_label, ["target.label: a binary label must be 0 or 1"]),
+        (
+            _a_year_without_data,
+            [
+                "splits.train_start: no labelled row of 'marts/flight_schedule' in train",
+                "splits.validation_start: no labelled row",
+                "splits.holdout_start: no labelled row",
+            ],
+        ),
+        (
+            _mistyped_and_missing_columns,
+            [
+                "tables.weather_hourly.source.columns.visibility_mi: declared int, but "
+                "'visibility_mi' of 'staging/stg_weather' is Float64",
+                "tables.plane_profile.source.model: no model 'staging/stg_plane' in the warehouse",
+            ],
+        ),
+    ],
+)
+def test_a_wrong_file_is_refused_naming_file_and_field_one_mistake_a_line(
+    built_home, tmp_path, change, expected
+):
+    path = _variant(tmp_path, change)
+    out = _check(built_home.home, path)
+    assert out.exit_code == 1, out.output
+    assert f"{len(expected)} mistake(s) against the warehouse's data" in out.output
+    lines = out.output.splitlines()
+    for mistake in expected:
+        assert any(line.startswith(f"{path}: {mistake}") for line in lines), (mistake, lines)
