@@ -244,7 +244,7 @@ def list_use_cases() -> None:
 @click.pass_context
 def check_use_case(context: click.Context, path: Path, data: bool) -> None:
     """Check a use case file as the code location would load it, and build its Feast
-    objects; print what it declares, or the first mistake with where it is. With --data,
+    objects; print what it declares, or each mistake with where it is. With --data,
     every mistake against the warehouse's data, one per line."""
     from facilflow_assets.feature_spec import FeatureSpecError
     from facilflow_assets.features.feast_objects import feast_objects

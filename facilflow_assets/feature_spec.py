@@ -326,7 +326,7 @@ def load_spec_file(path: Path, spec_type: type[Spec]) -> Spec:
         return spec_type.model_validate(document)
     except ValidationError as exc:
         problems = [_describe(document, error) for error in exc.errors()]
-        raise FeatureSpecError(f"{path}: " + "; ".join(problems)) from None
+        raise FeatureSpecError("\n".join(f"{path}: {problem}" for problem in problems)) from None
 
 
 _CONTAINERS = {"tables": "table", "features": "feature", "on_demand": "on_demand"}
@@ -352,4 +352,7 @@ def _describe(document: object, error: ErrorDetails) -> str:
             field.append(f"[{step}]" if isinstance(step, int) else f".{step}")
     if field:
         where.append(f"field '{''.join(field).lstrip('.')}'")
-    return f"{', '.join(where)}: {message}" if where else message
+    place = ", ".join(where)
+    if not place or message.startswith(place):  # a check that names the place itself
+        return message
+    return f"{place}: {message}"
