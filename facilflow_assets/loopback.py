@@ -1,14 +1,35 @@
 """Ports on this machine, for the local servers FacilFlow starts (broker, Ray head)."""
 
 import contextlib
+import random
 import socket
+from pathlib import Path
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on now, on 127.0.0.1."""
-    with socket.socket() as probe:
+    """A TCP port nothing listens on now, below the range the system hands out for outgoing
+    connections and port 0. A server is often started a moment after its port is picked
+    (Ray's HAProxy, seconds later); in the ephemeral range another process's connection
+    could take the port meanwhile."""
+    first_ephemeral = first_ephemeral_port()
+    for _ in range(100):
+        port = random.randrange(LOWEST_PORT, first_ephemeral)
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind(("", port))  # every interface: a server may bind them all
+            return port
+    with socket.socket() as probe:  # no luck below: one the system picks
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def first_ephemeral_port() -> int:
+    try:
+        return max(LOWEST_PORT + 1, int(EPHEMERAL_RANGE.read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def accepts_connections(address: str) -> bool:
