@@ -6,14 +6,16 @@ import socket
 from pathlib import Path
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-LOWEST_PORT = 10_000
+# Above Ray's worker ports (10002 to 19999 by default): Ray refuses a head whose ports
+# overlap them, and its workers bind them as they start.
+LOWEST_PORT = 20_000
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on now, below the range the system hands out for outgoing
-    connections and port 0. A server is often started a moment after its port is picked
-    (Ray's HAProxy, seconds later); in the ephemeral range another process's connection
-    could take the port meanwhile."""
+    """A TCP port nothing listens on now, between Ray's worker ports and the range the
+    system hands out for outgoing connections and port 0. A server is often started a
+    moment after its port is picked (Ray's HAProxy, seconds later); in the ephemeral range
+    another process's connection could take the port meanwhile."""
     first_ephemeral = first_ephemeral_port()
     for _ in range(100):
         port = random.randrange(LOWEST_PORT, first_ephemeral)
