@@ -21,7 +21,6 @@ Run `make demo` first (or name its working directory with `--home`). Ends with o
 
 import argparse
 import json
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ import polars as pl
 from sklearn import metrics as sk
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
-from facilflow_assets.evaluation.calibration import CALIBRATION_ARTIFACT, Calibration
+from facilflow_assets.evaluation.calibration import Calibration, logged_calibration
 from facilflow_assets.features.feast_assets import historical_features
 from facilflow_assets.features.target_rows import entity_frame, labelled_rows, target_rows
 from facilflow_assets.monitoring.quality import VERSION, VersionDay, per_version, with_outcomes
@@ -58,11 +57,9 @@ def scored_year(resources, days: int | None) -> tuple[pl.DataFrame, Calibration,
     client = resources.mlflow.client()
     ref = resolve(client, SCOPE.registered_model_name, PRODUCTION)
     model = load(client, ref)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = client.download_artifacts(
-            client.get_model_version(ref.name, ref.version).run_id, CALIBRATION_ARTIFACT, scratch
-        )
-        calibration = Calibration.from_dict(json.loads(Path(path).read_text()))
+    calibration = logged_calibration(client, client.get_model_version(ref.name, ref.version).run_id)
+    if calibration is None:
+        raise SystemExit(f"{ref.uri} has no calibration logged; evaluate it with this FacilFlow")
     target = USE_CASE.target
     flights = with_day(target_rows(resources.storage, USE_CASE))
     if days is not None:

@@ -4,9 +4,13 @@ Logged with the evaluation, so monitoring can estimate a day's quality from its 
 before the outcomes arrive (monitoring/estimated_quality.py).
 """
 
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 from sklearn.isotonic import IsotonicRegression
 
 CALIBRATION_ARTIFACT = "evaluation/calibration.json"
@@ -43,3 +47,14 @@ def fit_calibration(labels: np.ndarray, scores: np.ndarray) -> Calibration:
     return Calibration(
         [float(s) for s in curve.X_thresholds_], [float(p) for p in curve.y_thresholds_]
     )
+
+
+def logged_calibration(client: MlflowClient, run_id: str) -> Calibration | None:
+    """The calibration the evaluation logged to a version's training run; None for a
+    regression, or a version evaluated before calibrations were recorded."""
+    folder = str(Path(CALIBRATION_ARTIFACT).parent)
+    if CALIBRATION_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        path = client.download_artifacts(run_id, CALIBRATION_ARTIFACT, scratch)
+        return Calibration.from_dict(json.loads(Path(path).read_text()))

@@ -43,14 +43,21 @@ def check_data(use_case: UseCase, storage: StorageResource) -> DataCheck:
     if not models:
         check.add("target.model", f"no warehouse at {storage.warehouse_path}; build it first")
         return check
+    read: dict[str, pl.DataFrame] = {}  # several tables may read one model
+
+    def rows_of(model: str) -> pl.DataFrame:
+        if model not in read:
+            read[model] = storage.read_warehouse(model)
+        return read[model]
+
     for table in use_case.tables:
         where = f"tables.{table.name}.source"
         if _exists(check, f"{where}.model", table.source.model, models):
-            schema = storage.read_warehouse(table.source.model).schema
+            schema = rows_of(table.source.model).schema
             _check_columns(check, where, table.source.model, table.source.columns, schema)
     target = use_case.target
     if _exists(check, "target.model", target.model, models):
-        _check_target(check, use_case, storage.read_warehouse(target.model))
+        _check_target(check, use_case, rows_of(target.model))
     return check
 
 

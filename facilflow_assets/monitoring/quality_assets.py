@@ -3,7 +3,6 @@ per version, beside the version's holdout figures; a blocking check when a versi
 worse than its holdout by more than the allowed margin, and MODEL_QUALITY_DEGRADED."""
 
 import json
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from pydantic import Field
 from facilflow_assets import plots
 from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_json_atomic
-from facilflow_assets.evaluation.calibration import CALIBRATION_ARTIFACT, Calibration
+from facilflow_assets.evaluation.calibration import logged_calibration
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.events.envelope import EventType, QualityDegraded
 from facilflow_assets.features.target_rows import labelled_rows
@@ -125,7 +124,7 @@ def measure_realized_quality(
         version: training_run(client, scope, version)
         for version in rows[VERSION].cast(pl.String).unique().sort()
     }
-    calibrations = {v: c for v, run in runs.items() if (c := _calibration(client, run))}
+    calibrations = {v: c for v, run in runs.items() if (c := logged_calibration(client, run))}
     found = []
     for version in per_version(rows, use_case, as_of, config.decision_threshold, calibrations):
         run = runs[version.version]
@@ -203,17 +202,6 @@ class Findings:
     holdout: dict[str, float]
     judgement: Judgement | None
     evaluation_run: str
-
-
-def _calibration(client: MlflowClient, run_id: str) -> Calibration | None:
-    """The version's holdout calibration; None for a regression, or a version evaluated
-    before calibrations were recorded."""
-    folder = str(Path(CALIBRATION_ARTIFACT).parent)
-    if CALIBRATION_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
-        return None
-    with tempfile.TemporaryDirectory() as scratch:
-        path = client.download_artifacts(run_id, CALIBRATION_ARTIFACT, scratch)
-        return Calibration.from_dict(json.loads(Path(path).read_text()))
 
 
 def _summary(day: str, as_of: datetime, complete: bool, found: list[Findings]) -> dict:
