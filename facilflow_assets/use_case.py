@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
 from pydantic import Field, model_validator
 
 from facilflow_assets.feature_spec import (
@@ -44,9 +45,67 @@ class UseCaseError(ValueError):
     """A use case that does not exist or cannot be built, with where the mistake is."""
 
 
-class LabelSpec(StrictModel):
+class Comparison(StrictModel):
+    """A test of a column's value: at most one of the comparisons; null never passes."""
+
+    above: float | None = Field(default=None, description="Strictly greater than this.")
+    at_least: float | None = Field(default=None, description="Greater than or equal to this.")
+    below: float | None = Field(default=None, description="Strictly less than this.")
+    at_most: float | None = Field(default=None, description="Less than or equal to this.")
+    between: tuple[float, float] | None = Field(
+        default=None, description="Within [low, high], both ends included."
+    )
+    equals: float | str | bool | None = Field(default=None, description="Equal to this.")
+
+    def comparisons(self) -> list[str]:
+        return [name for name in COMPARISONS if getattr(self, name) is not None]
+
+    def test(self, value: pl.Expr) -> pl.Expr:
+        """Whether `value` passes the comparison given (which must be one)."""
+        (name,) = self.comparisons()
+        match name:
+            case "above":
+                return value > self.above
+            case "at_least":
+                return value >= self.at_least
+            case "below":
+                return value < self.below
+            case "at_most":
+                return value <= self.at_most
+            case "between":
+                low, high = self.between or (0.0, 0.0)
+                return value.is_between(low, high, closed="both")
+        return value == self.equals
+
+    @model_validator(mode="after")
+    def _one_comparison(self) -> "Comparison":
+        given = self.comparisons()
+        if len(given) > 1:
+            raise ValueError(f"give one comparison, not {' and '.join(given)}")
+        if self.between is not None and self.between[0] > self.between[1]:
+            raise ValueError(f"field 'between': {list(self.between)} is not [low, high]")
+        return self
+
+
+COMPARISONS = ("above", "at_least", "below", "at_most", "between", "equals")
+
+
+class RowFilter(Comparison):
+    """Keep the target rows whose `column` passes the comparison."""
+
+    column: str
+
+    @model_validator(mode="after")
+    def _compares(self) -> "RowFilter":
+        if not self.comparisons():
+            raise ValueError(f"filter on '{self.column}': give one of {', '.join(COMPARISONS)}")
+        return self
+
+
+class LabelSpec(Comparison):
     """The label: a column of the target model (0/1 for a binary task, an amount for a
-    regression), or one derived from a column."""
+    regression), or one derived from a column: read `ahead`, or aggregated over the next
+    window (`over_next`), then made 0/1 by a comparison."""
 
     column: str = Field(description="Column of the target model the label is read from.")
     ahead: str | None = Field(
@@ -54,8 +113,18 @@ class LabelSpec(StrictModel):
         description="Read the column this long after the row's time ('1h'), from the row of "
         "the same keys at that time: a label about the future of the row itself.",
     )
-    above: float | None = Field(
-        default=None, description="The label is 1 where the column exceeds this, else 0."
+    over_next: str | None = Field(
+        default=None,
+        description="Aggregate the column over the rows after the row's time, up to this long "
+        "after it ('1h'), among the rows sharing `group_by`'s values.",
+    )
+    agg: Literal["mean", "sum", "min", "max"] = Field(
+        default="mean", description="The aggregate of `over_next`."
+    )
+    group_by: list[str] = Field(
+        default_factory=list,
+        description="Columns whose rows `over_next` aggregates together; the target's keys "
+        "when empty.",
     )
     name: str | None = Field(
         default=None,
@@ -65,18 +134,32 @@ class LabelSpec(StrictModel):
 
     @property
     def derived(self) -> bool:
-        return self.ahead is not None or self.above is not None
+        return self.ahead is not None or self.over_next is not None or bool(self.comparisons())
 
     @property
     def output(self) -> str:
         return self.name or self.column
 
+    @property
+    def known_after(self) -> timedelta:
+        """How long after the row's time its label is known."""
+        return parse_duration(self.ahead or self.over_next or "0m")
+
     @model_validator(mode="after")
     def _named_when_derived(self) -> "LabelSpec":
+        if self.ahead is not None and self.over_next is not None:
+            raise ValueError("give one of 'ahead' and 'over_next', not both")
         if self.derived and self.name is None:
-            raise ValueError("a label derived with 'ahead' or 'above' needs a 'name'")
-        if self.ahead is not None:
-            _positive_span(self.ahead, "ahead")
+            raise ValueError(
+                "a label derived with 'ahead', 'over_next' or a comparison needs a 'name'"
+            )
+        for field in ("ahead", "over_next"):
+            if (span := getattr(self, field)) is not None:
+                _positive_span(span, field)
+        if self.over_next is None and (self.group_by or self.agg != "mean"):
+            raise ValueError(
+                "'agg' and 'group_by' aggregate over the next window: give 'over_next'"
+            )
         return self
 
 
@@ -89,6 +172,11 @@ class TargetSpec(StrictModel):
     lead: str = Field(default="0m", description="How long before `time` the prediction is made.")
     label: LabelSpec
     subject: str = Field(description="What one row is, in plain words ('flight').")
+    where: list[RowFilter] = Field(
+        default_factory=list,
+        description="Predict only the rows passing every filter (all rows when empty); the "
+        "label is read before filtering, so `ahead` may read a row the filters drop.",
+    )
 
     @property
     def lead_minutes(self) -> int:
@@ -241,10 +329,10 @@ class UseCase(FeatureSpec):
                 f"field 'score': '{self.score}' is taken by a key, the time, the label or a "
                 f"column of the batch scores ({', '.join(sorted(SCORED_COLUMNS))})"
             )
-        if self.task == "regression" and self.target.label.above is not None:
+        if self.task == "regression" and (given := self.target.label.comparisons()):
             raise ValueError(
-                "target, label, field 'above': a regression predicts the amount itself; "
-                "'above' makes a 0/1 label, for task: binary"
+                f"target, label, field '{given[0]}': a regression predicts the amount itself; "
+                "a comparison makes a 0/1 label, for task: binary"
             )
         if self.answer_field in {*self.target.keys} | ANSWER_FIELDS:
             raise ValueError(

@@ -108,5 +108,8 @@ def test_a_regression_answers_predicted_label_and_refuses_a_thresholded_label(tm
     document["target"]["label"] = {"column": "arrival_delay_minutes", "above": 15, "name": "late"}
     path = tmp_path / "arrival_delay.yaml"
     path.write_text(yaml.safe_dump(document))
-    with pytest.raises(FeatureSpecError, match="'above' makes a 0/1 label, for task: binary"):
+    with pytest.raises(
+        FeatureSpecError,
+        match="field 'above': a regression predicts the amount itself; a comparison makes",
+    ):
         load_use_case(path)

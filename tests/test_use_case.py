@@ -4,6 +4,7 @@ before a file is deployed; `facilflow feast` runs the feast CLI on one use case'
 The second use case's whole lifecycle runs in test_production_profile.py."""
 
 import copy
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from facilflow_assets.cli import main
 from facilflow_assets.environment import Environment
 from facilflow_assets.feature_spec import FeatureSpecError
 from facilflow_assets.features.feast_objects import feast_objects
-from facilflow_assets.features.target_rows import with_label
+from facilflow_assets.features.target_rows import predicted, with_label
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.tenants import load_tenants
 from facilflow_assets.use_case import (
     USE_CASES_DIR,
+    TargetSpec,
     UseCaseError,
     load_use_case,
     use_case_path,
@@ -86,6 +88,99 @@ def test_a_label_read_ahead_comes_from_the_same_keys_later_row():
     assert labelled.columns == [*rows.columns, "rains_next_hour"]
 
 
+def _flights_target(label: dict, where: list[dict] | None = None) -> TargetSpec:
+    return TargetSpec.model_validate(
+        {
+            "model": "marts/flight_schedule",
+            "keys": ["flight_id", "origin_airport_code"],
+            "time": "scheduled_departure_at",
+            "subject": "flight",
+            "label": label,
+            "where": where or [],
+        }
+    )
+
+
+def _flights() -> pl.DataFrame:
+    start = datetime(2013, 6, 1, 12, tzinfo=UTC)
+    minutes = [0, 20, 60, 61, 0, 30]
+    return pl.DataFrame(
+        {
+            "flight_id": [f"f{i}" for i in range(6)],
+            "origin_airport_code": ["JFK"] * 4 + ["LGA"] * 2,
+            "scheduled_departure_at": [start + timedelta(minutes=m) for m in minutes],
+            "departure_delay_minutes": [10.0, 30.0, None, 90.0, 5.0, 15.0],
+            "cancelled": [False, False, True, False, False, False],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "comparison,expected",
+    [
+        ({"above": 15}, [0, 1, None, 1, 0, 0]),
+        ({"at_least": 15}, [0, 1, None, 1, 0, 1]),
+        ({"below": 15}, [1, 0, None, 0, 1, 0]),
+        ({"at_most": 10}, [1, 0, None, 0, 1, 0]),
+        ({"between": [10, 30]}, [1, 1, None, 0, 0, 1]),  # both ends included
+    ],
+)
+def test_a_label_compared_is_one_zero_and_null_stays_null(comparison, expected):
+    target = _flights_target({"column": "departure_delay_minutes", "name": "late", **comparison})
+    assert with_label(_flights(), target)["late"].to_list() == expected
+
+
+def test_a_label_aggregated_over_the_next_window_reads_the_groups_later_rows():
+    target = _flights_target(
+        {
+            "column": "departure_delay_minutes",
+            "over_next": "1h",
+            "agg": "mean",
+            "group_by": ["origin_airport_code"],
+            "name": "origin_delay_next_hour",
+        }
+    )
+    labelled = with_label(_flights(), target)
+    # JFK at 12:00: the flights at 12:20 and 13:00 (null, skipped), not 13:01; at 12:20:
+    # 13:00 (null) and 13:01; at 13:00: 13:01. A window without a value has no label.
+    assert labelled["origin_delay_next_hour"].to_list() == [30.0, 90.0, 90.0, None, 15.0, None]
+    thresholded = _flights_target(
+        {**target.label.model_dump(exclude_none=True), "at_least": 60, "agg": "sum"}
+    )
+    assert with_label(_flights(), thresholded)["origin_delay_next_hour"].to_list() == [
+        0,
+        1,
+        1,
+        None,
+        0,
+        None,
+    ]
+
+
+def test_the_target_filters_keep_the_rows_predicted_after_the_label_is_read():
+    target = _flights_target(
+        {"column": "departure_delay_minutes", "ahead": "1m", "name": "next_minute_delay"},
+        where=[{"column": "cancelled", "equals": False}],
+    )
+    kept = predicted(with_label(_flights(), target), target)
+    assert kept["flight_id"].to_list() == ["f0", "f1", "f3", "f4", "f5"]
+    assert kept["next_minute_delay"].to_list() == [None, None, None, None, None]
+
+
+@pytest.mark.parametrize(
+    "label,expected",
+    [
+        ({"above": 1, "below": 3}, "give one comparison, not above and below"),
+        ({"between": [3, 1]}, "field 'between': [3.0, 1.0] is not [low, high]"),
+        ({"ahead": "1h", "over_next": "1h"}, "give one of 'ahead' and 'over_next', not both"),
+        ({"agg": "sum"}, "'agg' and 'group_by' aggregate over the next window: give 'over_next'"),
+    ],
+)
+def test_a_label_rule_that_says_two_things_is_refused(label, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _flights_target({"column": "departure_delay_minutes", "name": "late", **label})
+
+
 def _write(tmp_path: Path, document: dict) -> Path:
     path = tmp_path / f"{document['use_case']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -123,7 +218,8 @@ def _mistake(change) -> dict:
         ),
         (
             _mistake(lambda d: d["target"]["label"].pop("name")),
-            "field 'target.label': a label derived with 'ahead' or 'above' needs a 'name'",
+            "field 'target.label': a label derived with 'ahead', 'over_next' or a comparison "
+            "needs a 'name'",
         ),
         (
             _mistake(lambda d: d["target"]["label"].update(ahead="an hour")),

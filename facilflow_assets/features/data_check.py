@@ -15,7 +15,7 @@ import polars as pl
 
 from facilflow_assets.feature_spec import ColumnType
 from facilflow_assets.features.engine import compatible
-from facilflow_assets.features.target_rows import with_label
+from facilflow_assets.features.target_rows import predicted, with_label
 from facilflow_assets.use_case import UseCase
 from resources import StorageResource
 
@@ -98,10 +98,26 @@ def _check_target(check: DataCheck, use_case: UseCase, rows: pl.DataFrame) -> No
         found = schema.get(target.time)
         check.add("target.time", f"'{target.time}' is not a timestamp column ({found or 'absent'})")
         return
-    if target.label.column not in schema:
-        check.add("target.label.column", f"'{target.model}' has no column '{target.label.column}'")
+    places = {
+        "target.label.column": [target.label.column],
+        "target.label.group_by": target.label.group_by,
+        "target.where": [f.column for f in target.where],
+    }
+    absent = [
+        (where, column)
+        for where, columns in places.items()
+        for column in columns
+        if column not in schema
+    ]
+    for where, column in absent:
+        check.add(where, f"'{target.model}' has no column '{column}'")
+    if absent:
         return
-    label = with_label(rows, target)[use_case.label]
+    rows = predicted(with_label(rows, target), target)
+    if rows.is_empty():
+        check.add("target.where", f"no row of '{target.model}' passes the filters")
+        return
+    label = rows[use_case.label]
     if use_case.task == "binary":
         values = label.drop_nulls().unique()
         if not values.is_in([0, 1]).all():
@@ -113,7 +129,7 @@ def _check_target(check: DataCheck, use_case: UseCase, rows: pl.DataFrame) -> No
             check.add(
                 "target.label",
                 f"a binary label must be 0 or 1; '{use_case.label}' has {found} (derive one "
-                "with 'above', or use task: regression)",
+                "with a comparison such as 'above', or use task: regression)",
             )
             return
     elif not label.dtype.is_numeric():

@@ -23,7 +23,6 @@ import polars as pl
 
 from facilflow_assets.evaluation.calibration import Calibration
 from facilflow_assets.evaluation.metrics import SCORING
-from facilflow_assets.feature_spec import parse_duration
 from facilflow_assets.monitoring.estimated_quality import expected_metrics
 from facilflow_assets.use_case import UseCase
 
@@ -67,9 +66,8 @@ def with_outcomes(
     target = use_case.target
     on = [*target.keys, target.time]
     outcomes = labelled.select(*on, use_case.label).unique(on, keep="first")
-    look_ahead = parse_duration(target.label.ahead) if target.label.ahead else timedelta(0)
     return scored.join(outcomes, on=on, how="left", nulls_equal=True).with_columns(
-        (pl.col(target.time) + look_ahead + delay).alias(KNOWN_AT)
+        (pl.col(target.time) + target.label.known_after + delay).alias(KNOWN_AT)
     )
 
 
