@@ -89,7 +89,9 @@ def facilflow(resources, scored: pl.DataFrame, calibrations: dict) -> dict[str, 
     return {
         str(day): version_day
         for (day,), group in rows.group_by(DAY)
-        for version_day in per_version(group, USE_CASE, AS_OF, THRESHOLD, calibrations)
+        for version_day in per_version(
+            group, USE_CASE, AS_OF, dict.fromkeys(calibrations, THRESHOLD), calibrations
+        )
     }
 
 

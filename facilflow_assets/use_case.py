@@ -234,6 +234,48 @@ class BaselineSpec(StrictModel):
     prior_rows: int = Field(default=50, ge=1, description="Rows the coarser rate weighs as.")
 
 
+class DecisionSpec(StrictModel):
+    """How a binary model's probability becomes a decision: a fixed threshold, or one
+    picked on the validation months when the version is evaluated."""
+
+    threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="Positive from this probability on."
+    )
+    rule: Literal["best_f1", "target_precision", "target_recall"] | None = Field(
+        default=None,
+        description="best_f1: the threshold of the highest F1 on the validation months; "
+        "target_precision (target_recall): the one of the highest recall (precision) whose "
+        "precision (recall) reaches `target` there.",
+    )
+    target: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "DecisionSpec":
+        if (self.threshold is None) == (self.rule is None):
+            raise ValueError("give one of 'threshold' and 'rule'")
+        if (self.rule in {"target_precision", "target_recall"}) != (self.target is not None):
+            raise ValueError("'target' goes with the rules target_precision and target_recall")
+        return self
+
+
+class GatesSpec(StrictModel):
+    """What a candidate must clear on the holdout to be registered: the AUC and log-loss
+    gates judge a binary model, the RMSE ones a regression."""
+
+    min_auc: float = Field(default=0.70, ge=0, le=1, description="Lowest acceptable AUC.")
+    min_auc_lift: float = Field(
+        default=0.0, description="Lowest relative AUC gain over the baseline (0.02: 2% above it)."
+    )
+    max_log_loss: float = Field(default=0.6, gt=0, description="Highest acceptable log loss.")
+    max_rmse: float | None = Field(
+        default=None, gt=0, description="Highest acceptable RMSE (regression); none if unset."
+    )
+    min_rmse_lift: float = Field(
+        default=0.0,
+        description="Lowest relative RMSE reduction against the baseline (0.05: 5% lower).",
+    )
+
+
 class EntitySpec(StrictModel):
     """What features are about; its join key is a text column (requests send text)."""
 
@@ -293,6 +335,11 @@ class UseCase(FeatureSpec):
     splits: SplitSpec
     baseline: BaselineSpec
     feast: FeastSpec
+    decision: DecisionSpec = Field(
+        default_factory=lambda: DecisionSpec(threshold=0.5),
+        description="How the probability becomes the endpoint's decision (binary only).",
+    )
+    gates: GatesSpec = Field(default_factory=GatesSpec)
 
     @property
     def feature_service(self) -> str:
@@ -333,6 +380,10 @@ class UseCase(FeatureSpec):
             raise ValueError(
                 f"target, label, field '{given[0]}': a regression predicts the amount itself; "
                 "a comparison makes a 0/1 label, for task: binary"
+            )
+        if self.task == "regression" and "decision" in self.model_fields_set:
+            raise ValueError(
+                "field 'decision': a regression answers the amount itself, with no decision"
             )
         if self.answer_field in {*self.target.keys} | ANSWER_FIELDS:
             raise ValueError(

@@ -45,12 +45,12 @@ def test_outcomes_count_once_known_and_each_version_gets_its_own_rows():
     rows = with_outcomes(scored, labelled, USE_CASE, timedelta(hours=24))
     late = T0 + timedelta(days=2)
     assert outcomes_due(rows, late) and not outcomes_due(rows, T0 + timedelta(hours=25))
-    one, two = per_version(rows, USE_CASE, late, 0.5)
+    one, two = per_version(rows, USE_CASE, late)
     assert (one.version, one.scored, one.labelled, one.metrics["auc"]) == ("1", 2, 2, 1.0)
     assert (two.version, two.scored, two.labelled) == ("2", 2, 1)
     assert two.metrics["auc"] != two.metrics["auc"]  # one class only: AUC undefined
     # Before the outcomes are due, none counts.
-    [early, _] = per_version(rows, USE_CASE, T0 + timedelta(hours=24, minutes=30), 0.5)
+    [early, _] = per_version(rows, USE_CASE, T0 + timedelta(hours=24, minutes=30))
     assert (early.scored, early.labelled) == (2, 1)  # the 8:00 flight's outcome, not 9:00's
 
 

@@ -80,14 +80,21 @@ def test_a_scored_day_is_judged_with_the_figures_an_independent_recomputation_gi
     )
     labels = (joined["departure_delay_minutes"] >= 15).cast(pl.Int8).to_numpy()
     scores = joined["delay_probability"].to_numpy()
+    # At the threshold the version's evaluation chose on validation, which it is tagged with.
+    client = build_resources(Environment.LOCAL, home=home)["mlflow"].client()
+    registered = client.get_model_version(
+        FLIGHT_DELAY.scope.registered_model_name, version["version"]
+    )
+    threshold = float(registered.tags["facilflow.decision_threshold"])
+    assert version["decision_threshold"] == pytest.approx(threshold)
     assert (version["scored"], version["labelled"]) == (predictions.height, joined.height)
     expected = {
         "auc": roc_auc_score(labels, scores),
         "log_loss": log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7)),
         "brier": brier_score_loss(labels, scores),
-        "precision": precision_score(labels, scores >= 0.5, zero_division=0),
-        "recall": recall_score(labels, scores >= 0.5, zero_division=0),
-        "accuracy": float(((scores >= 0.5) == labels).mean()),
+        "precision": precision_score(labels, scores >= threshold, zero_division=0),
+        "recall": recall_score(labels, scores >= threshold, zero_division=0),
+        "accuracy": float(((scores >= threshold) == labels).mean()),
     }
     for metric, value in expected.items():
         assert version["metrics"][metric] == pytest.approx(value, abs=1e-9), metric

@@ -15,7 +15,7 @@ from facilflow_assets.evaluation.report import EvaluationConfig, judge
 from facilflow_assets.feature_spec import FeatureSpecError
 from facilflow_assets.training.dataset import TrainingDataError, split_training_data
 from facilflow_assets.training.objective import OBJECTIVES
-from facilflow_assets.use_case import BaselineSpec, load_use_case, use_case_path
+from facilflow_assets.use_case import BaselineSpec, GatesSpec, load_use_case, use_case_path
 
 START = datetime(2013, 1, 1, tzinfo=UTC)
 SPLITS = (START, START + timedelta(days=20), START + timedelta(days=25))
@@ -74,14 +74,14 @@ def test_regression_metrics_and_the_rmse_gate_against_the_baseline():
     assert scoring.primary == "rmse"
     lift = scoring.lift({"rmse": 8.0}, {"rmse": 10.0})
     assert lift == pytest.approx(0.2)  # 20% lower error than the baseline
-    config = EvaluationConfig(min_rmse_lift=0.25, max_rmse=7.5)
+    config = EvaluationConfig(min_rmse_lift=0.25, max_rmse=7.5).gates(GatesSpec())
     thresholds, failures = judge({"rmse": 8.0}, "rmse", lift, config)
     assert thresholds == {"min_rmse_lift": 0.25, "max_rmse": 7.5}
     assert failures == [
         "RMSE reduction against the baseline +0.2000 is below min_rmse_lift +0.25",
         "RMSE 8.0000 is above max_rmse 7.5",
     ]
-    assert judge({"rmse": 8.0}, "rmse", lift, EvaluationConfig()) == ({"min_rmse_lift": 0.0}, [])
+    assert judge({"rmse": 8.0}, "rmse", lift, GatesSpec()) == ({"min_rmse_lift": 0.0}, [])
 
 
 def test_the_grouped_mean_baseline_shrinks_small_groups_toward_the_coarser_mean():

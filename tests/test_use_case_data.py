@@ -66,11 +66,35 @@ def _mistyped_and_missing_columns(spec):
     _table(spec, "plane_profile")["source"]["model"] = "staging/stg_plane"
 
 
+def _a_filter_on_a_missing_column(spec):
+    spec["target"]["where"] = [{"column": "cancelled", "equals": False}]
+
+
+def _a_text_label_compared_as_a_number(spec):
+    spec["target"]["label"] = {"column": "carrier_code", "between": [0, 15], "name": "late"}
+
+
+def _a_filter_no_row_passes(spec):
+    spec["target"]["where"] = [{"column": "departure_delay_minutes", "above": 100000}]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (_no_label, ["target.label.column: 'marts/flight_schedule' has no column 'is_late'"]),
         (_delay_minutes_as_a_binary_label, ["target.label: a binary label must be 0 or 1"]),
+        (
+            _a_filter_on_a_missing_column,
+            ["target.where: 'marts/flight_schedule' has no column 'cancelled'"],
+        ),
+        (
+            _a_text_label_compared_as_a_number,
+            ["target.label: 'between' compares numbers, but 'carrier_code' is String"],
+        ),
+        (
+            _a_filter_no_row_passes,
+            ["target.where: no row of 'marts/flight_schedule' passes the filters"],
+        ),
         (
             _a_year_without_data,
             [

@@ -18,6 +18,11 @@ from facilflow_assets.evaluation.baseline import (
     production_baseline,
 )
 from facilflow_assets.evaluation.calibration import CALIBRATION_ARTIFACT, fit_calibration
+from facilflow_assets.evaluation.decision import (
+    DECISION_THRESHOLD_METRIC,
+    Decision,
+    pick_threshold,
+)
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.evaluation.report import EvaluationConfig, EvaluationReport, judge
 from facilflow_assets.features.feast_assets import features_on_rows
@@ -131,13 +136,19 @@ def evaluate(
     context.log.info(
         f"scoring {holdout.height:,} holdout {use_case.target.subject}s against {baseline.name}"
     )
-    threshold = config.decision_threshold
     scoring = SCORING[use_case.task]
+    decision = None
+    if use_case.task == "binary":
+        decision = _decision(use_case, candidate, frame, booster)
+        context.log.info(f"decision threshold {decision.threshold:.4f}: {decision.how}")
+    threshold = decision.threshold if decision else 0.5
     candidate_metrics = scoring.metrics(labels, scores, threshold)
     baseline_metrics = scoring.metrics(labels, baseline.predictions, threshold)
     primary = scoring.primary
     lift = scoring.lift(candidate_metrics, baseline_metrics)
-    thresholds, failures = judge(candidate_metrics, primary, lift, config)
+    thresholds, failures = judge(candidate_metrics, primary, lift, config.gates(use_case.gates))
+    if decision and decision.problem:
+        failures.append(f"decision: {decision.problem}")
     report = EvaluationReport(
         candidate_run_id=candidate.run_id,
         model_uri=candidate.model_uri,
@@ -153,6 +164,8 @@ def evaluate(
         thresholds=thresholds,
         failures=failures,
         model_digest=model_digest,
+        decision_threshold=decision.threshold if decision else None,
+        decision=decision.how if decision else "",
     )
     figures = _figures(use_case, labels, scores, baseline, booster, threshold)
     with tracking.fluent(), _reopened_run(candidate.run_id):
@@ -171,6 +184,7 @@ def evaluate(
             f"baseline_{primary}": baseline_metrics[primary],
             f"{primary}_lift": lift,
             "holdout_rows": holdout.height,
+            **({"decision_threshold": decision.threshold} if decision else {}),
             "comparison": dg.MetadataValue.md(markdown_table(report.comparison())),
             **{
                 name: dg.MetadataValue.md(plots.markdown_image(image, name))
@@ -180,6 +194,16 @@ def evaluate(
             **({"mlflow_run": dg.MetadataValue.url(url)} if url else {}),
         }
     )
+
+
+def _decision(use_case: UseCase, candidate: Candidate, frame: pl.DataFrame, booster) -> Decision:
+    """The threshold the use case's decision gives, picked on the validation months."""
+    validation = train_slice(
+        frame, parse_utc(candidate.validation_start), parse_utc(candidate.holdout_start)
+    )
+    scores = dense_predictions(booster, feature_matrix(validation, candidate.feature_names))
+    labels = validation[use_case.label].cast(pl.Int8).to_numpy()
+    return pick_threshold(use_case.decision, labels, scores)
 
 
 def _reopened_run(run_id: str):
@@ -214,6 +238,11 @@ def _log_to_run(report: EvaluationReport, figures: dict[str, bytes]) -> None:
             **{f"holdout_{k}": v for k, v in report.candidate_metrics.items()},
             **{f"baseline_holdout_{k}": v for k, v in report.baseline_metrics.items()},
             f"holdout_{report.primary_metric}_lift": report.lift,
+            **(
+                {}
+                if report.decision_threshold is None
+                else {DECISION_THRESHOLD_METRIC: report.decision_threshold}
+            ),
         }
     )
     mlflow.set_tags(

@@ -10,33 +10,29 @@ from pydantic import Field
 
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.metadata import markdown_table
+from facilflow_assets.use_case import GatesSpec
+
+GATE_OVERRIDE = "Overrides the use case file's gate of this name for this run."
 
 
 class EvaluationConfig(dg.Config):
-    """What a candidate must clear on the holdout to be registered: the AUC and log-loss
-    thresholds judge a binary model, the RMSE ones a regression."""
+    """Which run to evaluate, and any gate overriding the use case file's for this run."""
 
     candidate_run_id: str = Field(
         default="",
         description="Evaluate the model of this training run, making it the candidate; the "
         "latest trained model when empty.",
     )
-    min_auc: float = Field(default=0.70, ge=0, le=1, description="Lowest acceptable AUC.")
-    min_auc_lift: float = Field(
-        default=0.0,
-        description="Lowest relative AUC gain over the baseline (0.02: 2% above it).",
-    )
-    max_log_loss: float = Field(default=0.6, gt=0, description="Highest acceptable log loss.")
-    max_rmse: float | None = Field(
-        default=None, gt=0, description="Highest acceptable RMSE (regression); none if unset."
-    )
-    min_rmse_lift: float = Field(
-        default=0.0,
-        description="Lowest relative RMSE reduction against the baseline (0.05: 5% lower).",
-    )
-    decision_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Probability from which a row counts as positive."
-    )
+    min_auc: float | None = Field(default=None, ge=0, le=1, description=GATE_OVERRIDE)
+    min_auc_lift: float | None = Field(default=None, description=GATE_OVERRIDE)
+    max_log_loss: float | None = Field(default=None, gt=0, description=GATE_OVERRIDE)
+    max_rmse: float | None = Field(default=None, gt=0, description=GATE_OVERRIDE)
+    min_rmse_lift: float | None = Field(default=None, description=GATE_OVERRIDE)
+
+    def gates(self, use_case: GatesSpec) -> GatesSpec:
+        """The use case's gates with this run's overrides."""
+        overrides = {name: getattr(self, name) for name in GatesSpec.model_fields}
+        return use_case.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -55,6 +51,8 @@ class EvaluationReport:
     thresholds: dict[str, float]
     failures: list[str]  # one sentence per threshold not cleared
     model_digest: str  # of the model files scored: what registration and approval bind to
+    decision_threshold: float | None = None  # binary: where a probability becomes positive
+    decision: str = ""  # how it was chosen, in words
 
     @property
     def passed(self) -> bool:
@@ -90,7 +88,12 @@ class EvaluationReport:
                 f"# Evaluation of run {self.candidate_run_id}",
                 "",
                 f"Holdout: {self.holdout_rows:,} rows from {self.holdout_start}. "
-                f"Baseline: {self.baseline_description}.",
+                f"Baseline: {self.baseline_description}."
+                + (
+                    ""
+                    if self.decision_threshold is None
+                    else f" Decision threshold {self.decision_threshold:.4f} ({self.decision})."
+                ),
                 "",
                 markdown_table(self.comparison()),
                 "",
@@ -101,7 +104,7 @@ class EvaluationReport:
 
 
 def judge(
-    candidate: dict[str, float], primary: str, lift: float, config: EvaluationConfig
+    candidate: dict[str, float], primary: str, lift: float, config: GatesSpec
 ) -> tuple[dict[str, float], list[str]]:
     """The thresholds applied to a candidate judged on `primary` (auc or rmse), and a
     sentence for each one it misses."""

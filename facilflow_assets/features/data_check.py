@@ -16,7 +16,7 @@ import polars as pl
 from facilflow_assets.feature_spec import ColumnType
 from facilflow_assets.features.engine import compatible
 from facilflow_assets.features.target_rows import predicted, with_label
-from facilflow_assets.use_case import UseCase
+from facilflow_assets.use_case import LabelSpec, RowFilter, UseCase
 from resources import StorageResource
 
 
@@ -113,6 +113,17 @@ def _check_target(check: DataCheck, use_case: UseCase, rows: pl.DataFrame) -> No
         check.add(where, f"'{target.model}' has no column '{column}'")
     if absent:
         return
+    compared: list[tuple[str, RowFilter | LabelSpec]] = [
+        (f"target.where.{f.column}", f) for f in target.where
+    ]
+    if target.label.over_next is None:
+        compared.append(("target.label", target.label))
+    for where, test in compared:
+        column = test.column
+        given = test.comparisons()
+        if given and given != ["equals"] and not schema[column].is_numeric():
+            check.add(where, f"'{given[0]}' compares numbers, but '{column}' is {schema[column]}")
+            return
     rows = predicted(with_label(rows, target), target)
     if rows.is_empty():
         check.add("target.where", f"no row of '{target.model}' passes the filters")

@@ -42,6 +42,7 @@ class VersionDay:
     standard_error: float = float("nan")  # of the task's primary metric on the day
     # From every scored row's calibrated score, outcomes or not; empty without a calibration
     estimated: dict[str, float] = field(default_factory=dict)
+    decision_threshold: float | None = None  # binary: where the metrics decided
 
     @property
     def coverage(self) -> float:
@@ -80,16 +81,17 @@ def per_version(
     rows: pl.DataFrame,
     use_case: UseCase,
     as_of: datetime,
-    threshold: float,
+    thresholds: Mapping[str, float] | None = None,
     calibrations: Mapping[str, Calibration] | None = None,
 ) -> list[VersionDay]:
     """Each version's rows scored and labelled, its metrics on the labelled ones (those
-    whose outcome is known by `as_of`) and, for a version with a calibration, its metrics
-    estimated from all its scores."""
+    whose outcome is known by `as_of`) at its decision threshold (0.5 where none is given)
+    and, for a version with a calibration, its metrics estimated from all its scores."""
     label, score = use_case.label, use_case.score
     calibrations = calibrations or {}
     found = []
     for (version,), group in rows.sort(VERSION).group_by(VERSION, maintain_order=True):
+        threshold = (thresholds or {}).get(str(version), 0.5)
         known = group.filter(pl.col(label).is_not_null() & (pl.col(KNOWN_AT) <= as_of))
         metrics, error = {}, float("nan")
         if known.height:
@@ -102,7 +104,15 @@ def per_version(
             all_scores = group[score].cast(pl.Float64).to_numpy()
             estimated = expected_metrics(all_scores, calibration, threshold)
         found.append(
-            VersionDay(str(version), group.height, known.height, metrics, error, estimated)
+            VersionDay(
+                str(version),
+                group.height,
+                known.height,
+                metrics,
+                error,
+                estimated,
+                threshold if use_case.task == "binary" else None,
+            )
         )
     return found
 

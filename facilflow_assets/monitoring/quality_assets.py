@@ -16,6 +16,7 @@ from facilflow_assets import plots
 from facilflow_assets.asset_keys import MONITORING_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_json_atomic
 from facilflow_assets.evaluation.calibration import logged_calibration
+from facilflow_assets.evaluation.decision import DECISION_THRESHOLD_METRIC
 from facilflow_assets.evaluation.metrics import SCORING
 from facilflow_assets.events.envelope import EventType, QualityDegraded
 from facilflow_assets.features.target_rows import labelled_rows
@@ -56,8 +57,11 @@ class RealizedQualityConfig(dg.Config):
         description="How long after a row's time (and its label's look-ahead) its outcome "
         "reaches the warehouse; a day is judged once every outcome is due.",
     )
-    decision_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Probability from which a row counts as positive."
+    decision_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Decide at this probability instead of each version's own threshold.",
     )
     as_of: str | None = Field(
         default=None, description="Judge as of this time (ISO 8601, UTC if naive); now if unset."
@@ -126,7 +130,12 @@ def measure_realized_quality(
     }
     calibrations = {v: c for v, run in runs.items() if (c := logged_calibration(client, run))}
     found = []
-    for version in per_version(rows, use_case, as_of, config.decision_threshold, calibrations):
+    thresholds = {
+        v: threshold
+        for v, run in runs.items()
+        if (threshold := _decision_threshold(client, run, use_case, config)) is not None
+    }
+    for version in per_version(rows, use_case, as_of, thresholds, calibrations):
         run = runs[version.version]
         holdout = _holdout_metrics(client, run)
         judgement = (
@@ -182,6 +191,16 @@ def measure_realized_quality(
             )
         ],
     )
+
+
+def _decision_threshold(
+    client: MlflowClient, run_id: str, use_case: UseCase, config: RealizedQualityConfig
+) -> float | None:
+    """The threshold the version's answers were decided at, as its evaluation logged it."""
+    if use_case.task != "binary":
+        return None
+    logged = client.get_run(run_id).data.metrics.get(DECISION_THRESHOLD_METRIC)
+    return config.decision_threshold or logged or use_case.decision.threshold or 0.5
 
 
 def _holdout_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:

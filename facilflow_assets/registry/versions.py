@@ -6,6 +6,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from facilflow_assets.evaluation.decision import DECISION_THRESHOLD_TAG
 from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.events.envelope import EventType, LifecycleEvent, Registered
 from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
@@ -121,6 +122,11 @@ def stage_evaluated(
         "facilflow.baseline": report.baseline,
         **{f"facilflow.holdout_{k}": f"{v:.6f}" for k, v in metrics.items()},
         f"facilflow.holdout_{primary}_lift": f"{report.lift:.6f}",
+        **(
+            {}
+            if report.decision_threshold is None
+            else {DECISION_THRESHOLD_TAG: f"{report.decision_threshold:.6f}"}
+        ),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, number, key, value)

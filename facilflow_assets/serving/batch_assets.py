@@ -13,7 +13,14 @@ from facilflow_assets.features.feast_assets import historical_features
 from facilflow_assets.features.target_rows import entity_frame, rows_of_day
 from facilflow_assets.metadata import table_metadata
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.serving.models import PRODUCTION, STAGE_ALIASES, confirmed, load, resolve
+from facilflow_assets.serving.models import (
+    PRODUCTION,
+    STAGE_ALIASES,
+    confirmed,
+    decided_at,
+    load,
+    resolve,
+)
 from facilflow_assets.serving.scoring import resolve_mapping, score, score_on_cluster
 from facilflow_assets.use_case import UseCase
 from resources import FeastResource, MlflowResource, RayResource, StorageResource
@@ -49,7 +56,9 @@ class BatchScoringConfig(dg.Config):
     prediction_lead_minutes: int = Field(
         ge=0, description="Features as of this long before the target row's time."
     )
-    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    decision_threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="Instead of the version's own threshold."
+    )
     on_ray_cluster: bool = Field(
         default=False,
         description="Score on the ray_cluster resource's cluster, one task per CPU spread over "
@@ -144,7 +153,7 @@ def score_day(
     )
     path = write_parquet_atomic(predictions, storage.files(scope).predictions_path(day))
     context.log.info(f"{day}: {predictions.height:,} {target.subject}s scored with {ref.uri}")
-    threshold = config.decision_threshold if use_case.task == "binary" else None
+    threshold = decided_at(ref, use_case, config.decision_threshold)
     histogram = plots.png(plots.score_histogram(scores, threshold, use_case.label, target.subject))
     return dg.MaterializeResult(
         metadata={

@@ -41,7 +41,7 @@ class EndpointSpec:
     # amount as `predicted_<label>` for a regression.
     answer_field: str
     request_log_root: Path
-    decision_threshold: float | None = 0.5  # None: the prediction is an amount, not decided
+    decides: bool = True  # a decision at the version's threshold; else the amount itself
 
 
 class Routing(BaseModel):
@@ -156,9 +156,9 @@ class PredictionEndpoint:
         answer = {
             "request_id": request_id,
             "prediction": prediction,
-            self.spec.answer_field: prediction
-            if self.spec.decision_threshold is None
-            else prediction >= self.spec.decision_threshold,
+            self.spec.answer_field: prediction >= (ref.decision_threshold or 0.5)
+            if self.spec.decides
+            else prediction,
             "model": ref.name,
             "model_version": ref.version,
             "role": role,

@@ -15,12 +15,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from facilflow_assets.evaluation.decision import DECISION_THRESHOLD_TAG
 from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
 from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
 from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
 from facilflow_assets.governance.stages import Stage
 from facilflow_assets.training.boosting import dense_predictions
+from facilflow_assets.use_case import UseCase
 
 PRODUCTION = "Production"
 STAGE_ALIASES = {Stage.PRODUCTION.value: "production", Stage.STAGING.value: "staging"}
@@ -42,10 +44,21 @@ class ModelRef:
     version: str
     digest: str = ""  # of its files, as recorded when it was evaluated
     feature_service: str = ""  # the Feast feature service it was trained on
+    # Binary: the probability from which its answer is positive, as its evaluation chose.
+    decision_threshold: float | None = None
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+def decided_at(ref: ModelRef, use_case: UseCase, override: float | None = None) -> float | None:
+    """The probability from which `ref`'s answer is positive (None for a regression): the
+    override, else the version's own, else (a version evaluated before versions carried
+    one) the use case's fixed threshold."""
+    if use_case.task != "binary":
+        return None
+    return override or ref.decision_threshold or use_case.decision.threshold or 0.5
 
 
 def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
@@ -64,8 +77,13 @@ def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
         problem = f"{name} has no {version_or_stage} version ({error.message})"
         raise ModelLoadError(problem) from None
     tags = found.tags
+    threshold = tags.get(DECISION_THRESHOLD_TAG)
     return ModelRef(
-        name, str(found.version), tags.get(DIGEST_TAG, ""), tags.get(FEATURE_SERVICE_TAG, "")
+        name,
+        str(found.version),
+        tags.get(DIGEST_TAG, ""),
+        tags.get(FEATURE_SERVICE_TAG, ""),
+        float(threshold) if threshold else None,
     )
 
 

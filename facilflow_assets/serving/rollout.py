@@ -5,7 +5,7 @@ is routed, then update the endpoint and ask it once. Used by the deployment asse
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypedDict
 
@@ -32,6 +32,7 @@ from facilflow_assets.serving.models import (
     ModelLoadError,
     ModelRef,
     confirmed,
+    decided_at,
     load,
 )
 from facilflow_assets.use_case import UseCase
@@ -68,7 +69,13 @@ class DeploymentConfig(dg.Config):
         description="At most this many replicas on one node: 1 keeps them on different nodes, "
         "so a node lost takes one replica with it; unset, Ray Serve places them.",
     )
-    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    decision_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Decide at this probability instead of each version's own threshold "
+        "(chosen by its evaluation, as the use case file's `decision` says).",
+    )
     trial_timeout_s: float = Field(
         default=120.0,
         gt=0,
@@ -92,6 +99,11 @@ class _Placement(TypedDict, total=False):
     """Ray Serve's placement options that a deployment sets only when configured."""
 
     max_replicas_per_node: int
+
+
+def _deciding(ref: ModelRef, use_case: UseCase, rollout: DeploymentConfig) -> ModelRef:
+    """`ref` with the threshold its answers are decided at."""
+    return replace(ref, decision_threshold=decided_at(ref, use_case, rollout.decision_threshold))
 
 
 def app_name(scope: ModelScope) -> str:
@@ -130,6 +142,8 @@ def roll_out(
     except GovernanceViolation as violation:
         events.record([violation_event(scope, "prediction_endpoint", str(violation))])
         raise
+    production = _deciding(production, use_case, rollout)
+    challenger = challenger and _deciding(challenger, use_case, rollout)
     routing = Routing(
         production=production, challenger=challenger, challenger_share=rollout.challenger_share
     )
@@ -143,7 +157,7 @@ def roll_out(
         entity_keys=use_case.target.keys,
         answer_field=use_case.answer_field,
         request_log_root=serving.request_log_path(scope),
-        decision_threshold=rollout.decision_threshold if use_case.task == "binary" else None,
+        decides=use_case.task == "binary",
     )
     url = serving.endpoint_url(route_prefix(scope))
     application = _application(spec, routing, rollout)
