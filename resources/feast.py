@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FeatureView, RepoConfig
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance
 from pydantic import Field
@@ -71,10 +71,29 @@ class FeastResource(ConfigurableResource):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FeatureStore(config=self.repo_config(scope))
 
-    def apply(self, scope: ModelScope, contents: RepoContents) -> None:
+    def apply(self, scope: ModelScope, contents: RepoContents) -> list[str]:
         """Make the scope's registry match `contents` (create, update, delete), as
-        `feast apply` does with a repository."""
+        `feast apply` does with a repository. Returns the views whose features or entities
+        changed: they are applied afresh, without Feast's record of what the online store
+        loaded (which Feast keeps across such a change), so that the next load of the
+        online store is a full one and not an incremental one that never fills the new
+        columns."""
         store = self.feature_store(scope)
+        existing = {view.name: view for view in store.list_feature_views()}
+        changed = [
+            view.name
+            for view in contents.feature_views
+            if view.name in existing and _schema(view) != _schema(existing[view.name])
+        ]
+        for name in changed:
+            store.registry.delete_feature_view(name, store.project)
         apply_total_with_repo_instance(
             store, store.project, store.registry, contents, skip_source_validation=False
         )
+        return sorted(changed)
+
+
+def _schema(view: FeatureView) -> tuple:
+    """What the online store holds of a view: its features with their types, by entity."""
+    features = sorted((f.name, str(f.dtype)) for f in view.features)
+    return features, sorted(view.entities), sorted(c.name for c in view.entity_columns)

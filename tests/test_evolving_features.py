@@ -4,6 +4,9 @@ candidate is compared with Production on each model's own features over the same
 rows, and the old version goes once no model reads it. On the real weather of a warehouse
 built for it, with real Feast, MLflow and Ray."""
 
+from dataclasses import asdict
+from typing import NamedTuple
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -17,7 +20,8 @@ from facilflow_assets.evaluation.report import EvaluationReport
 from facilflow_assets.features.service_versions import FeatureVersionError
 from facilflow_assets.governance.stages import Stage, move_to_stage
 from facilflow_assets.resource_map import build_resources
-from facilflow_assets.serving.models import load, resolve
+from facilflow_assets.serving.endpoint import EndpointSpec, PredictionEndpoint
+from facilflow_assets.serving.models import ModelLoadError, load, resolve
 from facilflow_assets.serving.rollout import smoke_prediction
 from facilflow_assets.training.dataset import TIME_COLUMN
 from facilflow_assets.use_case import UseCase
@@ -108,6 +112,7 @@ def evolving(tmp_path_factory):
         first = Lifecycle(RAIN.use_case, resources, instance)
         first.materialize(
             *THROUGH_REGISTRY,
+            "online_store",
             trained_model=SEARCH,
             evaluation_report=LENIENT,
         )
@@ -116,15 +121,54 @@ def evolving(tmp_path_factory):
         second = Lifecycle(evolved(RAIN.use_case), resources, instance)
         result = second.materialize(
             *THROUGH_REGISTRY,
-            "online_store",
             trained_model=SEARCH,
             evaluation_report=LENIENT,
         )
-        yield resources, instance, result, second
+        # The changed view is not loaded online yet: version 2 is not deployed, and no
+        # replica starts serving it.
+        refused = _deploy_refusal(resources), _replica_refusal(resources, tmp_path_factory)
+        loaded = second.materialize("online_store")
+        yield Evolving(resources, instance, result, second, refused, loaded)
+
+
+class Evolving(NamedTuple):
+    resources: dict
+    instance: dg.DagsterInstance
+    result: dg.ExecuteInProcessResult  # the changed features through the registry
+    second: Lifecycle
+    # Why version 2 could not be deployed, and why a replica did not start serving it,
+    # before the online store's next load.
+    refused: tuple[str, str]
+    loaded: dg.ExecuteInProcessResult  # that load
+
+
+def _deploy_refusal(resources) -> str:
+    client = resources["mlflow"].client()
+    store = resources["feast"].feature_store(SCOPE)
+    model = load(client, resolve(client, MODEL, "2"))
+    with pytest.raises(ModelLoadError) as refused:
+        smoke_prediction(model, store, {"airport_code": "JFK"}, "binary")
+    return str(refused.value)
+
+
+def _replica_refusal(resources, tmp_path_factory) -> str:
+    """An endpoint replica given version 2 (the class itself, without Ray Serve)."""
+    client = resources["mlflow"].client()
+    spec = EndpointSpec(
+        tracking_uri=resources["mlflow"].tracking_uri,
+        feast_config=resources["feast"].repo_config(SCOPE),
+        entity_keys=RAIN.use_case.target.keys,
+        answer_field=RAIN.use_case.answer_field,
+        request_log_root=tmp_path_factory.mktemp("requests"),
+    )
+    replica = PredictionEndpoint.func_or_class(spec)
+    with pytest.raises(RuntimeError) as refused:
+        replica.reconfigure({"production": asdict(resolve(client, MODEL, "2"))})
+    return str(refused.value)
 
 
 def test_changed_features_get_a_new_service_version_and_keep_the_old_one(evolving):
-    resources, _, result, _ = evolving
+    resources, result = evolving.resources, evolving.result
     registry = _metadata(result, "feast_registry")
     assert registry["current_feature_service"] == "airport_rain_v2"
     assert registry["kept_feature_services"] == ["airport_rain_v1"]
@@ -147,7 +191,7 @@ def test_changed_features_get_a_new_service_version_and_keep_the_old_one(evolvin
 
 
 def test_the_candidate_is_compared_with_production_on_its_own_features_same_rows(evolving):
-    resources, _, result, _ = evolving
+    resources = evolving.resources
     files = resources["storage"].files(SCOPE)
     report = EvaluationReport.read(files.models_dir / "evaluation.json")
     assert (report.baseline, str(report.baseline_version)) == ("production v1", "1")
@@ -169,8 +213,34 @@ def test_the_candidate_is_compared_with_production_on_its_own_features_same_rows
     assert report.baseline_metrics["auc"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_view_whose_features_changed_is_loaded_in_full_before_a_version_reading_it_deploys(
+    evolving,
+):
+    assert _metadata(evolving.result, "feast_registry")["views_to_reload"] == ["airport_weather"]
+    deploy, replica = evolving.refused
+    assert deploy.startswith(
+        f"models:/{MODEL}/2 reads features the online store has not loaded: view "
+        "'airport_weather' ("
+    )
+    assert ADDED in deploy and "materialization of online_store" in deploy
+    assert replica.startswith("the online store has not loaded {'airport_weather': [")
+    assert ADDED in replica and "of airport_rain_v2" in replica
+    # A full load, not an incremental one from where version 1's load ended.
+    loaded = _metadata(evolving.loaded, "online_store")
+    assert loaded["first_loads"] == ["airport_weather"] and loaded["incremental_loads"] == []
+    store = evolving.resources["feast"].feature_store(SCOPE)
+    table = pl.read_parquet(
+        evolving.resources["storage"].files(SCOPE).feature_table_path("airport_weather")
+    )
+    latest = table.filter(pl.col("airport_code") == "JFK").sort("reported_at")[-1]
+    online = store.get_online_features(
+        features=[f"airport_weather:{ADDED}"], entity_rows=[{"airport_code": "JFK"}]
+    ).to_dict()
+    assert online[ADDED][0] == pytest.approx(latest[ADDED][0])
+
+
 def test_each_version_predicts_online_on_the_service_it_was_trained_on(evolving):
-    resources, *_ = evolving
+    resources = evolving.resources
     client = resources["mlflow"].client()
     store = resources["feast"].feature_store(SCOPE)
     request = {"airport_code": "JFK"}
@@ -186,7 +256,7 @@ def test_each_version_predicts_online_on_the_service_it_was_trained_on(evolving)
 
 
 def test_a_kept_features_meaning_cannot_change_and_an_unused_version_goes(evolving):
-    resources, instance, _, second = evolving
+    resources, instance, second = evolving.resources, evolving.instance, evolving.second
     files = resources["storage"].files(SCOPE)
     table_path = files.feature_table_path("airport_weather")
     # Version 2 is in Production now, reading ADDED over 6 hours: its meaning is fixed.

@@ -69,8 +69,18 @@ class DriftResult:
 
 
 def _values(frame: pl.DataFrame, column: str) -> np.ndarray:
-    values = frame.get_column(column).cast(pl.Float64).to_numpy()
+    """The column's values: a category's text, nulls dropped; a number's, nulls and
+    infinities dropped."""
+    series = frame.get_column(column)
+    if series.dtype == pl.String:
+        return series.drop_nulls().to_numpy()
+    values = series.cast(pl.Float64).to_numpy()
     return values[np.isfinite(values)]
+
+
+def is_categorical(frame: pl.DataFrame, column: str) -> bool:
+    """A text column: a category, compared as one (Jensen-Shannon or chi-square)."""
+    return frame.schema[column] == pl.String
 
 
 def column_drift(
@@ -100,8 +110,9 @@ def column_drift(
             results.append(_not_compared(column, reference_values, current_values))
             continue
         ref, cur = pd.Series(reference_values), pd.Series(current_values)
-        test = get_stattest(ref, cur, ColumnType.Numerical, None)
-        outcome = test(ref, cur, ColumnType.Numerical, (thresholds or {}).get(column))
+        kind = ColumnType.Categorical if is_categorical(reference, column) else ColumnType.Numerical
+        test = get_stattest(ref, cur, kind, None)
+        outcome = test(ref, cur, kind, (thresholds or {}).get(column))
         results.append(
             ColumnDrift(
                 column,

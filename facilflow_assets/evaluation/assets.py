@@ -29,12 +29,11 @@ from facilflow_assets.features.feast_assets import features_on_rows
 from facilflow_assets.governance.digest import directory_digest
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
-from facilflow_assets.training.boosting import dense_predictions
+from facilflow_assets.training.boosting import frame_predictions
 from facilflow_assets.training.candidate import CANDIDATE_FILE, Candidate
 from facilflow_assets.training.config import parse_utc
 from facilflow_assets.training.dataset import (
     TIME_COLUMN,
-    feature_matrix,
     read_training_set,
     train_slice,
 )
@@ -129,7 +128,7 @@ def evaluate(
         )
         model_digest = directory_digest(model_files)  # the files scored are the files approved
         booster = load_booster(str(model_files))
-        scores = dense_predictions(booster, feature_matrix(holdout, candidate.feature_names))
+        scores = frame_predictions(booster, holdout)
         baseline = production_baseline(
             tracking.client(), scope.registered_model_name, holdout, features_of
         ) or historical_mean_baseline(train, holdout, use_case.label, use_case.baseline)
@@ -201,7 +200,7 @@ def _decision(use_case: UseCase, candidate: Candidate, frame: pl.DataFrame, boos
     validation = train_slice(
         frame, parse_utc(candidate.validation_start), parse_utc(candidate.holdout_start)
     )
-    scores = dense_predictions(booster, feature_matrix(validation, candidate.feature_names))
+    scores = frame_predictions(booster, validation)
     labels = validation[use_case.label].cast(pl.Int8).to_numpy()
     return pick_threshold(use_case.decision, labels, scores)
 

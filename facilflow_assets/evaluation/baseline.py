@@ -12,8 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from facilflow_assets.features.service_versions import FEATURE_SERVICE_TAG
 from facilflow_assets.governance.stages import Stage, version_in_stage
-from facilflow_assets.training.boosting import dense_predictions
-from facilflow_assets.training.dataset import feature_matrix
+from facilflow_assets.training.boosting import frame_predictions
 from facilflow_assets.use_case import BaselineSpec
 
 
@@ -62,7 +61,7 @@ def production_baseline(
         name=f"production v{version.version}",
         description=f"{registered_model} version {version.version}, now in Production, on "
         f"its own features ({service})",
-        predictions=dense_predictions(booster, feature_matrix(rows, booster.feature_name())),
+        predictions=frame_predictions(booster, rows),
         model_version=version.version,
     )
 

@@ -62,11 +62,16 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
     ) -> dg.MaterializeResult:
         lineup = service_lineup(use_case, scope, feast, mlflow)
         contents = repo_contents(use_case, storage.files(scope).features_dir, lineup)
-        feast.apply(scope, contents)
+        changed = feast.apply(scope, contents)
         kept = [v.name for v in lineup.kept]
         context.log.info(
             f"feature service {lineup.current.name}"
             + (f"; kept for models in use: {', '.join(kept)}" if kept else "")
+            + (
+                f"; features changed, reloaded in full online: {', '.join(changed)}"
+                if changed
+                else ""
+            )
         )
         return dg.MaterializeResult(
             metadata={
@@ -81,6 +86,7 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
                 "feature_services": dg.MetadataValue.json(
                     sorted(s.name for s in contents.feature_services)
                 ),
+                "views_to_reload": dg.MetadataValue.json(changed),
             }
         )
 
@@ -89,7 +95,8 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
         group_name=FEATURES_GROUP,
         kinds={"feast"},
         deps=[keys.feast_registry],
-        description="Latest feature values per entity in the online store, loaded incrementally.",
+        description="Latest feature values per entity in the online store, loaded "
+        "incrementally; a view new or whose features changed is loaded in full.",
     )
     def online_store(
         context: dg.AssetExecutionContext, config: MaterializeConfig, feast: FeastResource

@@ -28,6 +28,7 @@ from facilflow_assets.drift.reference import (
 from facilflow_assets.drift.statistics import (
     DriftResult,
     column_drift,
+    is_categorical,
     mean_shift,
 )
 from facilflow_assets.events.envelope import DriftDetected, EventType
@@ -101,11 +102,17 @@ def write_drift_report(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(_NOTHING_COMPARED.format(columns=", ".join(reference.columns)), path)
         return
+    categorical = [c for c in columns if is_categorical(reference, c)]
     sample = [
-        f.select(columns).cast(pl.Float64).sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
+        f.select(columns)
+        .with_columns(pl.exclude(categorical).cast(pl.Float64))
+        .sample(min(f.height, REPORT_SAMPLE_ROWS), seed=0)
         for f in (reference, current)
     ]
-    definition = DataDefinition(numerical_columns=columns)
+    definition = DataDefinition(
+        numerical_columns=[c for c in columns if c not in categorical],
+        categorical_columns=categorical,
+    )
     datasets = [Dataset.from_pandas(f.to_pandas(), data_definition=definition) for f in sample]
     kept = {c: t for c, t in (thresholds or {}).items() if c in columns} or None
     preset = DataDriftPreset(drift_share=result.drift_share_threshold, per_column_threshold=kept)

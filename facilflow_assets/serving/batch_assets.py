@@ -141,11 +141,14 @@ def score_day(
     else:
         scores, nodes = score(model, frame, mapping, where), 0
     # The model's inputs are kept beside each score, under their input names: the drift
-    # assets compare them with the model's reference.
+    # assets compare them with the model's reference. Numbers as Float64, categories as text.
     predictions = frame.select(
         *target.keys,
         target.time,
-        *[pl.col(column).cast(pl.Float64).alias(name) for name, column in mapping.items()],
+        *[
+            pl.col(column).cast(pl.String if name in model.categories else pl.Float64).alias(name)
+            for name, column in mapping.items()
+        ],
     ).with_columns(
         pl.Series(use_case.score, scores),
         pl.lit(ref.name).alias("model"),

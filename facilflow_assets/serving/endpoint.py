@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from feast import FeatureService, FeatureStore, RepoConfig
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -22,6 +21,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from facilflow_assets.features.online_coverage import unloaded_features
 from facilflow_assets.serving.models import LoadedModel, ModelRef, load
 from facilflow_assets.serving.request_log import RequestLog
 from facilflow_assets.serving.routing import CHALLENGER_ROLE, PRODUCTION_ROLE, route
@@ -95,12 +95,23 @@ class PredictionEndpoint:
             or self.store.get_feature_service(ref.feature_service)
             for ref in refs
         }
+        # A replica starting while a view's new features await their load would answer
+        # without them, as if missing: it refuses to start instead, and the others serve.
+        for service in services.values():
+            if unloaded := unloaded_features(self.store, service):
+                raise RuntimeError(
+                    f"the online store has not loaded {unloaded} of {service.name}; "
+                    "materialize online_store"
+                )
         # The log has a column per input of any version served, Production's first.
         inputs = list(dict.fromkeys(n for m in loaded.values() for n in m.input_names))
         if self.request_log is None or inputs != self.feature_names:
             if self.request_log is not None:
                 self.request_log.close()
-            self.request_log = RequestLog(self.spec.request_log_root, inputs)
+            categorical = {n for m in loaded.values() for n in m.categories}
+            self.request_log = RequestLog(
+                self.spec.request_log_root, inputs, categorical=categorical
+            )
         self.feature_names = inputs
         self.models, self.services, self.routing = loaded, services, routing
         log.info("serving %s", routing.model_dump_json())
@@ -148,11 +159,11 @@ class PredictionEndpoint:
         online = self.store.get_online_features(
             features=self.services[ref.feature_service], entity_rows=[row], full_feature_names=True
         ).to_dict()
-        values = [online[name][0] for name in model.input_names]
-        features = np.array([[np.nan if v is None else float(v) for v in values]], np.float32)
-        prediction = float(model.predict(features)[0])
+        inputs = model.input_frame(online)
+        prediction = float(model.predict_frame(inputs)[0])
         record["prediction"] = prediction
-        record.update(zip(model.input_names, features[0].tolist(), strict=True))
+        values = inputs.row(0, named=True)
+        record.update(values)
         answer = {
             "request_id": request_id,
             "prediction": prediction,
@@ -162,7 +173,7 @@ class PredictionEndpoint:
             "model": ref.name,
             "model_version": ref.version,
             "role": role,
-            "features_found": sum(v is not None for v in values),
+            "features_found": sum(v is not None for v in values.values()),
             "features_expected": len(values),
         }
         return self._answer(200, answer, request_id, record, started)

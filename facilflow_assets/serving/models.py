@@ -5,12 +5,15 @@ a Ray replica or a Dagster step loads from the store its resource names.
 """
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightgbm
 import mlflow.artifacts
 import numpy as np
+import polars as pl
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
@@ -21,7 +24,8 @@ from facilflow_assets.governance.audit import AuditTrail, audit_experiment_of
 from facilflow_assets.governance.digest import DIGEST_TAG, directory_digest
 from facilflow_assets.governance.integrity import GovernanceViolation, unconfirmed_holder
 from facilflow_assets.governance.stages import Stage
-from facilflow_assets.training.boosting import dense_predictions
+from facilflow_assets.training.boosting import dense_predictions, model_categories
+from facilflow_assets.training.dataset import feature_matrix
 from facilflow_assets.use_case import UseCase
 
 PRODUCTION = "Production"
@@ -104,9 +108,29 @@ class LoadedModel:
     booster: lightgbm.Booster
     input_names: list[str]
 
+    @cached_property
+    def categories(self) -> dict[str, list[str]]:
+        """The categories of its text inputs."""
+        return model_categories(self.booster)
+
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of the positive class for rows ordered as `input_names`."""
+        """Predictions for rows ordered as `input_names` (a text input as its code)."""
         return dense_predictions(self.booster, rows)
+
+    def input_frame(self, values: Mapping[str, Sequence]) -> pl.DataFrame:
+        """`values` of each input (an online-store answer) as a frame, typed: a category as
+        text, any other value as a number, a missing one as null."""
+        return pl.DataFrame(
+            {name: values[name] for name in self.input_names},
+            schema={
+                name: pl.String if name in self.categories else pl.Float64
+                for name in self.input_names
+            },
+        )
+
+    def predict_frame(self, frame: pl.DataFrame) -> np.ndarray:
+        """Predictions for a frame holding a column per input, of that input's name."""
+        return self.predict(feature_matrix(frame, self.input_names, self.categories))
 
 
 def download(client: MlflowClient, ref: ModelRef, destination: Path) -> Path:

@@ -9,6 +9,7 @@ import itertools
 import threading
 import uuid
 from collections import deque
+from collections.abc import Set
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,11 +32,21 @@ RECORD_SCHEMA = {
 
 
 class RequestLog:
-    """Appends records of a fixed schema plus one Float64 column per feature."""
+    """Appends records of a fixed schema plus one column per feature: Float64, or text for
+    the `categorical` ones."""
 
-    def __init__(self, root: Path, feature_names: list[str], flush_seconds: float = 1.0):
+    def __init__(
+        self,
+        root: Path,
+        feature_names: list[str],
+        flush_seconds: float = 1.0,
+        categorical: Set[str] = frozenset(),
+    ):
         self.root = root
-        self.schema = {**RECORD_SCHEMA, **dict.fromkeys(feature_names, pl.Float64)}
+        self.schema = {
+            **RECORD_SCHEMA,
+            **{n: pl.String if n in categorical else pl.Float64 for n in feature_names},
+        }
         self._pending: deque[dict] = deque()
         self._writer = f"{uuid.uuid4().hex[:12]}"
         self._sequence = itertools.count()

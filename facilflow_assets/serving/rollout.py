@@ -11,7 +11,6 @@ from typing import TypedDict
 
 import dagster as dg
 import numpy as np
-import polars as pl
 import requests
 from feast import FeatureStore
 from feast.errors import FeatureServiceNotFoundException
@@ -21,6 +20,7 @@ from ray.serve.deployment import Application
 from ray.serve.schema import ApplicationStatus
 
 from facilflow_assets.events.envelope import Deployed, EventType
+from facilflow_assets.features.online_coverage import unloaded_features
 from facilflow_assets.features.target_rows import latest_keys
 from facilflow_assets.governance.integrity import GovernanceViolation
 from facilflow_assets.governance.lifecycle_events import violation_event
@@ -254,6 +254,14 @@ def smoke_prediction(
             f"{model.ref.uri} was trained on the feature service '{feature_service}', which "
             f"the Feast project {store.project} does not hold"
         ) from None
+    unloaded = unloaded_features(store, service)
+    if unloaded:
+        views = "; ".join(f"view '{v}' ({', '.join(f)})" for v, f in unloaded.items())
+        raise ModelLoadError(
+            f"{model.ref.uri} reads features the online store has not loaded: {views}. "
+            "A view new or changed in the registry is loaded by the next materialization "
+            "of online_store; not deploying before, the endpoint would answer without them"
+        )
     online = store.get_online_features(
         features=service, entity_rows=[request], full_feature_names=True
     ).to_dict()
@@ -263,8 +271,7 @@ def smoke_prediction(
             f"{model.ref.uri} takes inputs the feature service {feature_service} does not "
             f"serve: {', '.join(missing)}"
         )
-    row = pl.DataFrame({name: online[name] for name in model.input_names})
-    [prediction] = model.predict(row.cast(pl.Float32).to_numpy())
+    [prediction] = model.predict_frame(model.input_frame(online))
     in_range = 0 <= prediction <= 1 if task == "binary" else True
     if not np.isfinite(prediction) or not in_range:
         raise ModelLoadError(f"{model.ref.uri} predicted {prediction} for {request}")

@@ -1,5 +1,7 @@
 """Scoring a frame with a loaded model through an explicit column mapping."""
 
+from collections.abc import Set
+
 import numpy as np
 import polars as pl
 import ray
@@ -21,6 +23,7 @@ NUMERIC = (
     pl.UInt64,
     pl.Boolean,
 )
+TEXT = (pl.String, pl.Null)  # a categorical input's column; all null where none is known
 
 
 # A cluster whose CPUs stay taken (by a long tuning run, say) fails the step, not hangs it.
@@ -42,8 +45,10 @@ def resolve_mapping(model: LoadedModel, mapping: dict[str, str]) -> dict[str, st
     return {name: mapping.get(name, name) for name in model.input_names}
 
 
-def check_columns(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> None:
-    """Every mapped column exists in `frame` and is numeric."""
+def check_columns(
+    frame: pl.DataFrame, mapping: dict[str, str], where: str, text_inputs: Set[str] = frozenset()
+) -> None:
+    """Every mapped column exists in `frame` and is numeric, or text for a text input."""
     missing = [
         f"{column} (for input {name})"
         for name, column in mapping.items()
@@ -53,11 +58,14 @@ def check_columns(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> N
         raise MappingError(f"{where} lacks column(s) {', '.join(missing)}")
     mistyped = [
         f"{column} is {frame.schema[column]}"
-        for column in mapping.values()
-        if frame.schema[column] not in NUMERIC
+        for name, column in mapping.items()
+        if frame.schema[column] not in (TEXT if name in text_inputs else NUMERIC)
     ]
     if mistyped:
-        raise MappingError(f"{where}: model inputs must be numeric: {', '.join(mistyped)}")
+        raise MappingError(
+            f"{where}: model inputs must be numeric (text for a categorical one): "
+            + ", ".join(mistyped)
+        )
 
 
 def score(
@@ -65,7 +73,7 @@ def score(
 ) -> np.ndarray:
     """Probabilities for each row of `frame`, its columns fed to the model as `mapping` says
     (float32, nulls as missing values, exactly as in training)."""
-    return model.predict(_inputs(frame, mapping, where))
+    return model.predict(_inputs(model, frame, mapping, where))
 
 
 def score_on_cluster(
@@ -77,7 +85,7 @@ def score_on_cluster(
 ) -> tuple[np.ndarray, int]:
     """`score`, in one Ray task per CPU of the cluster, spread over its nodes; returns the
     predictions (probabilities or amounts) in row order and how many nodes computed them."""
-    rows = _inputs(frame, mapping, where)
+    rows = _inputs(model, frame, mapping, where)
     with ray_cluster.session() as resources:
         shared = ray.put(model)
         chunks = np.array_split(rows, max(1, min(int(resources.get("CPU", 1)), len(rows))))
@@ -87,9 +95,12 @@ def score_on_cluster(
     return np.concatenate([scores for _, scores in scored]), len(nodes)
 
 
-def _inputs(frame: pl.DataFrame, mapping: dict[str, str], where: str) -> np.ndarray:
-    check_columns(frame, mapping, where)
-    return feature_matrix(frame, list(mapping.values()))
+def _inputs(
+    model: LoadedModel, frame: pl.DataFrame, mapping: dict[str, str], where: str
+) -> np.ndarray:
+    check_columns(frame, mapping, where, set(model.categories))
+    inputs = frame.select(pl.col(column).alias(name) for name, column in mapping.items())
+    return feature_matrix(inputs, list(mapping), model.categories)
 
 
 @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")

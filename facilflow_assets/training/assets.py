@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 import mlflow.lightgbm as mlflow_lightgbm
+import polars as pl
 from mlflow.models import infer_signature
 
 from facilflow_assets import plots
@@ -20,6 +21,7 @@ from facilflow_assets.features.feast_assets import data_version
 from facilflow_assets.features.lineup import current_service
 from facilflow_assets.metadata import markdown_table
 from facilflow_assets.scope import ModelScope
+from facilflow_assets.training.boosting import frame_predictions
 from facilflow_assets.training.candidate import (
     CANDIDATE_FILE,
     FEATURE_SERVICE_TAG,
@@ -307,12 +309,13 @@ def _record_training(client, run_id, config, data: TrainingData, tuning: TuningO
 
 def _log_model(fitted: FittedModel, data: TrainingData):
     """The booster in LightGBM's own text format, with its signature and an input example."""
-    example = data.train.frame.select(data.feature_names).drop_nulls().head(5).to_pandas()
-    example = example.astype("float32")
+    rows = data.train.frame.select(data.feature_names).drop_nulls().head(5)
+    # Numbers as float32, as the model reads them; categories as their text.
+    example = rows.with_columns(pl.exclude(pl.String).cast(pl.Float32)).to_pandas()
     model_info = mlflow_lightgbm.log_model(
         fitted.booster,
         name=MODEL_ARTIFACT,
-        signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
+        signature=infer_signature(example, frame_predictions(fitted.booster, rows)),
         input_example=example,
         # Named, not inferred: inference loads the model in a subprocess, seconds per run.
         pip_requirements=mlflow_lightgbm.get_default_pip_requirements(),

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import polars as pl
 
+from facilflow_assets.training.dataset import feature_matrix
 from facilflow_assets.training.objective import Objective
 
 MODEL_FILE = "model.txt"
@@ -24,14 +26,24 @@ def boost(
     on_round: RoundCallback,
     feature_names: list[str],
     init_model: lgb.Booster | None = None,
+    categories: dict[str, list[str]] | None = None,
 ) -> lgb.Booster:
     """Train up to `rounds` rounds in all (counting `init_model`'s); after each round
     `on_round(round, {metric: value}, booster)` is called with the objective's round
-    metrics (valid_auc, valid_logloss for a binary task), rounds counted from 1."""
+    metrics (valid_auc, valid_logloss for a binary task), rounds counted from 1. The
+    `categories` of text features go into the model, where `model_categories` reads them."""
     done = init_model.current_iteration() if init_model is not None else 0
+    categories = categories or {}
+    categorical = [i for i, name in enumerate(feature_names) if name in categories]
     train_set = lgb.Dataset(
-        train[0], label=train[1], feature_name=feature_names, free_raw_data=False
+        train[0],
+        label=train[1],
+        feature_name=feature_names,
+        categorical_feature=categorical,
+        free_raw_data=False,
     )
+    # LightGBM's own slot for a frame's categories, written with the model and read back.
+    train_set.pandas_categorical = [categories[feature_names[i]] for i in categorical] or None
     valid_set = lgb.Dataset(validation[0], label=validation[1], reference=train_set)
 
     def report(env: lgb.callback.CallbackEnv) -> None:
@@ -43,7 +55,7 @@ def boost(
         }
         on_round(env.iteration + 1, metrics, env.model)
 
-    return lgb.train(
+    booster = lgb.train(
         {**objective.params(), **params},
         train_set,
         num_boost_round=rounds - done,
@@ -53,6 +65,18 @@ def boost(
         callbacks=[report],
         keep_training_booster=True,
     )
+    booster.params["categorical_feature"] = categorical  # as a model read back has it
+    return booster
+
+
+def model_categories(booster: lgb.Booster) -> dict[str, list[str]]:
+    """The categories of the model's text features, by feature name."""
+    names = booster.feature_name()
+    categorical = booster.params.get("categorical_feature") or []
+    return {
+        names[i]: values
+        for i, values in zip(categorical, booster.pandas_categorical or [], strict=True)
+    }
 
 
 def dense_predictions(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
@@ -62,6 +86,12 @@ def dense_predictions(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
     if not isinstance(predictions, np.ndarray):
         raise TypeError(f"LightGBM predicted a {type(predictions).__name__}, not an array")
     return predictions
+
+
+def frame_predictions(booster: lgb.Booster, rows: pl.DataFrame) -> np.ndarray:
+    """The booster's predictions for a frame holding its features by name."""
+    features = booster.feature_name()
+    return dense_predictions(booster, feature_matrix(rows, features, model_categories(booster)))
 
 
 def save_checkpoint(directory: Path, booster: lgb.Booster, history: dict[str, list]) -> None:

@@ -1,6 +1,6 @@
 """The training set, checked and split in time into train, validation and holdout."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -10,6 +10,10 @@ import polars as pl
 from facilflow_assets.features.target_rows import EVENT_TIME as TIME_COLUMN
 from facilflow_assets.training.objective import OBJECTIVES, Objective
 from facilflow_assets.use_case import FEATURE_SEPARATOR
+
+# A text feature -> its categories; LightGBM takes a category as its position here, and a
+# value not among them (or null) as missing.
+Categories = dict[str, list[str]]
 
 
 class TrainingDataError(ValueError):
@@ -37,6 +41,7 @@ class TrainingData:
     train: Split
     validation: Split
     holdout: Split
+    categories: Categories = field(default_factory=dict)
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:
@@ -93,12 +98,27 @@ def split_training_data(
             f"{where}: the label '{label}' has a single {kind} ({train[label][0]}) in the "
             "train slice; there is nothing to learn"
         )
+    categories = learn_categories(train, features)
     return TrainingData(
         feature_names=features,
         label=label,
         objective=OBJECTIVES[task],
-        **{name: to_split(rows, features, label) for name, rows in slices.items()},
+        categories=categories,
+        **{name: to_split(rows, features, label, categories) for name, rows in slices.items()},
     )
+
+
+def learn_categories(train: pl.DataFrame, features: list[str]) -> Categories:
+    """Each text feature's values in the train slice, the most frequent first."""
+    return {
+        feature: train[feature]
+        .drop_nulls()
+        .value_counts()
+        .sort(["count", feature], descending=[True, False])[feature]
+        .to_list()
+        for feature in features
+        if train.schema[feature] == pl.String
+    }
 
 
 def train_slice(frame: pl.DataFrame, train_start: datetime, validation_start: datetime):
@@ -130,14 +150,32 @@ def _check_labels(frame: pl.DataFrame, label: str, where: str, task: str) -> Non
         )
 
 
-def to_split(rows: pl.DataFrame, features: list[str], label: str) -> Split:
+def to_split(rows: pl.DataFrame, features: list[str], label: str, categories: Categories) -> Split:
     return Split(
-        features=feature_matrix(rows, features),
+        features=feature_matrix(rows, features, categories),
         labels=rows[label].cast(pl.Float64).to_numpy(),
         frame=rows,
     )
 
 
-def feature_matrix(rows: pl.DataFrame, features: list[str]) -> np.ndarray:
-    """Features as float32, nulls as NaN (LightGBM's missing value)."""
-    return rows.select(pl.col(features).cast(pl.Float32)).to_numpy()
+def feature_matrix(
+    rows: pl.DataFrame, features: list[str], categories: Categories | None = None
+) -> np.ndarray:
+    """Features as float32, nulls as NaN (LightGBM's missing value); a text feature as its
+    category's code, NaN for a value the model has not seen."""
+    categories = categories or {}
+    text = [f for f in features if rows.schema[f] == pl.String and f not in categories]
+    if text:
+        raise TrainingDataError(
+            f"the feature(s) {', '.join(text)} are text, but the model has no categories for "
+            "them: it was trained when they were numbers"
+        )
+    return rows.select(
+        pl.col(f)
+        .cast(pl.String)
+        .replace_strict(categories[f], range(len(categories[f])), default=None)
+        .cast(pl.Float32)
+        if f in categories
+        else pl.col(f).cast(pl.Float32)
+        for f in features
+    ).to_numpy()

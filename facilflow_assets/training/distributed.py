@@ -71,6 +71,7 @@ def train_worker(config: dict) -> None:
         on_round,
         config["feature_names"],
         init_model,
+        config["categories"],
     )
 
 
@@ -88,6 +89,7 @@ def fit_in_process(
         rounds,
         lambda _, metrics, __: append_round(history, metrics),
         data.feature_names,
+        categories=data.categories,
     )
     return FittedModel(booster, history, 0, time.perf_counter() - started)
 
@@ -116,6 +118,7 @@ def fit_distributed(
             "seed": seed,
             "checkpoint_every": checkpoint_every,
             "feature_names": data.feature_names,
+            "categories": data.categories,
             "objective": data.objective,
         },
         # One worker per node where the cluster has several: each brings its node's cores

@@ -39,6 +39,7 @@ class TrialSettings:
     checkpoint_every: int
     seed: int
     feature_names: list[str]
+    categories: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def run_trial(
         on_round,
         settings.feature_names,
         init_model,
+        settings.categories,
     )
 
 
@@ -139,6 +141,7 @@ def tune_hyperparameters(
             config.checkpoint_every,
             config.seed,
             data.feature_names,
+            data.categories,
         ),
     )
     storage, name = path.rsplit("/", 1)
