@@ -435,6 +435,12 @@ def _check_views(use_case: UseCase) -> None:
             raise ValueError(f"{where}: no table of that name")
         _positive_span(view.ttl, f"{where}, field 'ttl'", allow_zero=True)
         source = tables[name].source
+        for column in view.join_keys:
+            if column not in source.entity:
+                raise ValueError(
+                    f"{where}, field 'join_keys': '{column}' is not an entity column of table "
+                    f"'{name}' (its entity columns: {', '.join(source.entity)})"
+                )
         columns = {view.join_keys.get(c, c): c for c in source.entity}
         for entity in view.entities:
             if entity not in entities:

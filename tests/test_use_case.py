@@ -226,6 +226,15 @@ def _mistake(change) -> dict:
             "field 'target.label': ahead: 'an hour' is not a duration like '30m', '6h' or '7d'",
         ),
         (
+            _mistake(
+                lambda d: d["feast"]["views"]["airport_weather"].update(
+                    join_keys={"airprt_code": "airport_code"}
+                )
+            ),
+            "feast, views, 'airport_weather', field 'join_keys': 'airprt_code' is not an entity "
+            "column of table 'airport_weather' (its entity columns: airport_code)",
+        ),
+        (
             _mistake(lambda d: d["calendar"].update(time_zone="New York")),
             "field 'calendar': 'New York' is not a time zone name",
         ),

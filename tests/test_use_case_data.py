@@ -3,14 +3,21 @@ case fits its data and its class balance is shown; each wrong variant of it, a m
 new user makes, is refused with the file and the field named, one mistake per line."""
 
 import copy
+import shutil
+import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from facilflow_assets.cli import main
-from facilflow_assets.use_case import use_case_path
+from facilflow_assets.definitions import use_case_definitions
+from facilflow_assets.environment import Environment
+from facilflow_assets.resource_map import build_resources
+from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import load_use_case, use_case_path
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +130,31 @@ def test_a_wrong_file_is_refused_naming_file_and_field_one_mistake_a_line(
     lines = out.output.splitlines()
     for mistake in expected:
         assert any(line.startswith(f"{path}: {mistake}") for line in lines), (mistake, lines)
+
+
+def test_the_first_asset_of_a_wrong_file_fails_in_seconds_with_the_same_problems(
+    built_home, tmp_path
+):
+    """A file that was never checked: its first feature table refuses to start, naming the
+    file and each field, before any table is computed."""
+    use_case = load_use_case(_variant(tmp_path, _a_year_without_data))
+    scope = ModelScope("demo", "flight_delay")
+    defs = use_case_definitions(use_case, scope)
+    [first] = [a for a in defs.assets if a.key.path[-1] == "weather_hourly"]
+    home = tmp_path / "home"
+    shutil.copytree(built_home.home, home, symlinks=True)
+    table = home / "tenants/demo/flight_delay/features/weather_hourly.parquet"
+    before = table.read_bytes()
+    started = time.monotonic()
+    result = dg.materialize(
+        [first],
+        resources=build_resources(Environment.LOCAL, home=home),
+        raise_on_error=False,
+    )
+    assert not result.success and time.monotonic() - started < 60
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.event_specific_data.error)
+    assert "UseCaseDataError" in message
+    assert "flight_delay.yaml: splits.train_start: no labelled row" in message
+    assert "flight_delay.yaml: splits.holdout_start: no labelled row" in message
+    assert table.read_bytes() == before  # the previous table is kept

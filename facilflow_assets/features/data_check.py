@@ -55,10 +55,31 @@ def check_data(use_case: UseCase, storage: StorageResource) -> DataCheck:
         if _exists(check, f"{where}.model", table.source.model, models):
             schema = rows_of(table.source.model).schema
             _check_columns(check, where, table.source.model, table.source.columns, schema)
+    _check_target_model(check, use_case, models, rows_of)
+    return check
+
+
+class UseCaseDataError(ValueError):
+    """The warehouse's data does not fit the use case file; one problem a line."""
+
+
+def require_fitting_target(use_case: UseCase, storage: StorageResource) -> None:
+    """Fail, one problem a line naming the file's field, unless the target model's data
+    fits the file: what the first assets check before minutes of work on a wrong file."""
+    check = DataCheck()
+    _check_target_model(check, use_case, storage.warehouse_models(), storage.read_warehouse)
+    if check.problems:
+        raise UseCaseDataError(
+            f"the warehouse's data does not fit the use case file {use_case.use_case}.yaml "
+            "(`facilflow use-cases check FILE --data` says the same):\n"
+            + "\n".join(f"{use_case.use_case}.yaml: {p.field}: {p.problem}" for p in check.problems)
+        )
+
+
+def _check_target_model(check: DataCheck, use_case: UseCase, models: list[str], rows_of) -> None:
     target = use_case.target
     if _exists(check, "target.model", target.model, models):
         _check_target(check, use_case, rows_of(target.model))
-    return check
 
 
 def _exists(check: DataCheck, where: str, model: str, models: list[str]) -> bool:

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from facilflow_assets.asset_keys import FEATURES_GROUP, UseCaseKeys
 from facilflow_assets.atomic_files import write_parquet_atomic
+from facilflow_assets.features.data_check import require_fitting_target
 from facilflow_assets.features.feast_objects import repo_contents
 from facilflow_assets.features.lineup import current_service, service_lineup
 from facilflow_assets.features.target_rows import EVENT_TIME, entity_frame, labelled_rows
@@ -130,6 +131,7 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
         feast: FeastResource,
         storage: StorageResource,
     ) -> dg.MaterializeResult:
+        require_fitting_target(use_case, storage)
         entity_df = build_entity_frame(storage, use_case, config.prediction_lead_minutes)
         label = use_case.label
         store = feast.feature_store(scope)

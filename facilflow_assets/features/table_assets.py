@@ -6,6 +6,7 @@ import polars as pl
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.feature_spec import FeatureTableSpec
 from facilflow_assets.features.checks import check_specs, evaluate_checks
+from facilflow_assets.features.data_check import require_fitting_target
 from facilflow_assets.features.engine import FeatureDataError, check_source, compute_features
 from facilflow_assets.features.lineup import service_lineup
 from facilflow_assets.features.service_versions import table_with_kept
@@ -44,6 +45,7 @@ def build_feature_table_asset(
         feast: FeastResource,
         mlflow: MlflowResource,
     ):
+        require_fitting_target(use_case, storage)  # seconds, before any table is computed
         kept = service_lineup(use_case, scope, feast, mlflow).kept
         table = table_with_kept(declared, kept)
         if table != declared:
