@@ -223,6 +223,14 @@ class SplitSpec(StrictModel):
         return self
 
 
+class SampleDaysSpec(StrictModel):
+    """Two days of the calendar the demo walks through: one the model trained on (scored in
+    batch, its drift and quality judged) and one it never saw (its drift shown)."""
+
+    seen: date
+    unseen: date
+
+
 class BaselineSpec(StrictModel):
     """The naive model a first candidate must beat: the label's mean per group in the train
     months (its rate, for a 0/1 label), shrunk where a group has few rows toward the coarser
@@ -340,6 +348,23 @@ class UseCase(FeatureSpec):
         description="How the probability becomes the endpoint's decision (binary only).",
     )
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    sample_days: SampleDaysSpec | None = Field(
+        default=None,
+        description="The demo's days; by default the middle of the train months and the "
+        "calendar's first day (or the holdout's, when training starts on it).",
+    )
+
+    @property
+    def demo_days(self) -> SampleDaysSpec:
+        """The sample days the file gives, or the defaults."""
+        if self.sample_days is not None:
+            return self.sample_days
+        splits = self.splits
+        seen = splits.train_start + (splits.validation_start - splits.train_start) / 2
+        before_training = self.calendar.start < splits.train_start
+        return SampleDaysSpec(
+            seen=seen, unseen=self.calendar.start if before_training else splits.holdout_start
+        )
 
     @property
     def feature_service(self) -> str:
@@ -396,6 +421,13 @@ class UseCase(FeatureSpec):
                 f"field 'splits': train_start to holdout_start must lie within the calendar, "
                 f"{calendar.start} to {calendar.end}"
             )
+        days = self.sample_days.model_dump() if self.sample_days else {}
+        for name, day in days.items():
+            if not calendar.start <= day < calendar.end:
+                raise ValueError(
+                    f"field 'sample_days.{name}': {day} lies outside the calendar, "
+                    f"{calendar.start} to {calendar.end}"
+                )
         for column in self.baseline.group_by:
             if column not in self.target.keys and column not in self.served_features():
                 raise ValueError(

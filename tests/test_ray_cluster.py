@@ -23,14 +23,13 @@ from facilflow_assets.resource_map import build_resources
 from resources import RayResource, ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
 from resources.serving import LOCAL_HEAD_CPUS
-from tests.conftest import DEMO_PLAN
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
 
 FLIGHT_DELAY = lifecycle()
-BATCH_DAY = DEMO_PLAN.batch_day.isoformat()
+BATCH_DAY = FLIGHT_DELAY.use_case.demo_days.seen.isoformat()
 
 WORKER_CPUS = 1
 JOIN_TIMEOUT_S = 60

@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, precision_score, recall_score, roc_auc_score
 
-from facilflow_assets.demo.plan import load_plan
 from facilflow_assets.environment import Environment
 from facilflow_assets.monitoring.quality_assets import QUALITY_CHECK
 from facilflow_assets.resource_map import build_resources
@@ -24,7 +23,7 @@ from tests.lifecycle import lifecycle
 pytestmark = pytest.mark.slow
 
 FLIGHT_DELAY = lifecycle()
-DAY = load_plan().batch_day.isoformat()  # a day the demo scored
+DAY = FLIGHT_DELAY.use_case.demo_days.seen.isoformat()  # a day the demo scored
 
 
 @pytest.fixture(scope="module")

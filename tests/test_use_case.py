@@ -27,6 +27,7 @@ from facilflow_assets.tenants import load_tenants
 from facilflow_assets.use_case import (
     USE_CASES_DIR,
     TargetSpec,
+    UseCase,
     UseCaseError,
     load_use_case,
     use_case_path,
@@ -181,6 +182,15 @@ def test_a_label_rule_that_says_two_things_is_refused(label, expected):
         _flights_target({"column": "departure_delay_minutes", "name": "late", **label})
 
 
+def test_the_demo_days_default_to_the_middle_of_training_and_a_day_before_it():
+    document = _rain_document()
+    document.pop("sample_days")
+    days = UseCase.model_validate(document).demo_days
+    assert (days.seen.isoformat(), days.unseen.isoformat()) == ("2013-06-16", "2013-01-01")
+    document["calendar"]["start"] = document["splits"]["train_start"]
+    assert UseCase.model_validate(document).demo_days.unseen.isoformat() == "2013-11-01"
+
+
 def _write(tmp_path: Path, document: dict) -> Path:
     path = tmp_path / f"{document['use_case']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -233,6 +243,13 @@ def _mistake(change) -> dict:
             ),
             "feast, views, 'airport_weather', field 'join_keys': 'airprt_code' is not an entity "
             "column of table 'airport_weather' (its entity columns: airport_code)",
+        ),
+        (
+            _mistake(
+                lambda d: d.update(sample_days={"seen": "2013-06-15", "unseen": "2014-02-01"})
+            ),
+            "field 'sample_days.unseen': 2014-02-01 lies outside the calendar, 2013-01-01 to "
+            "2014-01-01",
         ),
         (
             _mistake(lambda d: d["calendar"].update(time_zone="New York")),

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypedDict
 
 from facilflow_assets.asset_keys import UseCaseKeys
-from facilflow_assets.demo.plan import DemoPlan
 from facilflow_assets.metadata import materialized_metadata, metadata_number, metadata_value
 from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import UseCase
 
 if TYPE_CHECKING:
     from facilflow_assets.demo.run import Lifecycle
@@ -63,11 +63,12 @@ def _monitor_day(lifecycle: Lifecycle, scope: ModelScope, day: str, scored: bool
     }
 
 
-def monitor(lifecycle: Lifecycle, scope: ModelScope, plan: DemoPlan) -> Monitoring:
+def monitor(lifecycle: Lifecycle, scope: ModelScope, use_case: UseCase) -> Monitoring:
     """Drift and quality of the batch day (scored by the serving walkthrough already) and of
     the unseen day, then the endpoint's health."""
     keys = UseCaseKeys(scope)
-    seen, unseen = plan.batch_day.isoformat(), plan.unseen_day.isoformat()
+    days = use_case.demo_days
+    seen, unseen = days.seen.isoformat(), days.unseen.isoformat()
     days = {
         seen: _monitor_day(lifecycle, scope, seen, scored=True),
         unseen: _monitor_day(lifecycle, scope, unseen, scored=False),

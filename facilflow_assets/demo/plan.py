@@ -1,6 +1,6 @@
-"""The demo's plan: which use case it walks through every stage, as whom, on which days."""
+"""The demo's plan: which use case it walks through every stage, as whom (its days are
+the use case file's `sample_days`)."""
 
-from datetime import date
 from pathlib import Path
 
 from pydantic import Field
@@ -14,8 +14,6 @@ class DemoPlan(StrictModel):
     walkthrough: str = Field(description="The use case taken through every stage.")
     requester: str
     approver: str
-    batch_day: date
-    unseen_day: date
     challenger_share: float = Field(ge=0, le=1)
     burst: int = Field(ge=1)
     training: dict[str, object] = Field(description="TrainingConfig of the walkthrough's model.")

@@ -149,7 +149,7 @@ def run_demo(
         f"{serving['challenger_share_observed']:.0%}; {serving['batch_rows']:,} "
         f"{use_case.target.subject}s scored on {serving['batch_day']}",
     )
-    monitoring = monitor(lifecycle, scope, plan)
+    monitoring = monitor(lifecycle, scope, use_case)
     metric = SCORING[use_case.task].primary
     stopwatch.lap("monitoring", monitoring_line(monitoring, version, metric))
     outcome = DemoOutcome(

@@ -74,7 +74,7 @@ def serve_and_score(
     for _ in range(plan.burst):
         body = {**sample, "request_id": str(uuid.uuid4())}
         served[session.post(url, json=body, timeout=30).json()["role"]] += 1
-    day = plan.batch_day.isoformat()
+    day = use_case.demo_days.seen.isoformat()
     batch = materialized_metadata(
         lifecycle.run(
             scope.definition_name("monitoring_job"),
