@@ -266,6 +266,12 @@ def check_use_case(context: click.Context, path: Path, data: bool) -> None:
         "feast objects": len(objects),
         "feature service": use_case.feature_service,
         "baseline": use_case.baseline.name,
+        "gates": ", ".join(
+            f"{name} {value}"
+            for name, value in use_case.gates.model_dump(exclude_none=True).items()
+            if ("rmse" in name) == (use_case.task == "regression")
+        ),
+        **({"decision": _decision_words(use_case)} if use_case.task == "binary" else {}),
         "days": f"{use_case.calendar.start} to {use_case.calendar.end} "
         f"({use_case.calendar.time_zone})",
     }
@@ -273,6 +279,14 @@ def check_use_case(context: click.Context, path: Path, data: bool) -> None:
         click.echo(f"{name}: {value}")
     if data:
         _check_against_data(context, path, use_case)
+
+
+def _decision_words(use_case: "UseCase") -> str:
+    decision = use_case.decision
+    if decision.threshold is not None:
+        return f"positive from {decision.threshold}"
+    target = f" {decision.target}" if decision.target is not None else ""
+    return f"threshold picked on validation: {decision.rule}{target}"
 
 
 def _check_against_data(context: click.Context, path: Path, use_case: "UseCase") -> None:

@@ -74,7 +74,7 @@ def use_case_definitions(use_case: UseCase, scope: ModelScope) -> dg.Definitions
             *build_batch_assets(use_case, scope),
             *build_monitoring_assets(use_case, scope),
             *build_quality_assets(use_case, scope),
-            *build_serving_health_assets(scope),
+            *build_serving_health_assets(use_case, scope),
         ],
         asset_checks=[*evaluation_checks, *registry_checks],
         jobs=list(jobs),

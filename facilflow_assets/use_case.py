@@ -22,6 +22,12 @@ from facilflow_assets.feature_spec import (
     load_spec_file,
     parse_duration,
 )
+from facilflow_assets.search_space import (
+    DEFAULT_SEARCH_SPACE,
+    SearchDimension,
+    check_budget,
+    check_search_space,
+)
 
 USE_CASES_DIR = Path(__file__).parent / "use_cases"
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>
@@ -284,6 +290,43 @@ class GatesSpec(StrictModel):
     )
 
 
+class SlaSpec(StrictModel):
+    """What the endpoint promises, per served version, as `serving_health` judges it."""
+
+    p95_ms: float = Field(default=50.0, gt=0, description="p95 latency in the replica, in ms.")
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Share of predictions that may fail (answer 500)."
+    )
+    min_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Throughput floor in requests per second over the window; none if unset.",
+    )
+
+
+class TrainingSpec(StrictModel):
+    """The hyperparameter search: what varies, and its budget."""
+
+    search_space: dict[str, SearchDimension] = Field(
+        default_factory=lambda: {
+            name: SearchDimension.model_validate(dimension)
+            for name, dimension in DEFAULT_SEARCH_SPACE.items()
+        },
+        description="Hyperparameters to tune, each a distribution over a range.",
+    )
+    num_trials: int = Field(default=6, ge=1, description="Trials of the search.")
+    max_rounds: int = Field(default=200, ge=1, description="Boosting rounds a trial may reach.")
+    grace_rounds: int = Field(
+        default=25, ge=1, description="Rounds before early stopping (ASHA) may stop a trial."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> "TrainingSpec":
+        check_search_space(self.search_space)
+        check_budget(self.max_rounds, self.grace_rounds)
+        return self
+
+
 class EntitySpec(StrictModel):
     """What features are about; its join key is a text column (requests send text)."""
 
@@ -348,6 +391,8 @@ class UseCase(FeatureSpec):
         description="How the probability becomes the endpoint's decision (binary only).",
     )
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    sla: SlaSpec = Field(default_factory=SlaSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
     sample_days: SampleDaysSpec | None = Field(
         default=None,
         description="The demo's days; by default the middle of the train months and the "

@@ -11,7 +11,10 @@ import polars as pl
 import pytest
 
 from facilflow_assets.environment import Environment
-from facilflow_assets.monitoring.health_assets import WITHIN_SLA_CHECK
+from facilflow_assets.monitoring.health_assets import (
+    WITHIN_SLA_CHECK,
+    build_serving_health_assets,
+)
 from facilflow_assets.monitoring.serving_health import (
     ERRORS,
     LATENCY,
@@ -24,6 +27,7 @@ from facilflow_assets.monitoring.serving_health import (
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.serving.request_log import RequestLog
+from facilflow_assets.use_case import SlaSpec
 from tests.lifecycle import lifecycle
 
 THRESHOLDS = HealthThresholds(p95_sla_ms=50.0, max_error_rate=0.01, min_requests=20)
@@ -134,6 +138,28 @@ def test_the_floor_fails_the_check_and_alerts_when_traffic_drops(logged):
         {"3": 40 / 3600, "4": 5 / 3600}
     )
     assert {a["payload"]["min_rps"] for a in alerts} == {0.02}
+
+
+def test_the_use_case_files_sla_is_the_default_a_run_may_override(logged):
+    """A file promising a p95 under 1 s and a floor of 0.02/s: judged so without any run
+    config; a run config's SLA replaces it for that run."""
+    resources, _ = logged
+    flights = lifecycle("flight_delay")
+    promising = flights.use_case.model_copy(
+        update={"sla": SlaSpec(p95_ms=1000.0, max_error_rate=1.0, min_rps=0.02)}
+    )
+    [asset] = build_serving_health_assets(promising, flights.scope)
+    result = dg.materialize([asset], resources=resources)
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["p95_sla_ms"].value, metadata["min_rps"].value) == (1000.0, 0.02)
+    overridden = dg.materialize(
+        [asset],
+        resources=resources,
+        run_config={"ops": {asset.op.name: {"config": {"p95_sla_ms": 5.0, "min_rps": 0.01}}}},
+    )
+    metadata = overridden.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["p95_sla_ms"].value, metadata["min_rps"].value) == (5.0, 0.01)
+    assert metadata["max_error_rate"].value == 1.0  # not overridden: the file's
 
 
 def test_with_a_floor_a_window_without_any_request_fails_the_check(tmp_path):

@@ -7,9 +7,11 @@ import polars as pl
 import pytest
 
 from facilflow_assets.atomic_files import write_parquet_atomic
+from facilflow_assets.search_space import DEFAULT_SEARCH_SPACE
 from facilflow_assets.training.candidate import CANDIDATE_FILE
 from facilflow_assets.training.config import TrainingConfig, parse_utc, training_config_for
 from facilflow_assets.training.dataset import TrainingDataError, split_training_data
+from facilflow_assets.use_case import TrainingSpec
 from resources import MlflowResource, TrackingUnavailableError
 from tests.lifecycle import lifecycle
 from tests.mlflow_server import free_port
@@ -119,6 +121,24 @@ def test_split_dates_out_of_order_are_refused():
         FlightDelayConfig(validation_start="2013-12-01", holdout_start="2013-11-01")
     with pytest.raises(ValueError, match="train_start .* must come before validation_start"):
         FlightDelayConfig(train_start="2013-10-15")
+
+
+def test_the_use_case_files_search_and_budget_are_the_defaults_a_run_overrides():
+    use_case = lifecycle("airport_rain").use_case
+    space = {"num_leaves": {"distribution": "choice", "values": [15, 31]}}
+    searched = use_case.model_copy(
+        update={
+            "training": TrainingSpec.model_validate(
+                {"search_space": space, "num_trials": 3, "max_rounds": 80, "grace_rounds": 10}
+            )
+        }
+    )
+    config = training_config_for(searched)()
+    assert (config.num_trials, config.max_rounds, config.grace_rounds) == (3, 80, 10)
+    assert set(config.search_space) == {"num_leaves"}
+    assert config.search_space["num_leaves"].values == [15, 31]
+    assert training_config_for(searched)(num_trials=1).num_trials == 1
+    assert set(training_config_for(use_case)().search_space) == set(DEFAULT_SEARCH_SPACE)
 
 
 def test_each_use_case_has_its_own_defaults_and_the_base_config_has_none():

@@ -252,6 +252,31 @@ def _mistake(change) -> dict:
             "2014-01-01",
         ),
         (
+            _mistake(
+                lambda d: d.update(
+                    training={"search_space": {"num_leavs": {"distribution": "randint", "low": 8}}}
+                )
+            ),
+            "field 'training.search_space.num_leavs': a 'randint' dimension needs low < high",
+        ),
+        (
+            _mistake(
+                lambda d: d.update(
+                    training={
+                        "search_space": {
+                            "num_leavs": {"distribution": "randint", "low": 8, "high": 64}
+                        }
+                    }
+                )
+            ),
+            "field 'training': search_space: unknown hyperparameter 'num_leavs' (did you mean "
+            "'num_leaves'?)",
+        ),
+        (
+            _mistake(lambda d: d.update(training={"max_rounds": 50, "grace_rounds": 60})),
+            "field 'training': grace_rounds (60) must not exceed max_rounds (50)",
+        ),
+        (
             _mistake(lambda d: d["calendar"].update(time_zone="New York")),
             "field 'calendar': 'New York' is not a time zone name",
         ),

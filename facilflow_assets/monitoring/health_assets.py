@@ -19,50 +19,53 @@ from facilflow_assets.monitoring.serving_health import (
 )
 from facilflow_assets.plots import markdown_image, png, throughput_and_latency_by_minute
 from facilflow_assets.scope import ModelScope
+from facilflow_assets.use_case import SlaSpec, UseCase
 from resources import EventsResource, ServingResource
 
 WITHIN_SLA_CHECK = "within_sla"
+SLA_OVERRIDE = "Instead of the use case file's `sla` for this run."
 
 
 class ServingHealthConfig(dg.Config):
     window_minutes: int = Field(default=60, ge=1, description="How far back to look.")
-    p95_sla_ms: float = Field(
-        default=50.0, gt=0, description="p95 latency a version must stay under, in the replica."
-    )
-    max_error_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Share of predictions that may fail (answer 500)."
-    )
     min_requests: int = Field(
         default=20,
         ge=1,
         description="Requests a version needs in the window to be judged on latency and errors.",
     )
+    p95_sla_ms: float | None = Field(default=None, gt=0, description=SLA_OVERRIDE)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description=SLA_OVERRIDE)
     min_rps: float | None = Field(
         default=None,
         gt=0,
-        description="Throughput floor: a version serving fewer requests per second over the "
-        "window breaches, and a window without any request fails the check. None: no floor.",
+        description="Throughput floor, instead of the file's `sla.min_rps`: a version serving "
+        "fewer requests per second over the window breaches, and a window without any "
+        "request fails the check.",
     )
 
-    def thresholds(self) -> HealthThresholds:
+    def thresholds(self, sla: SlaSpec) -> HealthThresholds:
+        """The use case file's SLA, with this run's overrides."""
         return HealthThresholds(
-            self.p95_sla_ms, self.max_error_rate, self.min_requests, self.min_rps
+            self.p95_sla_ms or sla.p95_ms,
+            sla.max_error_rate if self.max_error_rate is None else self.max_error_rate,
+            self.min_requests,
+            self.min_rps or sla.min_rps,
         )
 
 
-def _throughput_and_latency_plot(minutes: pl.DataFrame, config: ServingHealthConfig) -> str:
+def _throughput_and_latency_plot(minutes: pl.DataFrame, limits: HealthThresholds) -> str:
     series = {
         version: (rows["minute"].to_list(), rows["rps"].to_list(), rows["p95_ms"].to_list())
         for (version,), rows in minutes.group_by("model_version", maintain_order=True)
     }
-    figure = throughput_and_latency_by_minute(series, config.p95_sla_ms, config.min_rps)
+    figure = throughput_and_latency_by_minute(series, limits.p95_sla_ms, limits.min_rps)
     return markdown_image(png(figure), "throughput and p95 latency per minute")
 
 
 def _breach_event(
     scope: ModelScope,
     version: VersionHealth,
-    config: ServingHealthConfig,
+    limits: HealthThresholds,
     window: tuple[datetime, datetime],
     run_id: str,
 ):
@@ -71,11 +74,11 @@ def _breach_event(
         window_end=window[1].isoformat(),
         requests=version.requests,
         rps=version.rps,
-        min_rps=config.min_rps,
+        min_rps=limits.min_rps,
         error_rate=version.error_rate,
-        max_error_rate=config.max_error_rate,
+        max_error_rate=limits.max_error_rate,
         p95_ms=version.p95_ms,
-        p95_sla_ms=config.p95_sla_ms,
+        p95_sla_ms=limits.p95_sla_ms,
         breaches=list(version.breaches),
     )
     return scope.event(
@@ -87,7 +90,7 @@ def _breach_event(
     )
 
 
-def build_serving_health_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+def build_serving_health_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDefinition]:
     """The use case's endpoint health."""
     keys = UseCaseKeys(scope)
 
@@ -107,7 +110,8 @@ def build_serving_health_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         serving: ServingResource,
         events: EventsResource,
     ) -> dg.MaterializeResult:
-        return judge_serving_health(context, config, scope, serving, events)
+        limits = config.thresholds(use_case.sla)
+        return judge_serving_health(context, config, limits, scope, serving, events)
 
     return [serving_health]
 
@@ -115,6 +119,7 @@ def build_serving_health_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
 def judge_serving_health(
     context: dg.AssetExecutionContext,
     config: ServingHealthConfig,
+    limits: HealthThresholds,
     scope: ModelScope,
     serving: ServingResource,
     events: EventsResource,
@@ -122,19 +127,19 @@ def judge_serving_health(
     end = datetime.now(UTC)
     window = (end - timedelta(minutes=config.window_minutes), end)
     requests = requests_between(serving.request_log_path(scope), *window)
-    health = version_health(requests, config.thresholds(), config.window_minutes * 60)
+    health = version_health(requests, limits, config.window_minutes * 60)
     breached = [h for h in health if h.breaches]
-    events.record([_breach_event(scope, h, config, window, context.run.run_id) for h in breached])
+    events.record([_breach_event(scope, h, limits, window, context.run.run_id) for h in breached])
     judged = [h for h in health if h.judged]
     if breached:
         verdict = "; ".join(f"version {h.model_version}: {', '.join(h.breaches)}" for h in breached)
         check = dg.AssetCheckResult(check_name=WITHIN_SLA_CHECK, passed=False, description=verdict)
-    elif not health and config.min_rps is not None:
+    elif not health and limits.min_rps is not None:
         check = dg.AssetCheckResult(
             check_name=WITHIN_SLA_CHECK,
             passed=False,
             description=f"no request served in the last {config.window_minutes} minutes: "
-            f"below the throughput floor of {config.min_rps:g} per second",
+            f"below the throughput floor of {limits.min_rps:g} per second",
         )
     elif not judged:
         check = dg.AssetCheckResult(
@@ -156,9 +161,9 @@ def judge_serving_health(
         "window_end": window[1].isoformat(),
         "requests": requests.height,
         "invalid_requests": requests.filter(pl.col("outcome") == "invalid").height,
-        "p95_sla_ms": config.p95_sla_ms,
-        "max_error_rate": config.max_error_rate,
-        **({"min_rps": config.min_rps} if config.min_rps is not None else {}),
+        "p95_sla_ms": limits.p95_sla_ms,
+        "max_error_rate": limits.max_error_rate,
+        **({"min_rps": limits.min_rps} if limits.min_rps is not None else {}),
         "breached_versions": dg.MetadataValue.json([h.model_version for h in breached]),
     }
     if health:
@@ -166,7 +171,7 @@ def judge_serving_health(
         metadata["versions"] = dg.MetadataValue.md(markdown_table(health_table(health)))
         metadata["per_minute"] = dg.MetadataValue.md(markdown_table(_rounded(minutes)))
         metadata["throughput_and_latency"] = dg.MetadataValue.md(
-            _throughput_and_latency_plot(minutes, config)
+            _throughput_and_latency_plot(minutes, limits)
         )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 

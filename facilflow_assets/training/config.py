@@ -1,77 +1,30 @@
 """The use case's training settings: time splits, the search space and the trial budget."""
 
-import difflib
 from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
 from ray import tune
 
+from facilflow_assets.search_space import (
+    DEFAULT_SEARCH_SPACE,
+    TUNABLE_HYPERPARAMETERS,
+    SearchDimension,
+    check_budget,
+    check_search_space,
+)
 from facilflow_assets.use_case import UseCase
 
-# LightGBM parameters a search may vary; anything else is a typo or belongs elsewhere.
-TUNABLE_HYPERPARAMETERS = {
-    "learning_rate": float,
-    "num_leaves": int,
-    "max_depth": int,
-    "min_data_in_leaf": int,
-    "min_sum_hessian_in_leaf": float,
-    "feature_fraction": float,
-    "bagging_fraction": float,
-    "bagging_freq": int,
-    "lambda_l1": float,
-    "lambda_l2": float,
-    "min_gain_to_split": float,
-    "scale_pos_weight": float,
-}
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
-
-class SearchDimension(dg.Config):
-    """One hyperparameter's range: `uniform`/`loguniform`/`randint` over [low, high], or a
-    `choice` among `values`."""
-
-    distribution: str = Field(description=f"One of {', '.join(DISTRIBUTIONS)}.")
-    low: float | None = None
-    high: float | None = None
-    values: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _bounds_fit_the_distribution(self) -> "SearchDimension":
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution {self.distribution!r} is not one of {', '.join(DISTRIBUTIONS)}"
-            )
-        if self.distribution == "choice":
-            if not self.values:
-                raise ValueError("a 'choice' dimension needs a non-empty 'values' list")
-        elif self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"a {self.distribution!r} dimension needs low < high")
-        elif self.distribution == "loguniform" and self.low <= 0:
-            raise ValueError("a 'loguniform' dimension needs low > 0")
-        return self
-
-    def to_tune(self, kind: type):
-        """This dimension as a Ray Tune search domain."""
-        if self.distribution == "choice":
-            if not self.values:
-                raise ValueError("a 'choice' dimension needs a non-empty 'values' list")
-            return tune.choice([kind(v) for v in self.values])
-        if self.low is None or self.high is None:
-            raise ValueError(f"a {self.distribution!r} dimension needs low < high")
-        if self.distribution == "randint":
-            # Tune's randint excludes the upper bound; the config's `high` is inclusive.
-            return tune.randint(int(self.low), int(self.high) + 1)
-        return getattr(tune, self.distribution)(self.low, self.high)
-
-
-DEFAULT_SEARCH_SPACE = {
-    "learning_rate": {"distribution": "loguniform", "low": 0.02, "high": 0.3},
-    "num_leaves": {"distribution": "randint", "low": 15, "high": 127},
-    "min_data_in_leaf": {"distribution": "randint", "low": 20, "high": 400},
-    "feature_fraction": {"distribution": "uniform", "low": 0.5, "high": 1.0},
-    "lambda_l2": {"distribution": "loguniform", "low": 0.001, "high": 10.0},
-}
+def tune_domain(dimension: SearchDimension, kind: type):
+    """`dimension` as a Ray Tune search domain over values of `kind`."""
+    if dimension.distribution == "choice":
+        return tune.choice([kind(v) for v in dimension.values or []])
+    low, high = dimension.low or 0.0, dimension.high or 0.0  # checked: both given
+    if dimension.distribution == "randint":
+        # Tune's randint excludes the upper bound; the config's `high` is inclusive.
+        return tune.randint(int(low), int(high) + 1)
+    return getattr(tune, dimension.distribution)(low, high)
 
 
 class TrainingConfig(dg.Config):
@@ -105,17 +58,7 @@ class TrainingConfig(dg.Config):
     @field_validator("search_space")
     @classmethod
     def _known_hyperparameters(cls, space: dict) -> dict:
-        if not space:
-            raise ValueError("search_space is empty; name at least one hyperparameter to tune")
-        for name in space:
-            if name not in TUNABLE_HYPERPARAMETERS:
-                close = difflib.get_close_matches(name, TUNABLE_HYPERPARAMETERS, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(
-                    f"search_space: unknown hyperparameter '{name}'{hint}; tunable ones are "
-                    + ", ".join(TUNABLE_HYPERPARAMETERS)
-                )
-        return space
+        return check_search_space(space)
 
     @field_validator("train_start", "validation_start", "holdout_start")
     @classmethod
@@ -125,10 +68,7 @@ class TrainingConfig(dg.Config):
 
     @model_validator(mode="after")
     def _grace_within_rounds(self) -> "TrainingConfig":
-        if self.grace_rounds > self.max_rounds:
-            raise ValueError(
-                f"grace_rounds ({self.grace_rounds}) must not exceed max_rounds ({self.max_rounds})"
-            )
+        check_budget(self.max_rounds, self.grace_rounds)
         return self
 
     @model_validator(mode="after")
@@ -151,14 +91,15 @@ class TrainingConfig(dg.Config):
 
     def tune_search_space(self) -> dict:
         return {
-            name: dimension.to_tune(TUNABLE_HYPERPARAMETERS[name])
+            name: tune_domain(dimension, TUNABLE_HYPERPARAMETERS[name])
             for name, dimension in self.search_space.items()
         }
 
 
 def training_config_for(use_case: UseCase) -> type[TrainingConfig]:
-    """TrainingConfig with the use case's feature service and splits as its defaults."""
-    splits = use_case.splits
+    """TrainingConfig with the use case's feature service, splits, search space and budget
+    as its defaults."""
+    splits, search = use_case.splits, use_case.training
 
     class UseCaseTrainingConfig(TrainingConfig):
         feature_service: str = Field(
@@ -174,6 +115,24 @@ def training_config_for(use_case: UseCase) -> type[TrainingConfig]:
         )
         holdout_start: str = Field(
             default=splits.holdout_start.isoformat(), description="UTC date (ISO 8601)."
+        )
+        search_space: dict[str, SearchDimension] = Field(
+            default={
+                name: dimension.model_dump(exclude_none=True)
+                for name, dimension in search.search_space.items()
+            },
+            validate_default=True,
+            description="Hyperparameters to tune (the use case file's `training.search_space` "
+            f"by default), among: {', '.join(TUNABLE_HYPERPARAMETERS)}.",
+        )
+        num_trials: int = Field(default=search.num_trials, ge=1, description="Trial budget.")
+        max_rounds: int = Field(
+            default=search.max_rounds, ge=1, description="Boosting rounds a trial may reach."
+        )
+        grace_rounds: int = Field(
+            default=search.grace_rounds,
+            ge=1,
+            description="Rounds before early stopping (ASHA) may stop a trial.",
         )
 
     return UseCaseTrainingConfig
