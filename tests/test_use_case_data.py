@@ -81,6 +81,13 @@ def _a_text_label_compared_as_a_number(spec):
     spec["target"]["label"] = {"column": "carrier_code", "between": [0, 15], "name": "late"}
 
 
+def _filters_of_the_wrong_type(spec):
+    spec["target"]["where"] = [
+        {"column": "is_cancelled", "equals": "no"},
+        {"column": "carrier_code", "above": 3},
+    ]
+
+
 def _a_filter_no_row_passes(spec):
     spec["target"]["where"] = [{"column": "departure_delay_minutes", "above": 100000}]
 
@@ -97,6 +104,13 @@ def _a_filter_no_row_passes(spec):
         (
             _a_text_label_compared_as_a_number,
             ["target.label: 'between' compares numbers, but 'carrier_code' is String"],
+        ),
+        (
+            _filters_of_the_wrong_type,
+            [
+                "target.where.is_cancelled: 'equals' gives 'no', but 'is_cancelled' is Boolean",
+                "target.where.carrier_code: 'above' compares numbers, but 'carrier_code' is String",
+            ],
         ),
         (
             _a_filter_no_row_passes,

@@ -139,12 +139,15 @@ def _check_target(check: DataCheck, use_case: UseCase, rows: pl.DataFrame) -> No
     ]
     if target.label.over_next is None:
         compared.append(("target.label", target.label))
-    for where, test in compared:
-        column = test.column
-        given = test.comparisons()
-        if given and given != ["equals"] and not schema[column].is_numeric():
-            check.add(where, f"'{given[0]}' compares numbers, but '{column}' is {schema[column]}")
-            return
+    mistyped = [
+        (where, problem)
+        for where, test in compared
+        if (problem := _comparison_mistyped(test, schema[test.column]))
+    ]
+    for where, problem in mistyped:
+        check.add(where, problem)
+    if mistyped:
+        return
     rows = predicted(with_label(rows, target), target)
     if rows.is_empty():
         check.add("target.where", f"no row of '{target.model}' passes the filters")
@@ -168,6 +171,26 @@ def _check_target(check: DataCheck, use_case: UseCase, rows: pl.DataFrame) -> No
         check.add("target.label", f"a regression's label must be numeric; it is {label.dtype}")
         return
     _check_splits(check, use_case, rows[target.time], label)
+
+
+def _comparison_mistyped(test: RowFilter | LabelSpec, dtype: pl.DataType) -> str | None:
+    """What is wrong with comparing a column of `dtype` as `test` does, if anything."""
+    given = test.comparisons()
+    if not given:
+        return None
+    if given != ["equals"]:
+        if dtype.is_numeric():
+            return None
+        return f"'{given[0]}' compares numbers, but '{test.column}' is {dtype}"
+    value = test.equals
+    fits = (
+        dtype == pl.Boolean
+        if isinstance(value, bool)
+        else dtype == pl.String
+        if isinstance(value, str)
+        else dtype.is_numeric()
+    )
+    return None if fits else f"'equals' gives {value!r}, but '{test.column}' is {dtype}"
 
 
 def _check_splits(check: DataCheck, use_case: UseCase, times: pl.Series, label: pl.Series):
