@@ -55,7 +55,9 @@ def test_the_serving_faults_benchmark_kills_and_rolls_out_briefly(built_home, mo
     figures = run_benchmark("serving_faults", arguments, monkeypatch, capsys)
     assert figures["requests"] > 0 and figures["p50_ms"] > 0
     assert figures["non_2xx_during_rollout"] == 0
-    assert figures["recovery_s"] is not None and figures["recovery_s"] < 30
+    # A new replica's start (process, model download, online store) on a busy 2-core
+    # machine; the full run's figure is docs/performance.md's, this bounds a hang.
+    assert figures["recovery_s"] is not None and figures["recovery_s"] < 60
 
 
 def test_a_year_of_daily_quality_matches_by_hand_and_the_estimate_tracks_it(

@@ -60,6 +60,7 @@ def _delay_minutes_as_a_binary_label(spec):
 
 def _a_year_without_data(spec):
     spec["calendar"].update(start="2015-01-01", end="2016-01-01")
+    spec["sample_days"] = {"seen": "2015-06-15", "unseen": "2015-01-15"}  # moved with it
     spec["splits"] = {
         "train_start": "2015-03-01",
         "validation_start": "2015-10-01",
