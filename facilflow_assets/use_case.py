@@ -411,6 +411,14 @@ class UseCase(FeatureSpec):
             seen=seen, unseen=self.calendar.start if before_training else splits.holdout_start
         )
 
+    def threshold_of(self, own: float | None, override: float | None = None) -> float | None:
+        """Where a version's probability becomes a positive answer (None for a regression):
+        the run's override, else the version's own, else (a version evaluated before
+        versions carried one) the file's fixed threshold, else 0.5."""
+        if self.task != "binary":
+            return None
+        return override or own or self.decision.threshold or 0.5
+
     @property
     def feature_service(self) -> str:
         return self.feast.service.name

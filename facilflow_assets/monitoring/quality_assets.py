@@ -198,9 +198,9 @@ def _decision_threshold(
 ) -> float | None:
     """The threshold the version's answers were decided at, as its evaluation logged it."""
     if use_case.task != "binary":
-        return None
+        return None  # no run to read
     logged = client.get_run(run_id).data.metrics.get(DECISION_THRESHOLD_METRIC)
-    return config.decision_threshold or logged or use_case.decision.threshold or 0.5
+    return use_case.threshold_of(logged, config.decision_threshold)
 
 
 def _holdout_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:

@@ -57,12 +57,8 @@ class ModelRef:
 
 
 def decided_at(ref: ModelRef, use_case: UseCase, override: float | None = None) -> float | None:
-    """The probability from which `ref`'s answer is positive (None for a regression): the
-    override, else the version's own, else (a version evaluated before versions carried
-    one) the use case's fixed threshold."""
-    if use_case.task != "binary":
-        return None
-    return override or ref.decision_threshold or use_case.decision.threshold or 0.5
+    """The probability from which `ref`'s answer is positive (None for a regression)."""
+    return use_case.threshold_of(ref.decision_threshold, override)
 
 
 def resolve(client: MlflowClient, name: str, version_or_stage: str) -> ModelRef:
