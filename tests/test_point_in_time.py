@@ -288,3 +288,65 @@ def test_a_first_online_load_keeps_the_values_within_the_ttl_of_the_newest_row(
     within = [row["value"] if row["event_ts"] >= newest - TTL else None for row in latest]
     assert online["recent__value"] == within
     assert any(v is None for v in within) and any(v is not None for v in within)
+
+
+def _retrieve(repository: dict, offline_store: str, entities: pd.DataFrame) -> pd.DataFrame:
+    store = _store(repository, offline_store)
+    frame = store.get_historical_features(
+        entity_df=entities,
+        features=store.get_feature_service("readings_v1"),
+        full_feature_names=True,
+    ).to_df()
+    return frame.sort_values("row_id").reset_index(drop=True)
+
+
+ENTITY_TIME_FORMS = {
+    "iso_text_with_offsets": lambda t: [
+        (s.tz_convert("Europe/Berlin") if i % 2 else s).isoformat(timespec="microseconds")
+        for i, s in enumerate(t)
+    ],
+    "naive": lambda t: t.dt.tz_localize(None),
+    "another_time_zone": lambda t: t.dt.tz_convert("America/New_York"),
+    "nanoseconds": lambda t: t.astype("datetime64[ns, UTC]"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ENTITY_TIME_FORMS))
+def test_entity_times_in_any_form_feast_accepts_give_the_duckdb_stores_rows(repository, form):
+    entities = repository["entities"].copy()
+    times = pd.to_datetime(entities["event_timestamp"], utc=True)
+    entities["event_timestamp"] = ENTITY_TIME_FORMS[form](times)
+    polars_frame = _retrieve(repository, POLARS_OFFLINE_STORE, entities)
+    duckdb_frame = _retrieve(repository, "duckdb", entities)
+    assert polars_frame["recent__value"].notna().sum() > 50
+    pd.testing.assert_frame_equal(
+        polars_frame, duckdb_frame[polars_frame.columns], check_dtype=False
+    )
+
+
+def test_a_time_a_nanosecond_past_the_ttl_gets_no_expired_value(repository):
+    readings = repository["features"].sort("event_ts")
+    at = pd.to_datetime(readings["event_ts"].to_pandas(), utc=True).astype("datetime64[ns, UTC]")
+    ttl = pd.Timedelta(TTL)
+    entities = pd.DataFrame(
+        {
+            "row_id": range(2 * len(at)),
+            "sensor": [*readings["sensor_key"], *readings["sensor_key"]],
+            "neighbour_sensor": "s0",
+            "event_timestamp": [*(at + ttl), *(at + ttl + pd.Timedelta(nanoseconds=1))],
+        }
+    )
+    frame = _retrieve(repository, POLARS_OFFLINE_STORE, entities)
+    observed = pd.to_datetime(frame["recent__observed_at"], utc=True)
+    at_boundary, past = frame.index < len(at), frame.index >= len(at)
+    assert observed[at_boundary].notna().all()
+    matched = past & observed.notna().to_numpy()
+    assert (observed[matched] >= frame["event_timestamp"][matched] - ttl).all()
+    assert (~matched[past]).sum() > 0  # some readings had no newer one within the TTL
+
+
+def test_entity_times_that_are_not_times_are_named(repository):
+    entities = repository["entities"].copy()
+    entities["event_timestamp"] = "yesterday-ish"
+    with pytest.raises(ValueError, match="entity column 'event_timestamp' must hold times"):
+        _retrieve(repository, POLARS_OFFLINE_STORE, entities)

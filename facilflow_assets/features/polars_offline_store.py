@@ -28,13 +28,15 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
+from polars._typing import TimeUnit
 from pydantic import StrictStr
 
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.engine import last_per_group
 
-UTC_MICROSECONDS = pl.Datetime("us", "UTC")
+_JOIN_TIME = pl.Datetime("ns", "UTC")
 _ROW = "__entity_row"
+_AS_OF = "__as_of"
 
 
 class PolarsOfflineStoreConfig(FeastConfigBaseModel):
@@ -180,8 +182,8 @@ def _scan(config: RepoConfig, data_source: DataSource) -> pl.LazyFrame:
     return pl.scan_parquet(path)
 
 
-def _utc(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
-    """Make timestamp columns UTC microseconds; naive ones are taken to be UTC already."""
+def _utc(frame: pl.LazyFrame, columns: list[str], unit: TimeUnit = "us") -> pl.LazyFrame:
+    """Make timestamp columns UTC in `unit`; naive ones are taken to be UTC already."""
     schema = frame.collect_schema()
     fixed = []
     for column in columns:
@@ -191,7 +193,7 @@ def _utc(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
             expr = expr.dt.replace_time_zone("UTC")
         elif not isinstance(dtype, pl.Datetime):
             expr = expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        fixed.append(expr.cast(UTC_MICROSECONDS))
+        fixed.append(expr.cast(pl.Datetime(unit, "UTC")))
     return frame.with_columns(fixed)
 
 
@@ -207,14 +209,32 @@ def _in_range(
 
 
 def _entity_frame(entity_df: pd.DataFrame | str | None) -> tuple[pl.DataFrame, str]:
+    """The entity rows with their event times in UTC, at the precision they were given in.
+
+    Times given as text (ISO 8601) are parsed as Feast's own stores parse them.
+    """
     if isinstance(entity_df, str):
         raise TypeError("the polars offline store takes an entity DataFrame, not a SQL query")
     if entity_df is None:
         raise TypeError("the polars offline store takes an entity DataFrame; it was given none")
     timestamp_column = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
+    times = entity_df[timestamp_column]
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        entity_df = entity_df.assign(**{timestamp_column: _parsed_times(times, timestamp_column)})
     entities = pl.from_pandas(entity_df)
-    entities = _utc(entities.lazy(), [timestamp_column]).collect()
+    dtype = entities.schema[timestamp_column]
+    unit = dtype.time_unit if isinstance(dtype, pl.Datetime) else "us"
+    entities = _utc(entities.lazy(), [timestamp_column], unit).collect()
     return entities, timestamp_column
+
+
+def _parsed_times(times: pd.Series, column: str) -> pd.Series:
+    try:
+        return pd.to_datetime(times, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"entity column '{column}' must hold times (datetimes or ISO 8601 text): {error}"
+        ) from error
 
 
 def _view_features(
@@ -277,15 +297,20 @@ def _point_in_time_join(
     )
     created = source.created_timestamp_column
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
-    keys = entities.select([*entity_keys, timestamp_column]).with_row_index(_ROW)
-    joined = keys.sort([*entity_keys, timestamp_column]).join_asof(
+    # Both sides in nanoseconds: an entity time given to the nanosecond is not rounded into
+    # a TTL it is past.
+    keys = entities.select(
+        *entity_keys, pl.col(timestamp_column).cast(_JOIN_TIME).alias(_AS_OF)
+    ).with_row_index(_ROW)
+    table = table.with_columns(pl.col(event_time).cast(_JOIN_TIME))
+    joined = keys.sort([*entity_keys, _AS_OF]).join_asof(
         table.collect(),
-        left_on=timestamp_column,
+        left_on=_AS_OF,
         right_on=event_time,
         by=entity_keys,
         strategy="backward",
         tolerance=ttl,
         check_sortedness=False,
     )
-    dropped = {_ROW, *entity_keys, timestamp_column, event_time, *([created] if created else [])}
+    dropped = {_ROW, _AS_OF, *entity_keys, event_time, *([created] if created else [])}
     return joined.sort(_ROW).select([c for c in joined.columns if c not in dropped])
