@@ -37,31 +37,9 @@ class RayResource(ConfigurableResource):
         default=None, description="Endpoint of an S3-compatible store for s3:// checkpoints."
     )
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Mapping[str, float]]:
-        """Connect to (or start) Ray for the duration of a step; yields its resources.
-
-        A local instance started here is shut down afterwards, so no Ray process outlives
-        the step; a connection to an existing cluster is only closed.
-        """
-        already_connected = ray.is_initialized()
-        if not already_connected:
-            if not self.address:
-                os.environ.update(LOCAL_RAY_ENV)
-            ray.init(
-                # "local" starts a new instance even when `ray start` runs one on this machine
-                # (such as the endpoint's head), which a bare ray.init() would join.
-                address=self.address or "local",
-                num_cpus=None if self.address else self.num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        try:
-            yield ray.cluster_resources()
-        finally:
-            if not already_connected:
-                ray.shutdown()
+    def session(self) -> contextlib.AbstractContextManager[Mapping[str, float]]:
+        """Connect to (or start) Ray for the duration of a step; yields its resources."""
+        return ray_session(self.address, self.num_cpus)
 
     def storage_filesystem(self) -> pyarrow.fs.FileSystem | None:
         """The filesystem for `storage_path`; None lets Ray pick the local one."""
@@ -81,3 +59,31 @@ class RayResource(ConfigurableResource):
         if urlparse(root).scheme == "s3":
             root = root.removeprefix("s3://")
         return "/".join([root, *parts])
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Mapping[str, float]]:
+    """Connect to the cluster at `address` (or start Ray on this machine with `num_cpus`)
+    unless this process is connected already; yields the cluster's resources.
+
+    A local instance started here is shut down afterwards, so no Ray process outlives the
+    work; a connection to an existing cluster is only closed.
+    """
+    already_connected = ray.is_initialized()
+    if not already_connected:
+        if not address:
+            os.environ.update(LOCAL_RAY_ENV)
+        ray.init(
+            # "local" starts a new instance even when `ray start` runs one on this machine
+            # (such as the endpoint's head), which a bare ray.init() would join.
+            address=address or "local",
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        yield ray.cluster_resources()
+    finally:
+        if not already_connected:
+            ray.shutdown()

@@ -218,9 +218,9 @@ def _entity_frame(entity_df: pd.DataFrame | str | None) -> tuple[pl.DataFrame, s
     if entity_df is None:
         raise TypeError("the polars offline store takes an entity DataFrame; it was given none")
     timestamp_column = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
-    times = entity_df[timestamp_column]
-    if not pd.api.types.is_datetime64_any_dtype(times):
-        entity_df = entity_df.assign(**{timestamp_column: _parsed_times(times, timestamp_column)})
+    if not pd.api.types.is_datetime64_any_dtype(entity_df.dtypes[timestamp_column]):
+        times = _parsed_times(entity_df[timestamp_column], timestamp_column)
+        entity_df = entity_df.assign(**{timestamp_column: times})
     entities = pl.from_pandas(entity_df)
     dtype = entities.schema[timestamp_column]
     unit = dtype.time_unit if isinstance(dtype, pl.Datetime) else "us"
@@ -228,7 +228,7 @@ def _entity_frame(entity_df: pd.DataFrame | str | None) -> tuple[pl.DataFrame, s
     return entities, timestamp_column
 
 
-def _parsed_times(times: pd.Series, column: str) -> pd.Series:
+def _parsed_times(times, column: str) -> pd.Series:
     try:
         return pd.to_datetime(times, utc=True, format="ISO8601")
     except (ValueError, TypeError) as error:

@@ -1,0 +1,43 @@
+"""Work split by entity over a Ray cluster.
+
+Rows go to partitions by a hash of their entity columns that is the same in every process
+(polars' hash with a fixed seed, on every node of one environment), so two frames split
+apart, such as entity rows and a feature table, meet again partition by partition.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+import ray
+
+PARTITION = "__partition"
+_SEED = 0
+# A partition's task may take long at scale; a lost node's tasks are retried by Ray.
+CLUSTER_TASK_TIMEOUT_S = 3_600
+
+
+def partition_of(columns: list[str], count: int) -> pl.Expr:
+    """Each row's partition, 0 to count - 1, from its values in `columns`."""
+    return (pl.struct(columns).hash(seed=_SEED) % count).cast(pl.Int64).alias(PARTITION)
+
+
+def split(frame: pl.DataFrame, columns: list[str], count: int) -> list[pl.DataFrame]:
+    """`frame`'s rows in `count` partitions by `columns`, in partition order (some may be
+    empty), each in the order the rows had in `frame`."""
+    tagged = frame.with_columns(partition_of(columns, count))
+    parts = tagged.partition_by(PARTITION, as_dict=True, include_key=False, maintain_order=True)
+    return [parts.get((index,), frame.clear()) for index in range(count)]
+
+
+def run_on_cluster(function: Callable[..., Any], calls: list[tuple]) -> tuple[list[Any], int]:
+    """`function(*call)` for each call, as Ray tasks spread over the connected cluster's
+    nodes; returns the results in call order and how many nodes computed them."""
+    tasks = [_run.remote(function, *call) for call in calls]
+    done = ray.get(tasks, timeout=CLUSTER_TASK_TIMEOUT_S)
+    return [result for _, result in done], len({node for node, _ in done})
+
+
+@ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+def _run(function: Callable[..., Any], *arguments: Any) -> tuple[str, Any]:
+    return ray.get_runtime_context().get_node_id(), function(*arguments)
