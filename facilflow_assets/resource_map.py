@@ -47,7 +47,10 @@ def _prod_builders() -> dict[str, Callable[[], object]]:
     return {
         "storage": lambda: storage,
         "feast": lambda: resources.FeastResource(
-            storage=storage, online_store="redis", redis_url=dg.EnvVar("FACILFLOW_REDIS_URL")
+            storage=storage,
+            online_store="redis",
+            redis_url=dg.EnvVar("FACILFLOW_REDIS_URL"),
+            ray_address=dg.EnvVar("FACILFLOW_RAY_ADDRESS"),
         ),
         "mlflow": lambda: resources.MlflowResource(
             tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),

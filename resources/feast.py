@@ -34,6 +34,11 @@ class FeastResource(ConfigurableResource):
         default=POLARS_OFFLINE_STORE,
         description="Offline store type: the polars store, or Feast's own (e.g. 'duckdb').",
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="A Ray cluster on which the polars store joins training sets, split by "
+        "entity; in the step's process when unset.",
+    )
 
     @property
     def state_dir(self) -> Path:
@@ -58,9 +63,14 @@ class FeastResource(ConfigurableResource):
             "provider": "local",
             "registry": str(self.registry_path(scope)),
             "online_store": online,
-            "offline_store": {"type": self.offline_store},
+            "offline_store": self._offline_settings(),
             "entity_key_serialization_version": 3,
         }
+
+    def _offline_settings(self) -> dict[str, str]:
+        if self.offline_store != POLARS_OFFLINE_STORE or not self.ray_address:
+            return {"type": self.offline_store}
+        return {"type": self.offline_store, "ray_address": self.ray_address}
 
     def repo_config(self, scope: ModelScope) -> RepoConfig:
         return RepoConfig(

@@ -1,6 +1,7 @@
-"""Point-in-time correctness of the polars offline store and of Feast's DuckDB store.
+"""Point-in-time correctness of the polars offline store (in this process, and split by
+entity over Ray: a real local instance with two CPUs) and of Feast's DuckDB store.
 
-Both stores run the same retrievals on the same repository and are compared with a naive
+The stores run the same retrievals on the same repository and are compared with a naive
 oracle that scans every feature row for every entity row.
 """
 
@@ -25,12 +26,18 @@ from feast import (
 from feast.types import Float64, String, UnixTimestamp
 
 from facilflow_assets.features.feast_assets import MaterializeConfig, load_online_store
+from facilflow_assets.features.polars_offline_store import PolarsRetrievalJob
+from resources import RayResource
 from resources.feast import POLARS_OFFLINE_STORE
 
 T0 = datetime(2013, 5, 1, tzinfo=UTC)
 TTL = timedelta(hours=2)
 SENSORS = ["s0", "s1", "s2", "s3"]
-STORES = {"polars": POLARS_OFFLINE_STORE, "duckdb": "duckdb"}
+STORES = {
+    "polars": {"type": POLARS_OFFLINE_STORE},
+    "polars_on_ray": {"type": POLARS_OFFLINE_STORE, "ray_address": "local"},
+    "duckdb": {"type": "duckdb"},
+}
 
 
 def _feature_rows(rng: random.Random) -> pl.DataFrame:
@@ -131,16 +138,24 @@ def repository(tmp_path_factory) -> dict:
     }
 
 
-def _store(repository: dict, offline_store: str, state: Path | None = None) -> FeatureStore:
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(tmp_path_factory):
+    """One Ray instance for the module, which the store's "local" address joins."""
+    ray_cluster = RayResource(num_cpus=2, storage_path=str(tmp_path_factory.mktemp("ray")))
+    with ray_cluster.session():
+        yield
+
+
+def _store(repository: dict, store: str, state: Path | None = None) -> FeatureStore:
     """The repository's store; its registry and online store in `state`, if given."""
     root: Path = repository["root"]
     state = state or root
     config = RepoConfig(
         project="pit_test",
         provider="local",
-        registry=str(state / f"registry_{offline_store.rsplit('.', 1)[-1]}.db"),
+        registry=str(state / f"registry_{store}.db"),
         online_store={"type": "sqlite", "path": str(state / "online.db")},
-        offline_store={"type": offline_store},
+        offline_store=STORES[store],
         entity_key_serialization_version=3,
         repo_path=root,
     )
@@ -151,7 +166,7 @@ def _store(repository: dict, offline_store: str, state: Path | None = None) -> F
 
 @pytest.fixture(scope="module", params=sorted(STORES))
 def retrieved(request, repository) -> pd.DataFrame:
-    store = _store(repository, STORES[request.param])
+    store = _store(repository, request.param)
     service = store.get_feature_service("readings_v1")
     frame = store.get_historical_features(
         entity_df=repository["entities"], features=service, full_feature_names=True
@@ -233,10 +248,21 @@ def test_a_later_created_correction_wins_over_the_original(retrieved, repository
     assert hits > 0
 
 
-def test_both_stores_return_identical_frames(repository):
+def test_a_ray_address_splits_the_join_over_ray(repository):
+    store = _store(repository, "polars_on_ray")
+    job = store.get_historical_features(
+        entity_df=repository["entities"],
+        features=store.get_feature_service("readings_v1"),
+        full_feature_names=True,
+    )
+    assert job.to_df().shape[0] == len(repository["entities"])
+    assert isinstance(job, PolarsRetrievalJob) and job.ray_nodes == 1  # this machine's node
+
+
+def test_every_store_returns_identical_frames(repository):
     frames = {}
-    for name, offline_store in STORES.items():
-        store = _store(repository, offline_store)
+    for name in STORES:
+        store = _store(repository, name)
         frames[name] = (
             store.get_historical_features(
                 entity_df=repository["entities"],
@@ -247,15 +273,16 @@ def test_both_stores_return_identical_frames(repository):
             .sort_values("row_id")
             .reset_index(drop=True)
         )
-    polars_frame, duckdb_frame = frames["polars"], frames["duckdb"]
-    assert sorted(polars_frame.columns) == sorted(duckdb_frame.columns)
-    pd.testing.assert_frame_equal(
-        polars_frame, duckdb_frame[polars_frame.columns], check_dtype=False
-    )
+    polars_frame = frames["polars"]
+    for other in ("polars_on_ray", "duckdb"):
+        assert sorted(polars_frame.columns) == sorted(frames[other].columns)
+        pd.testing.assert_frame_equal(
+            polars_frame, frames[other][polars_frame.columns], check_dtype=False
+        )
 
 
 def test_materialization_loads_the_latest_row_per_entity(repository):
-    store = _store(repository, POLARS_OFFLINE_STORE)
+    store = _store(repository, "polars")
     features = repository["features"]
     end = features["event_ts"].max() + timedelta(seconds=1)
     store.materialize(start_date=T0 - timedelta(days=1), end_date=end, feature_views=["forever"])
@@ -272,7 +299,7 @@ def test_a_first_online_load_keeps_the_values_within_the_ttl_of_the_newest_row(
 ):
     """The online_store asset's first load: a view with a TTL gets what is within it at its
     newest row (a sensor last heard of earlier is not served); one without, every sensor."""
-    store = _store(repository, POLARS_OFFLINE_STORE, state=tmp_path)
+    store = _store(repository, "polars", state=tmp_path)
     result = load_online_store(dg.build_asset_context(), MaterializeConfig(), store, "sqlite")
     assert sorted(result.metadata["first_loads"].data) == ["forever", "recent"]
     features = repository["features"]
@@ -290,8 +317,8 @@ def test_a_first_online_load_keeps_the_values_within_the_ttl_of_the_newest_row(
     assert any(v is None for v in within) and any(v is not None for v in within)
 
 
-def _retrieve(repository: dict, offline_store: str, entities: pd.DataFrame) -> pd.DataFrame:
-    store = _store(repository, offline_store)
+def _retrieve(repository: dict, store_name: str, entities: pd.DataFrame) -> pd.DataFrame:
+    store = _store(repository, store_name)
     frame = store.get_historical_features(
         entity_df=entities,
         features=store.get_feature_service("readings_v1"),
@@ -316,7 +343,7 @@ def test_entity_times_in_any_form_feast_accepts_give_the_duckdb_stores_rows(repo
     entities = repository["entities"].copy()
     times = pd.to_datetime(entities["event_timestamp"], utc=True)
     entities["event_timestamp"] = ENTITY_TIME_FORMS[form](times)
-    polars_frame = _retrieve(repository, POLARS_OFFLINE_STORE, entities)
+    polars_frame = _retrieve(repository, "polars", entities)
     duckdb_frame = _retrieve(repository, "duckdb", entities)
     assert polars_frame["recent__value"].notna().sum() > 50
     pd.testing.assert_frame_equal(
@@ -336,7 +363,7 @@ def test_a_time_a_nanosecond_past_the_ttl_gets_no_expired_value(repository):
             "event_timestamp": [*(at + ttl), *(at + ttl + pd.Timedelta(nanoseconds=1))],
         }
     )
-    frame = _retrieve(repository, POLARS_OFFLINE_STORE, entities)
+    frame = _retrieve(repository, "polars", entities)
     observed = pd.to_datetime(frame["recent__observed_at"], utc=True)
     at_boundary, past = frame.index < len(at), frame.index >= len(at)
     assert observed[at_boundary].notna().all()
@@ -349,4 +376,4 @@ def test_entity_times_that_are_not_times_are_named(repository):
     entities = repository["entities"].copy()
     entities["event_timestamp"] = "yesterday-ish"
     with pytest.raises(ValueError, match="entity column 'event_timestamp' must hold times"):
-        _retrieve(repository, POLARS_OFFLINE_STORE, entities)
+        _retrieve(repository, "polars", entities)

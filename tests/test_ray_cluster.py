@@ -1,8 +1,8 @@
 """Cluster mode: a real two-node Ray cluster on loopback (`ray start --head` and a second
-`ray start --address`, separate processes with CPUs of their own). The training, batch
-scoring and endpoint assets get its address from their resources' config, as in prod, and
-their work is found on both nodes (Ray's own record of actors; the nodes of the scoring
-tasks)."""
+`ray start --address`, separate processes with CPUs of their own). The feature table,
+training set, training, batch scoring and endpoint assets get its address from their
+resources' config, as in prod, and their work is found on both nodes (Ray's own record of
+actors; the nodes of the tasks) with the answers they give in one process."""
 
 import contextlib
 import os
@@ -20,7 +20,7 @@ import requests
 
 from facilflow_assets.environment import Environment
 from facilflow_assets.resource_map import build_resources
-from resources import RayResource, ServingResource
+from resources import FeastResource, RayResource, ServingResource
 from resources.ray_cluster import LOCAL_RAY_ENV
 from resources.serving import LOCAL_HEAD_CPUS
 from tests.lifecycle import lifecycle
@@ -178,3 +178,49 @@ def test_a_days_batch_scores_are_computed_on_both_nodes_and_equal_the_in_process
     assert (local["ray_nodes"].value, spread["ray_nodes"].value) == (0, 2)
     assert in_process.len() > 500
     assert on_cluster.to_list() == in_process.to_list()
+
+
+def _materialized(asset: dg.AssetsDefinition, resources: dict) -> tuple[pl.DataFrame, dict]:
+    """The asset's written table and its metadata, materialized with `resources`."""
+    result = dg.materialize([asset], resources=resources)
+    [event] = result.get_asset_materialization_events()
+    metadata = event.event_specific_data.materialization.metadata
+    return pl.read_parquet(metadata["path"].value), metadata
+
+
+def _in_order(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(frame.columns, nulls_last=True)
+
+
+def test_feature_tables_split_by_entity_over_both_nodes_equal_the_local_ones(cluster):
+    on_the_cluster = {
+        **cluster.resources,
+        "ray_cluster": RayResource(
+            address=cluster.address, storage_path=str(cluster.home / "ray-checkpoints")
+        ),
+    }
+    spread = {}
+    for table in FLIGHT_DELAY.use_case.tables:
+        asset = FLIGHT_DELAY.asset(table.name)
+        local, _ = _materialized(asset, cluster.resources)
+        distributed, metadata = _materialized(asset, on_the_cluster)
+        assert local.height > 0, table.name
+        assert _in_order(distributed).equals(_in_order(local), null_equal=True), table.name
+        spread[table.name] = (metadata["ray_partitions"].value, metadata["ray_nodes"].value)
+    # The cluster's three CPUs, on both nodes; route features are split by origin airport
+    # (its departures per origin span routes), of which the flights have three.
+    assert spread["plane_history"] == (3, 2), spread
+    assert spread["route_history"][0] <= 3, spread
+
+
+def test_the_training_set_joined_over_both_nodes_equals_the_local_one(cluster):
+    asset = FLIGHT_DELAY.asset("training_set")
+    local, local_metadata = _materialized(asset, cluster.resources)
+    feast_on_cluster = FeastResource(
+        storage=cluster.resources["storage"], ray_address=cluster.address
+    )
+    joined, metadata = _materialized(asset, {**cluster.resources, "feast": feast_on_cluster})
+    assert (local_metadata["join_ray_nodes"].value, metadata["join_ray_nodes"].value) == (0, 2)
+    assert local.height > 100_000
+    assert joined.columns == local.columns
+    assert _in_order(joined).equals(_in_order(local), null_equal=True)

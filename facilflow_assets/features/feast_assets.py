@@ -138,7 +138,7 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
         service = store.get_feature_service(
             config.feature_service or current_service(store, use_case)
         )
-        frame = historical_features(store, service, entity_df)
+        frame, ray_nodes = retrieve(store, service, entity_df)
         path = write_parquet_atomic(frame, storage.files(scope).training_set_path(service.name))
         version = data_version(frame)
         feature_columns = [c for c in frame.columns if "__" in c]
@@ -154,6 +154,7 @@ def build_feast_assets(use_case: UseCase, scope: ModelScope) -> list[dg.AssetsDe
                 "label": label,
                 **label_summary(frame[label], use_case.task),
                 "prediction_lead_minutes": config.prediction_lead_minutes,
+                "join_ray_nodes": ray_nodes,
             },
         )
 
@@ -239,13 +240,19 @@ def build_entity_frame(storage: StorageResource, use_case: UseCase, lead_minutes
 
 def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame:
     """The service's features for each entity row as of its event time, through Feast."""
+    return retrieve(store, service, entity_df)[0]
+
+
+def retrieve(store, service, entity_df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """`historical_features`, and how many Ray nodes joined them (0: this process)."""
     job = store.get_historical_features(
         entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
     )
     # Feast answers in pandas, which names UTC 'Etc/UTC'; the lake says 'UTC'.
-    return pl.from_pandas(job.to_df()).with_columns(
+    frame = pl.from_pandas(job.to_df()).with_columns(
         cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
+    return frame, getattr(job, "ray_nodes", 0)
 
 
 def features_on_rows(store, service: str, rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:

@@ -8,7 +8,8 @@ names behave the same way. Use it with `offline_store: type: <this module>.Polar
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -33,14 +34,19 @@ from pydantic import StrictStr
 
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.engine import last_per_group
+from facilflow_assets.features.entity_partitions import partition_of, run_on_cluster, split
+from resources.ray_cluster import ray_session
 
 _JOIN_TIME = pl.Datetime("ns", "UTC")
 _ROW = "__entity_row"
 _AS_OF = "__as_of"
+_EVENT_TIME = "__feature_event_time"
 
 
 class PolarsOfflineStoreConfig(FeastConfigBaseModel):
     type: StrictStr = "facilflow_assets.features.polars_offline_store.PolarsOfflineStore"
+    ray_address: StrictStr | None = None
+    """A Ray cluster to join on, split by entity; in this process when unset."""
 
 
 class PolarsRetrievalJob(RetrievalJob):
@@ -57,6 +63,11 @@ class PolarsRetrievalJob(RetrievalJob):
         self._full_feature_names = full_feature_names
         self._on_demand_feature_views = on_demand_feature_views or []
         self._metadata = metadata
+
+    @property
+    def ray_nodes(self) -> int:
+        """How many Ray nodes the query ran on, once it ran (0: in this process)."""
+        return getattr(self._query, "ray_nodes", 0)
 
     def to_polars(self) -> pl.DataFrame:
         """The result as a polars frame (on-demand views are not applied here)."""
@@ -112,12 +123,11 @@ class PolarsOfflineStore(OfflineStore):
         ]
         views = [(view, table, columns) for view, table, columns in views if columns]
 
-        def query() -> pl.DataFrame:
-            features = [
-                _point_in_time_join(entities, table, view, timestamp_column)
-                for view, table, _ in views
-            ]
-            return pl.concat([entities, *features], how="horizontal")
+        joins = [
+            _view_join(entities, table, columns, view, timestamp_column)
+            for view, table, columns in views
+        ]
+        query = _Joins(entities, joins, getattr(config.offline_store, "ray_address", None))
 
         times = entities[timestamp_column]
         earliest, latest = times.min(), times.max()
@@ -279,10 +289,50 @@ def _join_key_map(view: FeatureView) -> dict[str, str]:
     return key_map
 
 
-def _point_in_time_join(
-    entities: pl.DataFrame, table: pl.LazyFrame, view: FeatureView, timestamp_column: str
-) -> pl.DataFrame:
-    """The view's feature columns for every entity row, in the entity rows' order."""
+@dataclass(frozen=True)
+class _ViewRows:
+    """How to read a view's rows under the entity DataFrame's key names, and join them."""
+
+    table: pl.LazyFrame  # join keys, event time, features; read when a join runs
+    entity_keys: list[str]
+    tolerance: timedelta | None
+    features: list[str]
+
+    def join(self, keys: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+        """The features of `keys` (row number and feature columns, in no set order)."""
+        joined = keys.sort([*self.entity_keys, _AS_OF]).join_asof(
+            table,
+            left_on=_AS_OF,
+            right_on=_EVENT_TIME,
+            by=self.entity_keys,
+            strategy="backward",
+            tolerance=self.tolerance,
+            check_sortedness=False,
+        )
+        return joined.select(_ROW, *self.features)
+
+    def join_partition(self, keys: pl.DataFrame, index: int, count: int) -> pl.DataFrame:
+        """`join` of entity partition `index` of `count`: the view's rows are read and
+        filtered to the partition where this runs."""
+        in_partition = partition_of(self.entity_keys, count) == index
+        return self.join(keys, self.table.filter(in_partition).collect())
+
+
+@dataclass(frozen=True)
+class _ViewJoin:
+    """One view's as-of join: the entity rows' keys and times, and the view's rows."""
+
+    keys: pl.DataFrame  # row number, join keys, as-of time
+    rows: _ViewRows
+
+
+def _view_join(
+    entities: pl.DataFrame,
+    table: pl.LazyFrame,
+    features: list[str],
+    view: FeatureView,
+    timestamp_column: str,
+) -> _ViewJoin:
     key_map = _join_key_map(view)
     missing = [column for column in key_map.values() if column not in entities.columns]
     if missing:
@@ -290,27 +340,46 @@ def _point_in_time_join(
             f"feature view '{view.name}' joins on {missing}, which the entity DataFrame lacks"
         )
     entity_keys = list(key_map.values())
-    event_time = "__feature_event_time"
-    source = _batch_source(view)
-    table = table.rename({source.timestamp_field: event_time, **key_map}).with_columns(
-        [pl.col(c).cast(entities.schema[c]) for c in entity_keys]
-    )
-    created = source.created_timestamp_column
-    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
     # Both sides in nanoseconds: an entity time given to the nanosecond is not rounded into
     # a TTL it is past.
+    table = (
+        table.rename({_batch_source(view).timestamp_field: _EVENT_TIME, **key_map})
+        .select(*entity_keys, _EVENT_TIME, *features)
+        .with_columns(
+            *[pl.col(c).cast(entities.schema[c]) for c in entity_keys],
+            pl.col(_EVENT_TIME).cast(_JOIN_TIME),
+        )
+    )
     keys = entities.select(
         *entity_keys, pl.col(timestamp_column).cast(_JOIN_TIME).alias(_AS_OF)
     ).with_row_index(_ROW)
-    table = table.with_columns(pl.col(event_time).cast(_JOIN_TIME))
-    joined = keys.sort([*entity_keys, _AS_OF]).join_asof(
-        table.collect(),
-        left_on=_AS_OF,
-        right_on=event_time,
-        by=entity_keys,
-        strategy="backward",
-        tolerance=ttl,
-        check_sortedness=False,
-    )
-    dropped = {_ROW, _AS_OF, *entity_keys, event_time, *([created] if created else [])}
-    return joined.sort(_ROW).select([c for c in joined.columns if c not in dropped])
+    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+    return _ViewJoin(keys, _ViewRows(table, entity_keys, ttl, features))
+
+
+class _Joins:
+    """The point-in-time joins of one retrieval, in this process or, given a Ray cluster's
+    address, one task per view and entity partition spread over the cluster."""
+
+    def __init__(self, entities: pl.DataFrame, joins: list[_ViewJoin], ray_address: str | None):
+        self.entities, self.joins, self.ray_address = entities, joins, ray_address
+        self.ray_nodes = 0
+
+    def __call__(self) -> pl.DataFrame:
+        if self.ray_address:
+            features = self._on_cluster(self.ray_address)
+        else:
+            features = [join.rows.join(join.keys, join.rows.table.collect()) for join in self.joins]
+        in_row_order = [frame.sort(_ROW).drop(_ROW) for frame in features]
+        return pl.concat([self.entities, *in_row_order], how="horizontal")
+
+    def _on_cluster(self, address: str) -> list[pl.DataFrame]:
+        with ray_session(address) as resources:
+            count = max(1, int(resources.get("CPU", 1)))
+            calls = [
+                (join.rows, keys, index, count)
+                for join in self.joins
+                for index, keys in enumerate(split(join.keys, join.rows.entity_keys, count))
+            ]
+            parts, self.ray_nodes = run_on_cluster(_ViewRows.join_partition, calls)
+        return [pl.concat(parts[i * count : (i + 1) * count]) for i in range(len(self.joins))]
