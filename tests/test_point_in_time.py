@@ -281,8 +281,9 @@ def test_every_store_returns_identical_frames(repository):
         )
 
 
-def test_materialization_loads_the_latest_row_per_entity(repository):
-    store = _store(repository, "polars")
+@pytest.mark.parametrize("store_name", ["polars", "polars_on_ray"])
+def test_materialization_loads_the_latest_row_per_entity(repository, store_name, tmp_path):
+    store = _store(repository, store_name, state=tmp_path)
     features = repository["features"]
     end = features["event_ts"].max() + timedelta(seconds=1)
     store.materialize(start_date=T0 - timedelta(days=1), end_date=end, feature_views=["forever"])

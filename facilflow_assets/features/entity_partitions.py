@@ -38,6 +38,19 @@ def run_on_cluster(function: Callable[..., Any], calls: list[tuple]) -> tuple[li
     return [result for _, result in done], len({node for node, _ in done})
 
 
+def collect_by_partition(plan: pl.LazyFrame, columns: list[str], count: int) -> pl.DataFrame:
+    """The rows of `plan`, collected one partition by `columns` per task on the connected
+    cluster (in no set order). Right for a plan whose every row depends only on rows with
+    its values of `columns`, such as the latest row per entity."""
+    calls = [(plan, columns, index, count) for index in range(count)]
+    parts, _ = run_on_cluster(_collect_partition, calls)
+    return pl.concat(parts)
+
+
+def _collect_partition(plan: pl.LazyFrame, columns: list[str], index: int, count: int):
+    return plan.filter(partition_of(columns, count) == index).collect()
+
+
 @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
 def _run(function: Callable[..., Any], *arguments: Any) -> tuple[str, Any]:
     return ray.get_runtime_context().get_node_id(), function(*arguments)

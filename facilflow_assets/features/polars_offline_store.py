@@ -5,6 +5,10 @@ feature row with the same join keys whose event time is at or before the entity 
 no more than the view's TTL before it; among rows with the same event time, the latest
 created time wins. Field mappings, projections (aliases, join key maps) and full feature
 names behave the same way. Use it with `offline_store: type: <this module>.PolarsOfflineStore`.
+
+With `ray_address` in that setting, the training-set joins and the online store's loads
+(the latest row per entity) run on that Ray cluster, split by entity: each task reads and
+filters the view's rows itself, so no process holds a whole feature table.
 """
 
 from collections.abc import Callable
@@ -34,7 +38,12 @@ from pydantic import StrictStr
 
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.engine import last_per_group
-from facilflow_assets.features.entity_partitions import partition_of, run_on_cluster, split
+from facilflow_assets.features.entity_partitions import (
+    collect_by_partition,
+    partition_of,
+    run_on_cluster,
+    split,
+)
 from resources.ray_cluster import ray_session
 
 _JOIN_TIME = pl.Datetime("ns", "UTC")
@@ -127,7 +136,7 @@ class PolarsOfflineStore(OfflineStore):
             _view_join(entities, table, columns, view, timestamp_column)
             for view, table, columns in views
         ]
-        query = _Joins(entities, joins, getattr(config.offline_store, "ray_address", None))
+        query = _Joins(entities, joins, _ray_address(config))
 
         times = entities[timestamp_column]
         earliest, latest = times.min(), times.max()
@@ -164,7 +173,16 @@ class PolarsOfflineStore(OfflineStore):
             end_date,
         )
         latest = last_per_group(rows.sort([*join_key_columns, *times]), join_key_columns)
-        return PolarsRetrievalJob(latest.collect)
+        address = _ray_address(config)
+        if not address:
+            return PolarsRetrievalJob(latest.collect)
+
+        def on_cluster() -> pl.DataFrame:
+            with ray_session(address) as resources:
+                count = max(1, int(resources.get("CPU", 1)))
+                return collect_by_partition(latest, join_key_columns, count)
+
+        return PolarsRetrievalJob(on_cluster)
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -180,6 +198,10 @@ class PolarsOfflineStore(OfflineStore):
         times = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
         rows = _scan(config, data_source).select([*join_key_columns, *feature_name_columns, *times])
         return PolarsRetrievalJob(_in_range(rows, timestamp_field, start_date, end_date).collect)
+
+
+def _ray_address(config: RepoConfig) -> str | None:
+    return getattr(config.offline_store, "ray_address", None)
 
 
 def _scan(config: RepoConfig, data_source: DataSource) -> pl.LazyFrame:
