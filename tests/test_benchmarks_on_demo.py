@@ -77,3 +77,20 @@ def test_a_year_of_daily_quality_matches_by_hand_and_the_estimate_tracks_it(
     )
     assert unseen["days"] > 100 and unseen["correlation"] > 0.5 and unseen["mae"] < 0.05
     assert every_day["correlation"] > 0.5 and every_day["mae"] < 0.08
+
+
+def test_the_scale_benchmark_runs_every_stage_in_both_modes(
+    built_home, tmp_path, monkeypatch, capsys
+):
+    """A two-fold year of 2,000 flights: the cluster's fixed start-up sets the pace."""
+    arguments = ["--home", str(built_home.home), "--rows", "2000", "--factors", "2"]
+    figures = run_benchmark("scale", [*arguments, "--workdir", str(tmp_path)], monkeypatch, capsys)
+    scaled = figures["2x"]
+    assert scaled["flights"] == 4000 and scaled["equal"] is True
+    for mode, nodes in (("local", 0), ("cluster", 2)):
+        stages = scaled[mode]
+        assert stages["features"]["rows"] > 4000, stages
+        assert stages["join"]["rows"] == stages["scoring"]["rows"] > 3000
+        assert stages["join"]["ray_nodes"] == stages["scoring"]["ray_nodes"] == nodes
+        assert all(stages[s]["peak_gb"] > 0.1 for s in ("features", "join", "scoring"))
+    assert scaled["cluster"]["cluster_idle_gb"] > 0.1

@@ -12,7 +12,7 @@ import polars as pl
 
 from facilflow_assets.feature_spec import AggregateFeature, FeatureTableSpec
 from facilflow_assets.features.engine import compute_features
-from facilflow_assets.features.entity_partitions import run_on_cluster, split
+from facilflow_assets.features.entity_partitions import partition_count, run_on_cluster, split
 from resources import RayResource
 
 
@@ -27,13 +27,14 @@ class ClusterTable:
 def compute_on_cluster(
     spec: FeatureTableSpec, source: pl.DataFrame, ray_cluster: RayResource
 ) -> ClusterTable:
-    """`compute_features(spec, source)`, split by entity over the cluster's CPUs."""
+    """`compute_features(spec, source)`, split by entity over the cluster's CPUs (more
+    partitions than CPUs for a large source)."""
     columns = partition_columns(spec, source)
     if not columns or source.is_empty():
         return ClusterTable(compute_features(spec, source.lazy()), [], 1, 0)
     with ray_cluster.session() as resources:
         groups = source.select(pl.struct(columns).n_unique()).item()
-        count = max(1, min(int(resources.get("CPU", 1)), groups))
+        count = min(partition_count(resources, source.height), groups)
         parts = [part for part in split(source, columns, count) if not part.is_empty()]
         frames, nodes = run_on_cluster(compute_features, [(spec, part) for part in parts])
     order = [*spec.source.entity, spec.timestamp_column]

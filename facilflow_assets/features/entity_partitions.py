@@ -5,7 +5,8 @@ Rows go to partitions by a hash of their entity columns that is the same in ever
 apart, such as entity rows and a feature table, meet again partition by partition.
 """
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import polars as pl
@@ -15,6 +16,15 @@ PARTITION = "__partition"
 _SEED = 0
 # A partition's task may take long at scale; a lost node's tasks are retried by Ray.
 CLUSTER_TASK_TIMEOUT_S = 3_600
+# Rows a task takes at most (before its rows fan out into features): more partitions than
+# CPUs keep each task's memory bounded as the data grows.
+ROWS_PER_PARTITION = 2_000_000
+
+
+def partition_count(resources: Mapping[str, float], rows: int) -> int:
+    """Partitions for `rows` on a cluster with `resources`: one per CPU at least, more when
+    a partition would pass ROWS_PER_PARTITION."""
+    return max(1, int(resources.get("CPU", 1)), math.ceil(rows / ROWS_PER_PARTITION))
 
 
 def partition_of(columns: list[str], count: int) -> pl.Expr:

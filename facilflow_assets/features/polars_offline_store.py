@@ -40,6 +40,7 @@ from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.features.engine import last_per_group
 from facilflow_assets.features.entity_partitions import (
     collect_by_partition,
+    partition_count,
     partition_of,
     run_on_cluster,
     split,
@@ -179,7 +180,7 @@ class PolarsOfflineStore(OfflineStore):
 
         def on_cluster() -> pl.DataFrame:
             with ray_session(address) as resources:
-                count = max(1, int(resources.get("CPU", 1)))
+                count = max(1, int(resources.get("CPU", 1)))  # one row per entity comes back
                 return collect_by_partition(latest, join_key_columns, count)
 
         return PolarsRetrievalJob(on_cluster)
@@ -397,7 +398,7 @@ class _Joins:
 
     def _on_cluster(self, address: str) -> list[pl.DataFrame]:
         with ray_session(address) as resources:
-            count = max(1, int(resources.get("CPU", 1)))
+            count = partition_count(resources, self.entities.height)
             calls = [
                 (join.rows, keys, index, count)
                 for join in self.joins
