@@ -1,4 +1,4 @@
-"""Benchmark: the flight-delay training set through Feast, polars store against DuckDB store.
+"""Benchmark: the flight-delay training set through Feast: the polars, DuckDB and Ray stores.
 
 What is measured: `FeatureStore.get_historical_features(...).to_df()` for every departed
 flight (the entity frame of the `training_set` asset, 60 minutes' lead) with every feature
@@ -6,34 +6,53 @@ of the feature service `flight_delay_v1`, full feature names, on-demand view inc
 
   (a) FacilFlow's polars offline store (the code location's default),
   (b) Feast's own DuckDB offline store, over the same registry and parquet files,
-  (c) a naive as-of oracle written here in plain polars, which does not use join_asof.
+  (c) Feast's own Ray offline store (contrib), over the same registry and parquet files,
+  (d) a naive as-of oracle written here in plain polars, which does not use join_asof.
 
 How: each store gets its own `FeatureStore` and one warm-up call on 1,000 entity rows (it
 loads the registry and imports the store's modules), then one timed full run, measured with
-`time.perf_counter` from the call to the returned pandas frame. The oracle is timed from
-reading the parquet files to its finished frame. The three results are sorted by flight_id,
-their columns aligned, and compared value by value: floats exactly equal or both missing,
-timestamps equal as UTC instants. Feast hands back pandas, where a missing float is NaN,
-so NaN and null both count as missing (the feature tables hold no NaN).
+`time.perf_counter` from the call to the returned pandas frame. The Ray store runs so in a
+process of its own, on a Ray instance it starts there (local, every CPU, without token
+auth; its start falls in the warm-up, reported apart), so that `--ray-timeout` can stop it:
+a run that takes longer or raises is recorded as such in the figures and the rest goes on.
+It runs before the DuckDB store, so as not to share the machine with that one's memory.
+With Feast 0.67 it raises on this service (`feast_ray_error`): the timestamp column it adds
+to the entity rows for each view is, by a late-bound closure, the last view's for all.
+The oracle is timed from reading the parquet files to its finished frame. The results are
+sorted by flight_id, their columns aligned, and compared value by value: floats exactly
+equal or both missing, timestamps equal as UTC instants. Feast hands back pandas, where a
+missing float is NaN, so NaN and null both count as missing (the feature tables hold no
+NaN). `rows_identical` is the polars store against DuckDB and the oracle;
+`feast_ray_rows_identical` the polars store against the Ray store.
 
 Needs the working directory `make demo` builds (`.facilflow/`; the demo tenant's
 flight-delay project); run from the project root (`--rows N`, the first N flights, makes a
 smoke run):
 
-    .venv/bin/python benchmarks/pit_join.py [--home DIR] [--rows N]
+    .venv/bin/python benchmarks/pit_join.py [--home DIR] [--rows N] [--ray-timeout S]
+        [--skip-duckdb]
 
 The last line of output is one JSON object with the figures.
 """
 
 import argparse
+import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
-from feast import FeatureStore, FeatureView
+import ray
+from feast import FeatureStore, FeatureView, RepoConfig
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import build_entity_frame
@@ -42,6 +61,7 @@ from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT
 from facilflow_assets.use_case import load_use_case, use_case_path
 from resources import FeastResource
+from resources.ray_cluster import LOCAL_RAY_ENV
 
 SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")  # the demo tenant's Feast project
 USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
@@ -55,16 +75,41 @@ ODFV_COLUMN = "delay_context__route_vs_carrier_delay_rate"
 ODFV_NUMERATOR = "route_history__route_delay_rate_30d"
 ODFV_DENOMINATOR = "carrier_history__carrier_delay_rate_7d"
 EXAMPLES = 5
+RAY_TIMEOUT_S = 600.0
+FEAST_FRAME = r'File "[^"]*/site-packages/(feast/[^"]+)", line (\d+), in (\w+)'
+# What the Ray store's process reads and writes in its working directory.
+RAY_ENTITIES, RAY_RESULT, RAY_FIGURES, RAY_LOG = (
+    "entities.pkl",
+    "result.pkl",
+    "figures.json",
+    "ray_store.log",
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=LOCAL_HOME, help="working directory")
     parser.add_argument("--rows", type=int, help="the first N flights only (all if unset)")
+    parser.add_argument(
+        "--ray-timeout",
+        type=float,
+        default=RAY_TIMEOUT_S,
+        help="seconds Feast's Ray store may take in all (its Ray instance's start, warm-up, "
+        "run) before it is stopped and recorded as timed out (default %(default)g)",
+    )
+    parser.add_argument(
+        "--skip-duckdb",
+        action="store_true",
+        help="leave out Feast's DuckDB store (at full size about 3 minutes and 21 GB of "
+        "memory on a 2-core, 24 GB machine)",
+    )
+    parser.add_argument("--ray-child", type=Path, help=argparse.SUPPRESS)  # the Ray store's run
     arguments = parser.parse_args()
     home = arguments.home.resolve()
     resources = build_resources(Environment.LOCAL, home=home)
     polars_feast = resources["feast"]
+    if arguments.ray_child:
+        return _ray_store_process(polars_feast, arguments.ray_child)
     missing = _missing_inputs(polars_feast)
     if missing:
         print(f"The benchmark needs a built working directory at {home}; missing:", file=sys.stderr)
@@ -85,13 +130,27 @@ def main() -> int:
 
     results: dict[str, pd.DataFrame] = {}
     seconds: dict[str, float] = {}
-    for label, feast in [("facilflow polars", polars_feast), ("feast duckdb", duckdb_feast)]:
-        store = feast.feature_store(SCOPE)
-        print(f"{label}: warm-up on {WARM_UP_ROWS:,} rows, then the full run ...", flush=True)
-        _training_set(store, entity_df.head(WARM_UP_ROWS))
-        start = time.perf_counter()
-        results[label] = _training_set(store, entity_df)
-        seconds[label] = time.perf_counter() - start
+    label = "facilflow polars"
+    results[label], seconds[label] = _timed_run(label, polars_feast.feature_store(SCOPE), entity_df)
+    print(
+        f"feast ray: the same in a process of its own, at most {arguments.ray_timeout:g} s ...",
+        flush=True,
+    )
+    ray_run = _run_ray_store(home, entity_df, arguments.ray_timeout)
+    ray_frame = None
+    if ray_run.frame is not None:
+        try:
+            ray_frame = _from_pandas(ray_run.frame)
+            results["feast ray"], seconds["feast ray"] = ray_run.frame, ray_run.seconds
+        except Exception as error:  # a column polars cannot take: recorded, not compared
+            ray_run.error = f"its training set does not convert to polars: {_error_summary(error)}"
+    if ray_frame is None:
+        print(f"feast ray: {ray_run.error}")
+    if not arguments.skip_duckdb:
+        label = "feast duckdb"
+        results[label], seconds[label] = _timed_run(
+            label, duckdb_feast.feature_store(SCOPE), entity_df
+        )
 
     store = polars_feast.feature_store(SCOPE)
     views = _service_views(store)
@@ -100,39 +159,197 @@ def main() -> int:
     seconds["oracle (plain polars)"] = time.perf_counter() - start
 
     frames = {
-        "facilflow polars": _from_pandas(results["facilflow polars"]),
-        "feast duckdb": _from_pandas(results["feast duckdb"]),
-        "oracle (plain polars)": oracle,
+        label: _from_pandas(frame) for label, frame in results.items() if label != "feast ray"
     }
+    if ray_frame is not None:
+        frames["feast ray"] = ray_frame
+    frames["oracle (plain polars)"] = oracle
     reference = frames["facilflow polars"]
     print()
     print(f"{'store':<24}{'seconds':>10}{'rows':>10}{'columns':>10}")
     for label, frame in frames.items():
         print(f"{label:<24}{seconds[label]:>10.2f}{frame.height:>10,}{frame.width:>10}")
+    if ray_frame is None:
+        print(f"{'feast ray':<24}{'-':>10}  {ray_run.error}")
 
     print()
-    _report_dtypes(results["facilflow polars"], results["feast duckdb"])
+    for label in ("feast duckdb", "feast ray"):
+        if label in results:
+            _report_dtypes(results["facilflow polars"], label, results[label])
     identical = True
     for label in ("feast duckdb", "oracle (plain polars)"):
-        same = _compare("facilflow polars", reference, label, frames[label])
-        identical = identical and same
-    _compare("feast duckdb", frames["feast duckdb"], "oracle", oracle)
+        if label in frames:
+            same = _compare("facilflow polars", reference, label, frames[label])
+            identical = identical and same
+    if "feast duckdb" in frames:
+        _compare("feast duckdb", frames["feast duckdb"], "oracle", oracle)
+    ray_identical = None
+    if "feast ray" in frames:
+        ray_identical = _compare("facilflow polars", reference, "feast ray", frames["feast ray"])
 
     facilflow_s = seconds["facilflow polars"]
-    duckdb_s = seconds["feast duckdb"]
+    duckdb_s = seconds.get("feast duckdb")
     figures = {
         "rows": reference.height,
         "features": sum("__" in c for c in reference.columns),
         "facilflow_s": round(facilflow_s, 3),
-        "feast_duckdb_s": round(duckdb_s, 3),
+        "feast_duckdb_s": _rounded(duckdb_s, 3),
         "oracle_s": round(seconds["oracle (plain polars)"], 3),
-        "ratio_vs_feast_duckdb": round(duckdb_s / facilflow_s, 1),
+        "ratio_vs_feast_duckdb": _rounded(duckdb_s and duckdb_s / facilflow_s, 1),
         "rows_identical": identical,
+        "feast_ray_s": _rounded(ray_run.seconds, 3),
+        "feast_ray_warm_up_s": _rounded(ray_run.warm_up_seconds, 3),
+        "feast_ray_process_s": round(ray_run.process_seconds, 3),
+        "feast_ray_error": ray_run.error,
+        "feast_ray_rows_identical": ray_identical,
+        "ratio_vs_feast_ray": _rounded(ray_run.seconds and ray_run.seconds / facilflow_s, 1),
     }
     print()
-    print(f"polars store is {figures['ratio_vs_feast_duckdb']}x faster than Feast's DuckDB store")
+    for label, ratio in [
+        ("DuckDB", figures["ratio_vs_feast_duckdb"]),
+        ("Ray", figures["ratio_vs_feast_ray"]),
+    ]:
+        if ratio is not None:
+            print(f"polars store is {ratio}x faster than Feast's {label} store")
     print(json.dumps(figures))
     return 0
+
+
+def _timed_run(
+    label: str, store: FeatureStore, entity_df: pd.DataFrame
+) -> tuple[pd.DataFrame, float]:
+    """The training set from `store` after a warm-up, and the seconds of its full run."""
+    print(f"{label}: warm-up on {WARM_UP_ROWS:,} rows, then the full run ...", flush=True)
+    _training_set(store, entity_df.head(WARM_UP_ROWS))
+    start = time.perf_counter()
+    frame = _training_set(store, entity_df)
+    return frame, time.perf_counter() - start
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass
+class RayRun:
+    """What Feast's Ray store gave: its training set and seconds, or why not."""
+
+    process_seconds: float  # its process, from start to exit: Ray's start, warm-up, run
+    frame: pd.DataFrame | None = None
+    seconds: float | None = None
+    warm_up_seconds: float | None = None
+    error: str | None = None
+
+
+def _run_ray_store(home: Path, entity_df: pd.DataFrame, timeout: float) -> RayRun:
+    """Feast's Ray store, warm-up and timed run, in a process of its own (this script with
+    `--ray-child`), stopped with its Ray instance once `timeout` seconds have passed.
+
+    That process leads a new process group, which Ray's head processes (GCS server,
+    raylet) join; Ray's workers have groups of their own and end with the raylet.
+    """
+    with tempfile.TemporaryDirectory(prefix="pit_join_ray_") as directory:
+        work = Path(directory)
+        entity_df.to_pickle(work / RAY_ENTITIES)
+        command = [sys.executable, str(Path(__file__).resolve()), "--home", str(home)]
+        command += ["--ray-child", str(work)]
+        # Ray reads the auth mode once, at its start: set for the process from its first line.
+        env = {**os.environ, **LOCAL_RAY_ENV}
+        env.pop("RAY_ADDRESS", None)  # Feast's store would join that cluster
+        start = time.perf_counter()
+        with (work / RAY_LOG).open("w") as log:
+            child = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
+                code = child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop_process_group(child)
+                return RayRun(
+                    process_seconds=time.perf_counter() - start,
+                    error=f"timed out after {timeout:g} s (stopped)",
+                )
+        process_seconds = time.perf_counter() - start
+        figures_path = work / RAY_FIGURES
+        figures = json.loads(figures_path.read_text()) if figures_path.exists() else {}
+        if code != 0 or "error" in figures:
+            lines = (work / RAY_LOG).read_text().strip().splitlines()
+            print("feast ray: its process failed; the end of its output:", file=sys.stderr)
+            for line in lines[-20:]:
+                print(f"  {line}", file=sys.stderr)
+            return RayRun(
+                process_seconds=process_seconds,
+                warm_up_seconds=figures.get("warm_up_s"),
+                error=figures.get("error") or f"exit code {code}: {lines[-1] if lines else ''}",
+            )
+        return RayRun(
+            process_seconds=process_seconds,
+            frame=pd.read_pickle(work / RAY_RESULT),
+            seconds=figures["seconds"],
+            warm_up_seconds=figures["warm_up_s"],
+        )
+
+
+def _stop_process_group(child: subprocess.Popen) -> None:
+    """SIGTERM to the child's process group, SIGKILL to what is left of it 15 s later (a
+    Ray driver waiting on its tasks does not always end on SIGTERM)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def _ray_store_process(feast: FeastResource, work: Path) -> int:
+    """The Ray store's side (`--ray-child`): warm-up and timed run on the entity rows in
+    `work`, the training set and figures written back there, Ray shut down."""
+    entity_df = pd.read_pickle(work / RAY_ENTITIES)
+    figures: dict[str, object] = {}
+    stage = "warm-up"
+    try:
+        store = FeatureStore(config=_ray_repo_config(feast, work / "storage"))
+        start = time.perf_counter()
+        _training_set(store, entity_df.head(WARM_UP_ROWS))  # starts Ray
+        figures["warm_up_s"] = time.perf_counter() - start
+        stage = "full run"
+        start = time.perf_counter()
+        frame = _training_set(store, entity_df)
+        figures["seconds"] = time.perf_counter() - start
+        frame.to_pickle(work / RAY_RESULT)
+    except Exception as error:
+        traceback.print_exc()
+        figures["error"] = f"{stage}: {_error_summary(error)}"
+    finally:
+        ray.shutdown()
+    (work / RAY_FIGURES).write_text(json.dumps(figures))
+    return 1 if "error" in figures else 0
+
+
+def _error_summary(error: BaseException) -> str:
+    """One line for an error: its type and message; for a Ray task's error, whose message is
+    the task's traceback as text, the first exception raised there and the last place in
+    Feast's code before it."""
+    text = str(error).strip()
+    raised = re.search(r"^\s*(\w+(?:Error|Exception)): (.+)$", text, re.MULTILINE)
+    places = re.findall(FEAST_FRAME, text[: raised.start()]) if raised else []
+    if not places:
+        return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    file, line, function = places[-1]
+    return f"{type(error).__name__}, from {raised[1]}: {raised[2]} (in {function}, {file}:{line})"
+
+
+def _ray_repo_config(feast: FeastResource, storage_path: Path) -> RepoConfig:
+    """The scope's settings with Feast's Ray offline store, on a new local Ray instance
+    ("local": not one that `ray start` runs here, such as the serving endpoint's)."""
+    settings = feast.repo_settings(SCOPE)
+    settings["offline_store"] = {
+        "type": "ray",
+        "storage_path": str(storage_path),
+        "ray_conf": {"address": "local"},
+    }
+    return RepoConfig(**settings, repo_path=feast.storage.files(SCOPE).features_dir)
 
 
 def _missing_inputs(feast: FeastResource) -> list[Path]:
@@ -266,7 +483,10 @@ def _compare(left_label: str, left: pl.DataFrame, right_label: str, right: pl.Da
         return False
     differing = {}
     for column in a.columns:
-        unequal = ~a[column].eq_missing(b[column])
+        left_values, right_values = a[column], b[column]
+        if left_values.dtype != right_values.dtype:  # e.g. a pandas column of None only
+            left_values, right_values = left_values.cast(pl.String), right_values.cast(pl.String)
+        unequal = ~left_values.eq_missing(right_values)
         if unequal.any():
             differing[column] = unequal
     if not differing:
@@ -288,14 +508,14 @@ def _compare(left_label: str, left: pl.DataFrame, right_label: str, right: pl.Da
     return False
 
 
-def _report_dtypes(polars_frame: pd.DataFrame, duckdb_frame: pd.DataFrame) -> None:
+def _report_dtypes(polars_frame: pd.DataFrame, label: str, other_frame: pd.DataFrame) -> None:
     differing = {
-        c: (str(polars_frame[c].dtype), str(duckdb_frame[c].dtype))
+        c: (str(polars_frame[c].dtype), str(other_frame[c].dtype))
         for c in polars_frame.columns
-        if c in duckdb_frame.columns and polars_frame[c].dtype != duckdb_frame[c].dtype
+        if c in other_frame.columns and polars_frame[c].dtype != other_frame[c].dtype
     }
     if differing:
-        print("pandas dtypes that differ (polars store, duckdb store); values compared as floats:")
+        print(f"pandas dtypes that differ (polars store, {label}); numbers compared as floats:")
         for column, (left, right) in differing.items():
             print(f"  {column}: {left}, {right}")
         print()

@@ -248,8 +248,9 @@ def retrieve(store, service, entity_df: pl.DataFrame) -> tuple[pl.DataFrame, int
     job = store.get_historical_features(
         entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
     )
-    # Feast answers in pandas, which names UTC 'Etc/UTC'; the lake says 'UTC'.
-    frame = pl.from_pandas(job.to_df()).with_columns(
+    # Arrow, not pandas: no copy of the set on the way, and integers with gaps stay integers.
+    # A store may name UTC 'Etc/UTC'; the lake says 'UTC'.
+    frame = pl.DataFrame(pl.from_arrow(job.to_arrow())).with_columns(
         cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
     return frame, getattr(job, "ray_nodes", 0)
