@@ -4,6 +4,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 import polars as pl
 import polars.selectors as cs
 from pydantic import Field
@@ -246,7 +247,7 @@ def historical_features(store, service, entity_df: pl.DataFrame) -> pl.DataFrame
 def retrieve(store, service, entity_df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """`historical_features`, and how many Ray nodes joined them (0: this process)."""
     job = store.get_historical_features(
-        entity_df=entity_df.to_pandas(), features=service, full_feature_names=True
+        entity_df=feast_entity_frame(entity_df), features=service, full_feature_names=True
     )
     # Arrow, not pandas: no copy of the set on the way, and integers with gaps stay integers.
     # A store may name UTC 'Etc/UTC'; the lake says 'UTC'.
@@ -254,6 +255,15 @@ def retrieve(store, service, entity_df: pl.DataFrame) -> tuple[pl.DataFrame, int
         cs.datetime(time_zone="*").dt.convert_time_zone("UTC")
     )
     return frame, getattr(job, "ray_nodes", 0)
+
+
+def feast_entity_frame(entity_df: pl.DataFrame) -> pd.DataFrame:
+    """The entity rows as Feast takes them: pandas, its columns backed by Arrow (no Python
+    object per text value), its times numpy datetimes, which every Feast store reads."""
+    frame = entity_df.to_pandas(use_pyarrow_extension_array=True)
+    for column in entity_df.select(cs.datetime()).columns:
+        frame[column] = entity_df[column].to_pandas()
+    return frame
 
 
 def features_on_rows(store, service: str, rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:

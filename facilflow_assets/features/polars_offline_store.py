@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import polars as pl
@@ -95,7 +96,8 @@ class PolarsRetrievalJob(RetrievalJob):
 
     @property
     def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
-        return self._on_demand_feature_views
+        views = self._on_demand_feature_views
+        return [cast(OnDemandFeatureView, _ReadingItsInputs(view)) for view in views]
 
     @property
     def metadata(self) -> RetrievalMetadata | None:
@@ -113,6 +115,28 @@ class PolarsRetrievalJob(RetrievalJob):
         if path.exists() and not allow_overwrite:
             raise SavedDatasetLocationAlreadyExists(location=str(path))
         write_parquet_atomic(self.to_polars(), path)
+
+
+class _ReadingItsInputs:
+    """An on-demand view that Feast's `to_arrow` hands only the columns it reads: Feast
+    hands it the whole training set, which a pandas view then copies whole."""
+
+    def __init__(self, view: OnDemandFeatureView):
+        self._view = view
+        self._inputs = set()
+        for projection in view.source_feature_view_projections.values():
+            for feature in projection.features:
+                for view_name in (projection.name, projection.name_to_use()):
+                    self._inputs |= {f"{view_name}__{feature.name}", feature.name}
+        for request in view.source_request_sources.values():
+            self._inputs |= {field.name for field in request.schema}
+
+    def __getattr__(self, name: str):
+        return getattr(self._view, name)
+
+    def transform_arrow(self, table: pyarrow.Table, full_feature_names: bool) -> pyarrow.Table:
+        read = [column for column in table.column_names if column in self._inputs]
+        return self._view.transform_arrow(table.select(read), full_feature_names)
 
 
 class PolarsOfflineStore(OfflineStore):
