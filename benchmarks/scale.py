@@ -14,7 +14,7 @@ worker with one, as a Ray address configures it):
              (`score`, or `score_on_cluster`, one task per CPU).
 
 Each stage's wall time, and the peak resident memory of its process tree, sampled every
-0.1 s (in cluster mode with the cluster's node processes, whose idle memory is reported
+0.05 s (in cluster mode with the cluster's node processes, whose idle memory is reported
 apart as `cluster_idle_gb`). The join's figure is also given as its growth over the
 process's memory before the join (`join_gb`, after a warm-up join of 1,000 rows has loaded
 the registry and the stores' modules) and as a multiple of the training set's in-memory
@@ -23,9 +23,10 @@ size (`join_over_training_set`).
 How: the scaled year comes from the demo's raw tables (`facilflow_assets.raw.scaled_year`:
 each copy has flights, planes, origins and weather of its own); dbt builds its warehouse
 (untimed, reported as `dbt_s`). Every stage runs in a process of its own, so each peak is
-its own, and one that passes `--memory-cap-gb` is stopped and reported as over the cap
-instead of taking the machine's memory: the later stages of that scale and mode are then
-skipped. The rows of every cluster stage are compared with the local ones (`equal`).
+its own, and one that passes `--memory-cap-gb` (by default three quarters of the memory
+free at the start) is stopped and reported as over the cap instead of taking the machine's
+memory: the later stages of that scale and mode are then skipped, and `equal` compares what
+both modes wrote. The rows of every cluster stage are compared with the local ones (`equal`).
 
 Needs the working directory `make demo` builds (its raw tables and Production model); run
 from the project root (`--rows N`, the first N flights, and `--factors 1,2` make a smoke
@@ -66,7 +67,7 @@ SCOPE = ModelScope(DEFAULT_TENANT, "flight_delay")
 USE_CASE = load_use_case(use_case_path(SCOPE.use_case))
 STAGES = ("features", "join", "scoring")
 GIB = 2**30
-SAMPLE_S = 0.1
+SAMPLE_S = 0.05
 HEAD_CPUS, WORKER_CPUS = 2, 1
 NODES_TIMEOUT_S = 90
 DBT = Path(sys.executable).with_name("dbt")
@@ -79,7 +80,9 @@ def main() -> None:
     parser.add_argument("--factors", default="1,10,100", help="copies of the year, by comma")
     parser.add_argument("--modes", default="local,cluster", help="local, cluster or both")
     parser.add_argument("--rows", type=int, help="the first N flights of the year only")
-    parser.add_argument("--memory-cap-gb", type=float, default=20.0, help="stop a stage above")
+    parser.add_argument(
+        "--memory-cap-gb", type=float, help="stop a stage above (default: 3/4 of what is free)"
+    )
     parser.add_argument("--workdir", type=Path, help="where scaled years go (a temporary one)")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # a child's stage
     parser.add_argument("--scaled-home", type=Path, help=argparse.SUPPRESS)
@@ -88,6 +91,8 @@ def main() -> None:
     if arguments.stage:
         print(json.dumps(run_stage(arguments)))
         return
+    if arguments.memory_cap_gb is None:
+        arguments.memory_cap_gb = round(0.75 * psutil.virtual_memory().available / GIB, 1)
     modes = arguments.modes.split(",")
     factors = [int(f) for f in arguments.factors.split(",")]
     with contextlib.ExitStack() as stack:
@@ -175,7 +180,7 @@ def run_measured(command: list[str], watched: list[psutil.Process], cap_gb: floa
         time.sleep(SAMPLE_S)
     output = child.stdout.read() if child.stdout else ""
     if over_cap:
-        return {"error": f"over the memory cap at {used / GIB:.1f} GiB"}
+        return {"error": f"over the memory cap at {peak / GIB:.1f} GiB"}
     if child.returncode != 0:
         return {"error": f"exit code {child.returncode}"}
     return {**json.loads(output.strip().splitlines()[-1]), "peak_gb": round(peak / GIB, 2)}
@@ -195,13 +200,16 @@ def cluster_memory(watched: list[psutil.Process]) -> float:
     return round(_tree_rss(watched) / GIB, 2)
 
 
-def same_outputs(local: Path, cluster: Path) -> bool:
-    """Whether both modes wrote the same feature tables, training set and scores."""
-    for path in sorted((local / "outputs").rglob("*.parquet")):
-        ours, theirs = pl.read_parquet(path), pl.read_parquet(cluster / path.relative_to(local))
+def same_outputs(local: Path, cluster: Path) -> bool | None:
+    """Whether both modes wrote the same feature tables, training set and scores, as far as
+    both got; None if they have no output in common."""
+    written = {p.relative_to(local) for p in (local / "outputs").rglob("*.parquet")}
+    common = sorted(p for p in written if (cluster / p).exists())
+    for path in common:
+        ours, theirs = pl.read_parquet(local / path), pl.read_parquet(cluster / path)
         if not ours.sort(ours.columns).equals(theirs.sort(theirs.columns), null_equal=True):
             return False
-    return True
+    return True if common else None
 
 
 def run_stage(arguments) -> dict:

@@ -6,7 +6,7 @@ apart, such as entity rows and a feature table, meet again partition by partitio
 """
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import polars as pl
@@ -40,9 +40,11 @@ def split(frame: pl.DataFrame, columns: list[str], count: int) -> list[pl.DataFr
     return [parts.get((index,), frame.clear()) for index in range(count)]
 
 
-def run_on_cluster(function: Callable[..., Any], calls: list[tuple]) -> tuple[list[Any], int]:
+def run_on_cluster(function: Callable[..., Any], calls: Iterable[tuple]) -> tuple[list[Any], int]:
     """`function(*call)` for each call, as Ray tasks spread over the connected cluster's
-    nodes; returns the results in call order and how many nodes computed them."""
+    nodes; returns the results in call order and how many nodes computed them. Each call's
+    arguments go to the cluster's object store as it is submitted, so `calls` may make
+    them one by one."""
     tasks = [_run.remote(function, *call) for call in calls]
     done = ray.get(tasks, timeout=CLUSTER_TASK_TIMEOUT_S)
     return [result for _, result in done], len({node for node, _ in done})

@@ -157,11 +157,8 @@ class PolarsOfflineStore(OfflineStore):
         ]
         views = [(view, table, columns) for view, table, columns in views if columns]
 
-        joins = [
-            _view_join(entities, table, columns, view, timestamp_column)
-            for view, table, columns in views
-        ]
-        query = _Joins(entities, joins, _ray_address(config))
+        view_rows = [_view_rows(entities, table, columns, view) for view, table, columns in views]
+        query = _Joins(entities, timestamp_column, view_rows, _ray_address(config))
 
         times = entities[timestamp_column]
         earliest, latest = times.min(), times.max()
@@ -365,21 +362,9 @@ class _ViewRows:
         return self.join(keys, self.table.filter(in_partition).collect())
 
 
-@dataclass(frozen=True)
-class _ViewJoin:
-    """One view's as-of join: the entity rows' keys and times, and the view's rows."""
-
-    keys: pl.DataFrame  # row number, join keys, as-of time
-    rows: _ViewRows
-
-
-def _view_join(
-    entities: pl.DataFrame,
-    table: pl.LazyFrame,
-    features: list[str],
-    view: FeatureView,
-    timestamp_column: str,
-) -> _ViewJoin:
+def _view_rows(
+    entities: pl.DataFrame, table: pl.LazyFrame, features: list[str], view: FeatureView
+) -> _ViewRows:
     key_map = _join_key_map(view)
     missing = [column for column in key_map.values() if column not in entities.columns]
     if missing:
@@ -397,36 +382,46 @@ def _view_join(
             pl.col(_EVENT_TIME).cast(_JOIN_TIME),
         )
     )
-    keys = entities.select(
-        *entity_keys, pl.col(timestamp_column).cast(_JOIN_TIME).alias(_AS_OF)
-    ).with_row_index(_ROW)
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
-    return _ViewJoin(keys, _ViewRows(table, entity_keys, ttl, features))
+    return _ViewRows(table, entity_keys, ttl, features)
 
 
 class _Joins:
     """The point-in-time joins of one retrieval, in this process or, given a Ray cluster's
-    address, one task per view and entity partition spread over the cluster."""
+    address, one task per view and entity partition spread over the cluster. One view's
+    entity keys are held at a time."""
 
-    def __init__(self, entities: pl.DataFrame, joins: list[_ViewJoin], ray_address: str | None):
-        self.entities, self.joins, self.ray_address = entities, joins, ray_address
+    def __init__(
+        self,
+        entities: pl.DataFrame,
+        timestamp_column: str,
+        views: list[_ViewRows],
+        ray_address: str | None,
+    ):
+        self.entities, self.timestamp_column = entities, timestamp_column
+        self.views, self.ray_address = views, ray_address
         self.ray_nodes = 0
 
     def __call__(self) -> pl.DataFrame:
         if self.ray_address:
             features = self._on_cluster(self.ray_address)
         else:
-            features = [join.rows.join(join.keys, join.rows.table.collect()) for join in self.joins]
+            features = [rows.join(self._keys(rows), rows.table.collect()) for rows in self.views]
         in_row_order = [frame.sort(_ROW).drop(_ROW) for frame in features]
         return pl.concat([self.entities, *in_row_order], how="horizontal")
+
+    def _keys(self, rows: _ViewRows) -> pl.DataFrame:
+        """Row number, the view's join keys and the as-of time of every entity row."""
+        as_of = pl.col(self.timestamp_column).cast(_JOIN_TIME).alias(_AS_OF)
+        return self.entities.select(*rows.entity_keys, as_of).with_row_index(_ROW)
 
     def _on_cluster(self, address: str) -> list[pl.DataFrame]:
         with ray_session(address) as resources:
             count = partition_count(resources, self.entities.height)
-            calls = [
-                (join.rows, keys, index, count)
-                for join in self.joins
-                for index, keys in enumerate(split(join.keys, join.rows.entity_keys, count))
-            ]
+            calls = (
+                (rows, keys, index, count)
+                for rows in self.views
+                for index, keys in enumerate(split(self._keys(rows), rows.entity_keys, count))
+            )
             parts, self.ray_nodes = run_on_cluster(_ViewRows.join_partition, calls)
-        return [pl.concat(parts[i * count : (i + 1) * count]) for i in range(len(self.joins))]
+        return [pl.concat(parts[i * count : (i + 1) * count]) for i in range(len(self.views))]
