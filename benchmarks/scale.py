@@ -134,7 +134,9 @@ def measure_scale(arguments, workdir: Path, factor: int, modes: list[str], clust
             results["cluster_idle_gb"] = cluster_memory(watched)
         figures[mode] = results
     if "local" in modes and "cluster" in modes:
-        figures["equal"] = same_outputs(homes["local"], homes["cluster"])
+        figures["equal"], figures["outputs_compared"] = same_outputs(
+            homes["local"], homes["cluster"]
+        )
     return figures
 
 
@@ -200,16 +202,16 @@ def cluster_memory(watched: list[psutil.Process]) -> float:
     return round(_tree_rss(watched) / GIB, 2)
 
 
-def same_outputs(local: Path, cluster: Path) -> bool | None:
+def same_outputs(local: Path, cluster: Path) -> tuple[bool | None, int]:
     """Whether both modes wrote the same feature tables, training set and scores, as far as
-    both got; None if they have no output in common."""
+    both got (None if they have no output in common); and how many files that compared."""
     written = {p.relative_to(local) for p in (local / "outputs").rglob("*.parquet")}
     common = sorted(p for p in written if (cluster / p).exists())
     for path in common:
         ours, theirs = pl.read_parquet(local / path), pl.read_parquet(cluster / path)
         if not ours.sort(ours.columns).equals(theirs.sort(theirs.columns), null_equal=True):
-            return False
-    return True if common else None
+            return False, len(common)
+    return (True if common else None), len(common)
 
 
 def run_stage(arguments) -> dict:

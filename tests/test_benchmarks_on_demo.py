@@ -6,6 +6,7 @@ import os
 import shutil
 
 from tests.benchmark_runs import run_benchmark
+from tests.lifecycle import lifecycle
 
 
 def test_the_batch_scoring_benchmark_scores_a_few_flights(built_home, monkeypatch, capsys):
@@ -87,6 +88,7 @@ def test_the_scale_benchmark_runs_every_stage_in_both_modes(
     figures = run_benchmark("scale", [*arguments, "--workdir", str(tmp_path)], monkeypatch, capsys)
     scaled = figures["2x"]
     assert scaled["flights"] == 4000 and scaled["equal"] is True
+    assert scaled["outputs_compared"] == len(lifecycle().use_case.tables) + 2  # training set, scores
     for mode, nodes in (("local", 0), ("cluster", 2)):
         stages = scaled[mode]
         assert stages["features"]["rows"] > 4000, stages
