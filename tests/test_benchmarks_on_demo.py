@@ -88,7 +88,8 @@ def test_the_scale_benchmark_runs_every_stage_in_both_modes(
     figures = run_benchmark("scale", [*arguments, "--workdir", str(tmp_path)], monkeypatch, capsys)
     scaled = figures["2x"]
     assert scaled["flights"] == 4000 and scaled["equal"] is True
-    assert scaled["outputs_compared"] == len(lifecycle().use_case.tables) + 2  # training set, scores
+    # Every feature table, the training set and the scores.
+    assert scaled["outputs_compared"] == len(lifecycle().use_case.tables) + 2
     for mode, nodes in (("local", 0), ("cluster", 2)):
         stages = scaled[mode]
         assert stages["features"]["rows"] > 4000, stages
