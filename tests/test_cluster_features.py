@@ -105,6 +105,7 @@ def test_a_table_whose_entities_cross_the_aggregates_groups_is_not_split():
     assert partition_columns(_table([_per_region(["region"])]), readings) == []
 
 
+@pytest.mark.slow
 def test_every_node_puts_a_row_in_the_same_partition(local_ray):
     readings = _readings(2_000)
     here = readings.select(partition_of(["station"], 5))[PARTITION]
@@ -120,6 +121,7 @@ def _partitions_of_stations(frame: pl.DataFrame) -> pl.Series:
     return frame.select(partition_of(["station"], 5))[PARTITION]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregate_over", [None, ["region"]])
 def test_a_table_split_over_ray_equals_the_one_computed_in_one_process(local_ray, aggregate_over):
     features = [*EVERY_KIND, *([_per_region(aggregate_over)] if aggregate_over else [])]

@@ -33,11 +33,14 @@ from resources.feast import POLARS_OFFLINE_STORE
 T0 = datetime(2013, 5, 1, tzinfo=UTC)
 TTL = timedelta(hours=2)
 SENSORS = ["s0", "s1", "s2", "s3"]
+ON_RAY = "polars_on_ray"
 STORES = {
     "polars": {"type": POLARS_OFFLINE_STORE},
-    "polars_on_ray": {"type": POLARS_OFFLINE_STORE, "ray_address": "local"},
+    ON_RAY: {"type": POLARS_OFFLINE_STORE, "ray_address": "local"},
     "duckdb": {"type": "duckdb"},
 }
+# The store on Ray starts Ray: the suite's slow tier.
+STORE_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n == ON_RAY else n for n in STORES]
 
 
 def _feature_rows(rng: random.Random) -> pl.DataFrame:
@@ -138,12 +141,17 @@ def repository(tmp_path_factory) -> dict:
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     """One Ray instance for the module, which the store's "local" address joins."""
     ray_cluster = RayResource(num_cpus=2, storage_path=str(tmp_path_factory.mktemp("ray")))
     with ray_cluster.session():
         yield
+
+
+def _with_ray_if_needed(request: pytest.FixtureRequest, store: str) -> None:
+    if store == ON_RAY:
+        request.getfixturevalue("local_ray")
 
 
 def _store(repository: dict, store: str, state: Path | None = None) -> FeatureStore:
@@ -164,8 +172,9 @@ def _store(repository: dict, store: str, state: Path | None = None) -> FeatureSt
     return store
 
 
-@pytest.fixture(scope="module", params=sorted(STORES))
+@pytest.fixture(scope="module", params=STORE_PARAMS)
 def retrieved(request, repository) -> pd.DataFrame:
+    _with_ray_if_needed(request, request.param)
     store = _store(repository, request.param)
     service = store.get_feature_service("readings_v1")
     frame = store.get_historical_features(
@@ -248,8 +257,9 @@ def test_a_later_created_correction_wins_over_the_original(retrieved, repository
     assert hits > 0
 
 
-def test_a_ray_address_splits_the_join_over_ray(repository):
-    store = _store(repository, "polars_on_ray")
+@pytest.mark.slow
+def test_a_ray_address_splits_the_join_over_ray(repository, local_ray):
+    store = _store(repository, ON_RAY)
     job = store.get_historical_features(
         entity_df=repository["entities"],
         features=store.get_feature_service("readings_v1"),
@@ -259,30 +269,21 @@ def test_a_ray_address_splits_the_join_over_ray(repository):
     assert isinstance(job, PolarsRetrievalJob) and job.ray_nodes == 1  # this machine's node
 
 
-def test_every_store_returns_identical_frames(repository):
-    frames = {}
-    for name in STORES:
-        store = _store(repository, name)
-        frames[name] = (
-            store.get_historical_features(
-                entity_df=repository["entities"],
-                features=store.get_feature_service("readings_v1"),
-                full_feature_names=True,
-            )
-            .to_df()
-            .sort_values("row_id")
-            .reset_index(drop=True)
-        )
-    polars_frame = frames["polars"]
-    for other in ("polars_on_ray", "duckdb"):
-        assert sorted(polars_frame.columns) == sorted(frames[other].columns)
-        pd.testing.assert_frame_equal(
-            polars_frame, frames[other][polars_frame.columns], check_dtype=False
-        )
+@pytest.mark.parametrize("other", [p for p in STORE_PARAMS if p != "polars"])
+def test_every_store_returns_the_polars_stores_frame(repository, other, request):
+    _with_ray_if_needed(request, other)
+    polars_frame, other_frame = (
+        _retrieve(repository, name, repository["entities"]) for name in ("polars", other)
+    )
+    assert sorted(polars_frame.columns) == sorted(other_frame.columns)
+    pd.testing.assert_frame_equal(
+        polars_frame, other_frame[polars_frame.columns], check_dtype=False
+    )
 
 
-@pytest.mark.parametrize("store_name", ["polars", "polars_on_ray"])
-def test_materialization_loads_the_latest_row_per_entity(repository, store_name, tmp_path):
+@pytest.mark.parametrize("store_name", [p for p in STORE_PARAMS if p != "duckdb"])
+def test_materialization_loads_the_latest_row_per_entity(repository, store_name, tmp_path, request):
+    _with_ray_if_needed(request, store_name)
     store = _store(repository, store_name, state=tmp_path)
     features = repository["features"]
     end = features["event_ts"].max() + timedelta(seconds=1)
