@@ -10,6 +10,7 @@ from facilflow_assets.environment import Environment, get_environment
 from facilflow_assets.events.envelope import EventType
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope, ScopeError
+from resources.feast import POLARS_OFFLINE_STORE
 from resources.serving import inherited_environment
 
 RESOURCE_KEYS = {
@@ -117,6 +118,7 @@ def test_prod_resources_read_settings_only_from_environment_variables(monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     monkeypatch.setenv("FACILFLOW_ARTIFACT_ROOT", "s3://models/")
     monkeypatch.setenv("FACILFLOW_APPROVERS", "acme=carol,dave;globex=erin")
+    monkeypatch.setenv("FACILFLOW_RAY_ADDRESS", "ray://ray-head.internal:10001")
     # The code location reads no tenant from the environment: the CLI's defaults only.
     monkeypatch.setenv("FACILFLOW_TENANT", "globex")
     monkeypatch.setenv("FACILFLOW_USE_CASE", "airport_rain")
@@ -134,6 +136,7 @@ def test_prod_resources_read_settings_only_from_environment_variables(monkeypatc
         return {
             "files": storage.files(scope).root,
             "online": feast.repo_settings(scope)["online_store"],
+            "offline": feast.repo_settings(scope)["offline_store"],
             "project": feast.repo_settings(scope)["project"],
             "artifacts": mlflow.experiment_artifact_location(scope),
             "tracking": mlflow.tracking_uri,
@@ -146,6 +149,8 @@ def test_prod_resources_read_settings_only_from_environment_variables(monkeypatc
     assert result.output_for_node("probe") == {
         "files": tmp_path.resolve() / "tenants" / "acme" / "flight_delay",
         "online": {"type": "redis", "connection_string": "redis.internal:6379"},
+        # Training sets are joined on the Ray cluster.
+        "offline": {"type": POLARS_OFFLINE_STORE, "ray_address": "ray://ray-head.internal:10001"},
         "project": "acme_flight_delay",
         "artifacts": "s3://models/acme/flight_delay",
         "tracking": "http://mlflow.internal:5000",
