@@ -36,11 +36,9 @@ The last line of output is one JSON object with the figures.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +54,7 @@ from feast import FeatureStore, FeatureView, RepoConfig
 
 from facilflow_assets.environment import LOCAL_HOME, Environment
 from facilflow_assets.features.feast_assets import build_entity_frame
+from facilflow_assets.loopback import stop_process_group
 from facilflow_assets.resource_map import build_resources
 from facilflow_assets.scope import ModelScope
 from facilflow_assets.tenants import DEFAULT_TENANT
@@ -264,7 +263,7 @@ def _run_ray_store(home: Path, entity_df: pd.DataFrame, timeout: float) -> RayRu
             try:
                 code = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _stop_process_group(child)
+                stop_process_group(child, grace_s=15)
                 return RayRun(
                     process_seconds=time.perf_counter() - start,
                     error=f"timed out after {timeout:g} s (stopped)",
@@ -288,18 +287,6 @@ def _run_ray_store(home: Path, entity_df: pd.DataFrame, timeout: float) -> RayRu
             seconds=figures["seconds"],
             warm_up_seconds=figures["warm_up_s"],
         )
-
-
-def _stop_process_group(child: subprocess.Popen) -> None:
-    """SIGTERM to the child's process group, SIGKILL to what is left of it 15 s later (a
-    Ray driver waiting on its tasks does not always end on SIGTERM)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
 
 
 def _ray_store_process(feast: FeastResource, work: Path) -> int:

@@ -43,7 +43,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import psutil
 
 from facilflow_assets.atomic_files import write_parquet_atomic
 from facilflow_assets.environment import LOCAL_HOME, PROJECT_ROOT
+from facilflow_assets.loopback import free_port, stop_process_group
 from facilflow_assets.raw.scaled_year import scale_year
 from facilflow_assets.raw.schemas import RAW_TABLES
 from facilflow_assets.scope import ModelScope
@@ -315,7 +315,7 @@ class TwoNodes:
     """A Ray head (two CPUs) and a worker (one CPU) on loopback, as processes of this one."""
 
     def __init__(self, workdir: Path):
-        port = _free_port()
+        port = free_port()
         self.address = f"127.0.0.1:{port}"
         self.workdir = workdir
         common = ["--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
@@ -371,20 +371,7 @@ class TwoNodes:
 
     def __exit__(self, *exc) -> None:
         for node in reversed(self.nodes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, 15)
-        for node in self.nodes:
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, 9)
-                node.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+            stop_process_group(node)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Ports on this machine, for the local servers FacilFlow starts (broker, Ray head)."""
+"""Ports on this machine for the local servers FacilFlow starts (broker, Ray head), and
+stopping such a server with its children."""
 
 import contextlib
+import os
 import random
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -40,3 +44,16 @@ def accepts_connections(address: str) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 2):
         return True
     return False
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM to the process's group (started with `start_new_session`), then, `grace_s`
+    later, SIGKILL to what is left of it: a Ray node's or driver's children do not always
+    end with their leader."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

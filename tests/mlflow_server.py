@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from facilflow_assets.loopback import free_port
+from facilflow_assets.loopback import free_port, stop_process_group
 from tests.tls import TlsFiles
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
@@ -98,16 +97,6 @@ def _uvicorn_options(tls: TlsFiles | None) -> str:
     if tls:
         options += f" --ssl-keyfile {tls.key} --ssl-certfile {tls.certificate}"
     return options
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def _wait_until_healthy(

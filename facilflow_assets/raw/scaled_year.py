@@ -8,6 +8,8 @@ routes, origin airports and hours of weather all grow with the factor, and every
 features and labels are the original's, which makes a scaled run checkable.
 """
 
+from collections.abc import Callable
+
 import polars as pl
 
 FLIGHT_NUMBER_STRIDE = 10_000  # above every flight number of the year (8,500 at most)
@@ -20,38 +22,41 @@ def scale_year(tables: dict[str, pl.DataFrame], factor: int) -> dict[str, pl.Dat
     if tables["flights"]["flight"].max() >= FLIGHT_NUMBER_STRIDE:  # type: ignore[operator]
         raise ValueError(f"flight numbers must stay below {FLIGHT_NUMBER_STRIDE} to be shifted")
     copies = range(1, factor)
-    origins = tables["flights"]["origin"].unique()
+    flights, airports = tables["flights"], tables["airports"]
+    origin_airports = airports.filter(pl.col("faa").is_in(flights["origin"].unique()))
     return {
-        "flights": _with_copies(tables["flights"], copies, _flights_copy),
-        "weather": _with_copies(tables["weather"], copies, _renamed("origin")),
-        "planes": _with_copies(tables["planes"], copies, _planes_copy),
-        "airports": _with_copies(
-            tables["airports"],
-            copies,
-            lambda frame, r: _renamed("faa")(frame.filter(pl.col("faa").is_in(origins)), r),
-        ),
+        "flights": pl.concat([flights, *_copies(flights, copies, _FLIGHT_COPY)]),
+        "weather": pl.concat([tables["weather"], *_copies(tables["weather"], copies, _AT_ORIGIN)]),
+        "planes": pl.concat([tables["planes"], *_copies(tables["planes"], copies, _PLANE_COPY)]),
+        "airports": pl.concat([airports, *_copies(origin_airports, copies, {"faa": _origin})]),
         "airlines": tables["airlines"],
     }
 
 
-def _with_copies(frame: pl.DataFrame, copies: range, copy) -> pl.DataFrame:
-    return pl.concat([frame, *(copy(frame, r) for r in copies)])
+def _origin(column: pl.Expr, r: int) -> pl.Expr:
+    return column + str(r)
 
 
-def _renamed(column: str):
-    def copy(frame: pl.DataFrame, r: int) -> pl.DataFrame:
-        return frame.with_columns(pl.col(column) + str(r))
-
-    return copy
+def _tail_number(column: pl.Expr, r: int) -> pl.Expr:
+    return column + f"R{r}"
 
 
-def _flights_copy(flights: pl.DataFrame, r: int) -> pl.DataFrame:
-    return flights.with_columns(
-        pl.col("origin") + str(r),
-        pl.col("tailnum") + f"R{r}",
-        pl.col("flight") + r * FLIGHT_NUMBER_STRIDE,
-    )
+def _flight_number(column: pl.Expr, r: int) -> pl.Expr:
+    return column + r * FLIGHT_NUMBER_STRIDE
 
 
-def _planes_copy(planes: pl.DataFrame, r: int) -> pl.DataFrame:
-    return planes.with_columns(pl.col("tailnum") + f"R{r}")
+_FLIGHT_COPY = {"origin": _origin, "tailnum": _tail_number, "flight": _flight_number}
+_AT_ORIGIN = {"origin": _origin}
+_PLANE_COPY = {"tailnum": _tail_number}
+
+
+def _copies(
+    frame: pl.DataFrame, copies: range, changes: dict[str, Callable[[pl.Expr, int], pl.Expr]]
+) -> list[pl.DataFrame]:
+    """Copy `r` of `frame` for each `r` of `copies`, its columns changed as `changes` say."""
+    return [
+        frame.with_columns(
+            change(pl.col(column), r).alias(column) for column, change in changes.items()
+        )
+        for r in copies
+    ]
